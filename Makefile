@@ -1,0 +1,40 @@
+# The workbook's commands. `make help` lists them.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+CL    := $(VENV)/bin/cloudlab
+PYTEST := bash scripts/pytest.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run lab test test-quick bench lint clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+setup: ## venv + package; as root on Debian also Docker, registry, Prometheus...; idempotent
+	@bash scripts/setup.sh
+
+run: setup ## set up, start local services, run every notebook headless, print a summary
+	@$(CL) services up
+	@$(CL) run --quiet; rc=$$?; $(CL) cleanup >/dev/null; exit $$rc
+
+lab: setup ## open JupyterLab on the workbook
+	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/00-getting-started.ipynb
+
+test: setup ## set up, then run every test tier (unit, integration, notebooks, grading)
+	@$(PYTEST) tests
+
+test-quick: ## unit tests only (no services, seconds)
+	@test -x $(PY) || bash scripts/setup.sh --python-only
+	@$(PYTEST) -m unit tests
+
+bench: setup ## benchmarks (performance targets live here, not in tests)
+	@if ls bench/*.py >/dev/null 2>&1; then for b in bench/*.py; do $(PY) $$b || exit 1; done; \
+	else echo "no benchmarks yet"; fi
+
+lint: ## ruff on the library, tests and scripts
+	@$(VENV)/bin/ruff check lib tests scripts
+
+clean: ## remove what the workbook created (containers, services, outputs)
+	-@test -x $(CL) && $(CL) cleanup
+	rm -rf runs course .pytest_cache

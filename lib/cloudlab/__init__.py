@@ -1,0 +1,32 @@
+"""cloudlab: the helper library of the workbook *Virtualization, Containers and Elasticity*.
+
+Notebooks do ``import cloudlab as cl`` and call short verbs named after what they teach.
+Submodules load on first use, so importing the package is instant.
+
+>>> import cloudlab as cl
+>>> cl.settings().aws_mode in ("local", "aws")
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .config import configure, settings
+from .errors import CloudlabError, CommandError, ConfigError, ServiceError, UnavailableError
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("aws", "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "proc",
+               "runner", "services")
+
+__all__ = ["CloudlabError", "CommandError", "ConfigError", "ServiceError", "UnavailableError",
+           "configure", "settings", *_SUBMODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'cloudlab' has no attribute {name!r}")
+

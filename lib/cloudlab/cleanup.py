@@ -1,0 +1,43 @@
+"""Remove what the workbook created: everything carries the run-id label.
+
+>>> removed = sweep()                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from . import engine, services
+from .config import LABEL, Settings, settings
+
+
+def sweep(run_id: str | None = None, cfg: Settings | None = None,
+          stop_services: bool = True) -> dict[str, int]:
+    """Remove labelled containers, services, networks and volumes; stop local services.
+
+    With ``run_id`` only that run's leftovers go; without, every cloudlab-labelled thing.
+    Returns counts per kind of resource removed.
+    """
+    cfg = cfg or settings()
+    flt = {"label": f"{LABEL}={run_id}" if run_id else LABEL}
+    counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0}
+    if engine.version() is not None:
+        api = engine.client(timeout=60)
+        with contextlib.suppress(Exception):  # not a swarm manager: nothing to remove
+            for svc in api.services.list(filters=flt):
+                svc.remove()
+                counts["services"] += 1
+        for c in api.containers.list(all=True, filters=flt):
+            c.remove(force=True, v=True)
+            counts["containers"] += 1
+        for n in api.networks.list(filters=flt):
+            with contextlib.suppress(Exception):
+                n.remove()
+                counts["networks"] += 1
+        for v in api.volumes.list(filters=flt):
+            with contextlib.suppress(Exception):
+                v.remove(force=True)
+                counts["volumes"] += 1
+    if stop_services:
+        services.down(cfg=cfg)
+    return counts

@@ -1,0 +1,129 @@
+"""The ``cloudlab`` command: doctor, services, images, engine, run, cleanup.
+
+>>> main(["services", "status"])             # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .errors import CloudlabError
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    report = doctor.check()
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+def _services(args: argparse.Namespace) -> int:
+    from . import services
+
+    if args.action == "up":
+        for svc in services.up(args.names):
+            print(f"{svc.name:<13} up at {svc.url} (pid {svc.pid()}, log {svc.log})")
+    elif args.action == "down":
+        services.down(args.names)
+        print("stopped: " + ", ".join(args.names or services.SERVICES))
+    else:
+        rows = services.status(args.names)
+        print(f"{'service':<13} {'state':<8} {'pid':>7}  url")
+        for st in rows:
+            state = "healthy" if st.healthy else ("starting" if st.running else "stopped")
+            print(f"{st.name:<13} {state:<8} {st.pid or '-':>7}  {st.url}")
+    return 0
+
+
+def _images(args: argparse.Namespace) -> int:
+    from . import images
+
+    image = images.bootstrap(args.tag)
+    print(f"{image.tag}: {image.source}")
+    return 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from . import engine
+
+    if args.action == "up":
+        print(f"Docker Engine {engine.up()} answers")
+        return 0
+    found = engine.version()
+    print(f"Docker Engine {found} answers" if found else f"no engine: {engine.start_hint()}")
+    return 0 if found else 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    params = {"ci": not args.full}
+    results = runner.run_all(args.notebooks, params, progress=not args.quiet)
+    print()
+    print(runner.summary(results))
+    failed = [r for r in results if r.status != "passed"]
+    for r in failed:
+        print(f"\nFAILED {r.notebook}: {r.error}\n  executed copy: {r.output}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cleanup(args: argparse.Namespace) -> int:
+    from . import cleanup
+
+    counts = cleanup.sweep(args.run_id, stop_services=not args.keep_services)
+    print("removed: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cloudlab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("doctor", help="what is installed, what is missing, how to fix it")
+    d.set_defaults(func=_doctor)
+
+    s = sub.add_parser("services", help="start/stop/inspect the local stand-in services")
+    s.add_argument("action", choices=["up", "down", "status"])
+    s.add_argument("names", nargs="*", help="moto, registry, prometheus, alertmanager")
+    s.set_defaults(func=_services)
+
+    i = sub.add_parser("images", help="base images")
+    i.add_argument("action", choices=["bootstrap"])
+    i.add_argument("tag", nargs="?", help="default: the configured base image")
+    i.set_defaults(func=_images)
+
+    e = sub.add_parser("engine", help="the Docker engine")
+    e.add_argument("action", choices=["up", "status"])
+    e.set_defaults(func=_engine)
+
+    r = sub.add_parser("run", help="execute chapter notebooks headless with papermill")
+    r.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
+    r.add_argument("--full", action="store_true", help="full sizes instead of ci=True")
+    r.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
+    r.set_defaults(func=_run)
+
+    c = sub.add_parser("cleanup", help="remove everything the workbook created")
+    c.add_argument("--run-id", help="only this run's resources")
+    c.add_argument("--keep-services", action="store_true", help="leave local services up")
+    c.set_defaults(func=_cleanup)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CloudlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The container engine: is one answering, and start Debian's ``dockerd`` when not.
+
+>>> available()                              # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .config import Settings, settings
+from .errors import ServiceError, UnavailableError
+from .proc import wait_for
+
+SOCKET = "/var/run/docker.sock"
+
+
+def client(timeout: int = 120):
+    """A Docker SDK client for the engine the environment points at."""
+    import docker
+
+    return docker.from_env(timeout=timeout)
+
+
+def version(timeout: float = 2) -> str | None:
+    """The engine's version, or None when no engine answers within ``timeout``."""
+    try:
+        import docker
+
+        api = docker.from_env(timeout=timeout)
+        try:
+            return api.version().get("Version", "unknown")
+        finally:
+            api.close()
+    except Exception:
+        return None
+
+
+def available(cfg: Settings | None = None) -> bool:
+    """Whether notebooks should use Docker: honours ``CLOUDLAB_DOCKER=on|off|auto``."""
+    cfg = cfg or settings()
+    if cfg.docker == "off":
+        return False
+    return version() is not None
+
+
+def require(cfg: Settings | None = None) -> None:
+    """Raise :class:`UnavailableError` with how-to-fix when Docker is not usable."""
+    cfg = cfg or settings()
+    if cfg.docker == "off":
+        raise UnavailableError("Docker is turned off (CLOUDLAB_DOCKER=off)")
+    if version() is None:
+        raise UnavailableError(f"no Docker engine answers; {start_hint()}")
+
+
+def start_hint() -> str:
+    if shutil.which("dockerd") and os.geteuid() == 0:
+        return "start it with `cloudlab engine up` (or `make setup`)"
+    if shutil.which("dockerd"):
+        return "start it with `sudo systemctl start docker` (or run `make setup` as root)"
+    return ("install Docker Engine (Debian: `apt-get install docker.io`) or Docker Desktop, "
+            "then start it")
+
+
+def up(cfg: Settings | None = None, timeout: float = 60) -> str:
+    """Make sure an engine answers, starting ``dockerd`` as root when needed; its version."""
+    cfg = cfg or settings()
+    if (found := version()) is not None:
+        return found
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or os.geteuid() != 0:
+        raise UnavailableError(f"no Docker engine answers and none can be started here; "
+                               f"{start_hint()}")
+    log = cfg.state_dir / "dockerd.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [dockerd, "--host", f"unix://{SOCKET}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (cfg.state_dir / "dockerd.pid").write_text(str(proc.pid))
+
+    def answers() -> str | None:
+        if proc.poll() is not None:
+            from .proc import GiveUp
+
+            raise GiveUp(f"dockerd exited with code {proc.returncode}")
+        return version()
+
+    try:
+        return wait_for(answers, timeout=timeout, what="dockerd to answer", log=log)
+    except ServiceError:
+        proc.kill()
+        raise
+
+
+@functools.cache
+def gpu_runtime() -> bool:
+    """Whether the engine can hand GPUs to containers (the NVIDIA runtime is installed)."""
+    try:
+        api = client(timeout=5)
+        info = api.info()
+        return "nvidia" in (info.get("Runtimes") or {})
+    except Exception:
+        return False
+
+
+def socket_path() -> Path:
+    return Path(SOCKET)

@@ -1,0 +1,109 @@
+"""Running commands and waiting for things, the two primitives everything else uses.
+
+>>> run(["echo", "hi"]).stdout
+'hi\\n'
+>>> wait_for(lambda: True, timeout=1, what="nothing")
+True
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import CommandError, ServiceError
+
+T = TypeVar("T")
+
+
+def which(name: str) -> str | None:
+    """Find a program, looking beside this Python first (venv tools: hadolint, kubectl)."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def run(
+    cmd: Sequence[str],
+    *,
+    check: bool = True,
+    timeout: float | None = 600,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+    input: str | None = None,
+    hint: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` and capture its output; raise :class:`CommandError` when it fails."""
+    cmd = [str(c) for c in cmd]
+    exe = which(cmd[0])
+    if exe is None and not Path(cmd[0]).exists():
+        raise CommandError(cmd, 127, "", f"{cmd[0]}: command not found", hint=hint)
+    try:
+        done = subprocess.run(
+            [exe or cmd[0], *cmd[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            input=input,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(cmd, None, _text(exc.stdout), _text(exc.stderr), hint=hint) from None
+    if check and done.returncode != 0:
+        raise CommandError(cmd, done.returncode, done.stdout, done.stderr, hint=hint)
+    return done
+
+
+def wait_for(
+    probe: Callable[[], T],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    log: Path | None = None,
+) -> T:
+    """Poll ``probe`` until it returns something truthy; raise with ``log``'s tail on timeout.
+
+    Exceptions raised by the probe count as "not yet", except :class:`GiveUp`, which
+    ends the wait at once (say, because the process being waited for has exited).
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+        except GiveUp as exc:
+            raise ServiceError(f"gave up waiting for {what}: {exc}{log_tail(log)}") from None
+        except Exception as exc:  # a probe that raises is simply not ready yet
+            last_error = exc
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 1.5, 1.0)
+    detail = f" (last error: {last_error})" if last_error else ""
+    raise ServiceError(f"timed out after {timeout:g} s waiting for {what}{detail}{log_tail(log)}")
+
+
+class GiveUp(Exception):
+    """Raised by a probe to stop :func:`wait_for` early with a reason."""
+
+
+def log_tail(log: Path | None, lines: int = 25) -> str:
+    """The last lines of a log file, formatted for an error message ('' when absent)."""
+    if log is None or not Path(log).exists():
+        return ""
+    text = Path(log).read_text(errors="replace").strip().splitlines()[-lines:]
+    return f"\n--- {log} (last {len(text)} lines) ---\n" + "\n".join(text)
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Idempotent setup: project venv with cloudlab installed; as root on Debian also the
+# system parts; then a Docker engine and the offline base image.
+#   scripts/setup.sh                 everything this machine allows
+#   scripts/setup.sh --python-only   just the venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+SYSTEM_PACKAGES=(docker.io docker-registry prometheus prometheus-alertmanager mmdebstrap
+                 qemu-system-x86 busybox-static)
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. Python: venv + editable install, redone only when pyproject.toml changed.
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+  say "installing cloudlab and its dependencies into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  touch "$VENV/.installed"
+fi
+[ "${1:-}" = "--python-only" ] && exit 0
+
+# 2. System parts: only as root on Debian; elsewhere `cloudlab doctor` says what is missing.
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || echo "warning: apt-get could not install ${missing[*]}; see cloudlab doctor" >&2
+  else
+    echo "note: not root on Debian, skipping system packages (${missing[*]}); see cloudlab doctor" >&2
+  fi
+fi
+
+# 3. A Docker engine (started as root when none answers) and the offline base image.
+if "$VENV/bin/cloudlab" engine up; then
+  "$VENV/bin/cloudlab" images bootstrap || echo "warning: no base image; see cloudlab doctor" >&2
+else
+  echo "warning: no Docker engine; Docker parts of the workbook will be skipped" >&2
+fi

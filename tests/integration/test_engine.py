@@ -1,0 +1,55 @@
+"""Docker engine, offline base image, doctor and cleanup against the real engine."""
+
+import os
+import subprocess
+import sys
+import time
+
+from cloudlab import cleanup, doctor, images
+from cloudlab.config import LABEL
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cloudlab.cli", *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+
+def test_doctor_is_green_after_setup(docker_engine):
+    report = doctor.check()
+    assert report.ok, report.table()
+    done = _cli("doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Docker engine" in done.stdout and "ready" in done.stdout
+
+
+def test_doctor_names_a_stopped_engine(tmp_path):
+    # an engine that does not answer: point the client at a socket nobody serves
+    done = _cli("doctor", DOCKER_HOST=f"unix://{tmp_path}/nobody.sock")
+    assert done.returncode == 1
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("Docker engine"))
+    assert "MISSING" in line and "no engine answers" in line and "start it" in line
+
+
+def test_base_image_bootstrap_is_cached(docker_engine):
+    images.bootstrap()
+    start = time.monotonic()
+    image = images.bootstrap()
+    assert image.source == "cached"
+    assert time.monotonic() - start < 1.0
+    if images.is_local_build(image.tag):
+        out = docker_engine.containers.run(image.tag, ["python", "-c", "import ssl,pip;print(1)"],
+                                           remove=True)
+        assert out.strip() == b"1"
+
+
+def test_cleanup_removes_labelled_leftovers(docker_engine, cfg):
+    labels = {LABEL: "test-" + cfg.run_id}
+    vol = docker_engine.volumes.create(labels=labels)
+    net = docker_engine.networks.create("cloudlab-test-" + cfg.run_id, labels=labels)
+    box = docker_engine.containers.run(cfg.base_image, ["sleep", "300"], detach=True,
+                                       labels=labels, volumes={vol.name: {"bind": "/data"}})
+    counts = cleanup.sweep(labels[LABEL], cfg=cfg)
+    assert counts == {"containers": 1, "services": 0, "networks": 1, "volumes": 1}
+    assert not docker_engine.containers.list(all=True, filters={"id": box.id})
+    assert not docker_engine.volumes.list(filters={"label": f"{LABEL}={labels[LABEL]}"})
+    assert not docker_engine.networks.list(filters={"id": net.id})
