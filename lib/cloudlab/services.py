@@ -19,6 +19,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,7 +170,8 @@ class Service:
         try:
             self.start()
         except BaseException:
-            self.stop() if not was_running else None
+            if not was_running:
+                self.stop()
             raise
         self._owned = not was_running
         return self
@@ -360,9 +362,10 @@ def up(names: Iterable[str] = (), cfg: Settings | None = None) -> list[Service]:
 
 
 def down(names: Iterable[str] = (), cfg: Settings | None = None) -> None:
-    """Stop the named services (all when none are named)."""
-    for n in list(names) or SERVICES:
-        get(n, cfg).stop()
+    """Stop the named services (all when none are named), side by side."""
+    chosen = [get(n, cfg) for n in (list(names) or SERVICES)]
+    with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+        list(pool.map(Service.stop, chosen))
 
 
 def status(names: Iterable[str] = (), cfg: Settings | None = None) -> list[Status]:
