@@ -21,7 +21,8 @@ run: setup ## set up, start local services, run every notebook headless, print a
 lab: setup ## open JupyterLab on the workbook
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/00-getting-started.ipynb
 
-test: setup ## set up, then run every test tier (unit, integration, notebooks, grading)
+test: ## set up, then run every test tier (unit, integration, notebooks, grading, browser)
+	@bash scripts/setup.sh --with-browser
 	@$(PYTEST) tests
 
 test-quick: ## unit tests only (no services, seconds)

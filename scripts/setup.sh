@@ -3,6 +3,7 @@
 # system parts; then a Docker engine and the offline base image.
 #   scripts/setup.sh                 everything this machine allows
 #   scripts/setup.sh --python-only   just the venv
+#   scripts/setup.sh --with-browser  also Chromium, for the browser test tier
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 SYSTEM_PACKAGES=(docker.io docker-registry prometheus prometheus-alertmanager mmdebstrap
                  qemu-system-x86 busybox-static)
+[ "${1:-}" = "--with-browser" ] && SYSTEM_PACKAGES+=(chromium)
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # 1. Python: venv + editable install, redone only when pyproject.toml changed.

@@ -23,6 +23,8 @@ T = TypeVar("T")
 
 def which(name: str) -> str | None:
     """Find a program, looking beside this Python first (venv tools: hadolint, kubectl)."""
+    if "/" in name:
+        return name if Path(name).exists() else None
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else shutil.which(name)
 
