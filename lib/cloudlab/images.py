@@ -12,6 +12,7 @@ Image('python:3.11-slim', source='cached')
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ LOCAL_BUILD_LABEL = "org.cloudlab.local-build"
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 PACKAGES = ("python3", "python3-pip", "python3-venv", "python-is-python3", "ca-certificates")
+# the official non-slim images add compilers, headers and VCS tools (buildpack-deps)
+FULL_EXTRAS = ("build-essential", "python3-dev", "git", "curl", "wget", "openssh-client",
+               "procps", "libssl-dev", "libffi-dev", "zlib1g-dev", "libsqlite3-dev")
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ def build_offline(tag: str, cfg: Settings | None = None) -> None:
             ]
         run([
             "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar",
-            f"--include={','.join(PACKAGES)}",
+            f"--include={','.join(packages(tag))}",
             "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
             "--dpkgopt=path-exclude=/usr/share/doc/*",
             "--dpkgopt=path-exclude=/usr/share/man/*",
@@ -114,6 +118,69 @@ def build_offline(tag: str, cfg: Settings | None = None) -> None:
             "--message", "offline stand-in for the official image, built by cloudlab",
             str(tarball), tag,
         ], timeout=300)
+
+
+def packages(tag: str) -> tuple[str, ...]:
+    """Debian packages of the offline stand-in: ``-slim`` tags get the minimal set.
+
+    >>> "build-essential" in packages("python:3.11"), "git" in packages("python:3.11-slim")
+    (True, False)
+    """
+    return PACKAGES if "slim" in tag.rpartition(":")[2] else PACKAGES + FULL_EXTRAS
+
+
+def size(tag: str) -> int:
+    """The size of a local image in bytes (what ``docker images`` shows).
+
+    >>> size("python:3.11-slim") > 50_000_000              # doctest: +SKIP
+    True
+    """
+    import docker
+
+    try:
+        return int(engine.client(timeout=30).images.get(tag).attrs["Size"])
+    except docker.errors.ImageNotFound:
+        raise UnavailableError(f"image {tag!r} is not present locally") from None
+
+
+def layers(tag: str) -> list[dict]:
+    """The layers of a local image, newest first: the instruction that made each, and its size.
+
+    >>> layers("python:3.11-slim")[0]["size"] >= 0      # doctest: +SKIP
+    True
+    """
+    rows = engine.client(timeout=30).api.history(tag)
+    return [{"created_by": r.get("CreatedBy", ""), "size": int(r.get("Size", 0)),
+             "id": r.get("Id", "")} for r in rows]
+
+
+def remove(tags: list[str] | tuple[str, ...], force: bool = True) -> int:
+    """Remove local images by tag or id (missing ones are skipped); how many went."""
+    import docker
+
+    api = engine.client(timeout=60)
+    gone = 0
+    for tag in tags:
+        try:
+            api.images.remove(tag, force=force, noprune=False)
+            gone += 1
+        except docker.errors.ImageNotFound:
+            pass
+    return gone
+
+
+def remove_labelled(run_id: str) -> int:
+    """Remove the images a run built (they carry its run-id label); how many went."""
+    from .config import LABEL
+
+    api = engine.client(timeout=60)
+    found = api.images.list(filters={"label": f"{LABEL}={run_id}"})
+    gone = 0
+    for image in found:
+        with contextlib.suppress(Exception):  # by id with force: every tag and digest goes
+            api.images.remove(image.id, force=True)
+            gone += 1
+    return gone
 
 
 def _suite() -> str:
