@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import contextlib
 
-from . import engine, services
+from . import aws, engine, services
 from .config import LABEL, Settings, settings
 
 
 def sweep(run_id: str | None = None, cfg: Settings | None = None,
           stop_services: bool = True) -> dict[str, int]:
-    """Remove labelled containers, services, networks and volumes; stop local services.
+    """Remove labelled containers, services, networks, volumes, images and AWS resources.
+
+    AWS resources (spot requests, instances, EFS file systems) are swept in the current
+    AWS mode (the moto server when it is up, real AWS with credentials); then the local
+    services are stopped unless ``stop_services`` is False.
 
     With ``run_id`` only that run's leftovers go; without, every cloudlab-labelled thing.
     Returns counts per kind of resource removed.
     """
     cfg = cfg or settings()
     flt = {"label": f"{LABEL}={run_id}" if run_id else LABEL}
-    counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0}
+    counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0, "images": 0}
     if engine.version() is not None:
         api = engine.client(timeout=60)
         with contextlib.suppress(Exception):  # not a swarm manager: nothing to remove
@@ -38,6 +42,11 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
             with contextlib.suppress(Exception):
                 v.remove(force=True)
                 counts["volumes"] += 1
+        for image in api.images.list(filters=flt):  # images the run built, all their tags
+            with contextlib.suppress(Exception):
+                api.images.remove(image.id, force=True)
+                counts["images"] += 1
+    counts.update(aws.sweep(run_id, cfg))
     if stop_services:
         services.down(cfg=cfg)
     return counts

@@ -1,5 +1,6 @@
 """Docker engine, offline base image, doctor and cleanup against the real engine."""
 
+import io
 import os
 import subprocess
 import sys
@@ -48,8 +49,16 @@ def test_cleanup_removes_labelled_leftovers(docker_engine, cfg):
     net = docker_engine.networks.create("cloudlab-test-" + cfg.run_id, labels=labels)
     box = docker_engine.containers.run(cfg.base_image, ["sleep", "300"], detach=True,
                                        labels=labels, volumes={vol.name: {"bind": "/data"}})
+    image = docker_engine.images.build(
+        fileobj=io.BytesIO(f"FROM {cfg.base_image}\nLABEL x=1\n".encode()),
+        labels=labels, rm=True)[0]
     counts = cleanup.sweep(labels[LABEL], cfg=cfg)
-    assert counts == {"containers": 1, "services": 0, "networks": 1, "volumes": 1}
+    docker_counts = {k: counts[k] for k in ("containers", "services", "networks", "volumes",
+                                            "images")}
+    assert docker_counts == {"containers": 1, "services": 0, "networks": 1, "volumes": 1,
+                             "images": 1}
+    assert not docker_engine.images.list(filters={"label": f"{LABEL}={labels[LABEL]}"})
+    assert image.id
     assert not docker_engine.containers.list(all=True, filters={"id": box.id})
     assert not docker_engine.volumes.list(filters={"label": f"{LABEL}={labels[LABEL]}"})
     assert not docker_engine.networks.list(filters={"id": net.id})
