@@ -18,8 +18,9 @@ from .errors import CloudlabError, CommandError, ConfigError, ServiceError, Unav
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("aws", "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "proc",
-               "runner", "services")
+_SUBMODULES = ("aws", "busybox", "ec2", "efs", "multicloud", "nfsops", "pricing", "vm",
+               "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "proc",
+               "runner", "services", "docker", "lint", "registry", "project", )
 
 __all__ = ["CloudlabError", "CommandError", "ConfigError", "ServiceError", "UnavailableError",
            "configure", "settings", *_SUBMODULES]
