@@ -95,9 +95,11 @@ def test_rm_false_keeps_intermediate_containers(tmp_path, mcfg, docker_engine):
         cd.build(tmp_path, f"cloudlab-test-rm:{mcfg.run_id}", rm=False, forcerm=False,
                  nocache=True, progress=False, cfg=mcfg)
         assert len(_leftovers(docker_engine, marker)) == 1  # what `docker build --rm` avoids
-    finally:
+    finally:  # the RUN step's container, and the one the builder's final LABEL step left
         for box in _leftovers(docker_engine, marker):
             docker_engine.api.remove_container(box["Id"], force=True)
+        for box in cd.containers(mcfg):
+            box.remove(force=True)
 
 
 def test_an_interrupted_build_leaves_no_container(tmp_path, mcfg, docker_engine):
