@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .checks import check
 from .config import configure, settings
 from .errors import CloudlabError, CommandError, ConfigError, ServiceError, UnavailableError
 
@@ -20,10 +21,10 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("aws", "busybox", "ec2", "efs", "multicloud", "nfsops", "pricing", "vm",
                "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "proc",
-               "runner", "services", "docker", "lint", "registry", "project", )
+               "runner", "services", "docker", "lint", "registry", "project", "checks", "grading")
 
 __all__ = ["CloudlabError", "CommandError", "ConfigError", "ServiceError", "UnavailableError",
-           "configure", "settings", *_SUBMODULES]
+           "check", "configure", "settings", *_SUBMODULES]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The ``cloudlab`` command: doctor, services, images, engine, run, cleanup.
+"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, cleanup.
 
 >>> main(["services", "status"])             # doctest: +SKIP
 0
@@ -71,6 +71,59 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from .grading import Course
+
+    course = Course(args.course)
+    if args.action == "release":
+        from .grading.release import release
+
+        names = release(course, args.assignment)
+        print(f"released {len(names)} assignment(s) into {course.release}: "
+              f"{', '.join(names) or 'none (no folders in solutions/)'}")
+        return 0
+    if args.action == "collect":
+        from .grading.collect import collect
+
+        report = collect(course, args.path, args.assignment)
+        print(report.text())
+        return 0
+    if args.action == "autograde":
+        from .grading import autograde as ag
+        from .grading.sandbox import Limits
+
+        limits = Limits(memory=args.memory, cpus=args.cpus, pids=args.pids)
+        results = ag.autograde(course, args.assignment, students=args.student or None,
+                               workers=args.workers, timeout=args.timeout, limits=limits,
+                               progress=not args.quiet)
+        if not results:
+            print("no submissions to grade (collect them first: cloudlab grade collect PATH)")
+            return 0
+        print(ag.summary(results))
+        print(f"(also in {ag.write_summary(course, results)})")
+        return 0
+    if args.action == "export":
+        from .grading.export import export
+
+        path = export(course, args.output or course.state / "grades.csv", args.assignment)
+        print(f"wrote {path}")
+        return 0
+    if args.action == "feedback":
+        from .grading.feedback import feedback
+
+        files = feedback(course, args.assignment, args.student or None)
+        print(f"wrote {len(files)} feedback file(s) under {course.feedback}")
+        return 0
+    from .grading.validate import validate
+
+    failed = 0
+    for notebook in args.notebooks:
+        report = validate(notebook, timeout=args.timeout)
+        print(report.text())
+        failed += not report.ok
+    return 1 if failed else 0
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     from . import cleanup
 
@@ -106,11 +159,46 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
     r.set_defaults(func=_run)
 
+    _grade_parser(sub)
+
     c = sub.add_parser("cleanup", help="remove everything the workbook created")
     c.add_argument("--run-id", help="only this run's resources")
     c.add_argument("--keep-services", action="store_true", help="leave local services up")
     c.set_defaults(func=_cleanup)
     return p
+
+
+def _grade_parser(sub) -> None:
+    g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
+                                     "feedback, validate")
+    g.add_argument("--course", help="course root (default: this checkout)")
+    acts = g.add_subparsers(dest="action", required=True)
+    a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
+    a.add_argument("assignment", nargs="?", help="default: every assignment")
+    a = acts.add_parser("collect", help="copy submissions (folder or zip) into the course")
+    a.add_argument("path", help="a folder or .zip: <student>/<assignment>/... or "
+                                "<assignment>_<student>_attempt_<time>_<file>")
+    a.add_argument("--assignment", help="only this assignment")
+    a = acts.add_parser("autograde", help="grade submissions in parallel sandboxes")
+    a.add_argument("assignment", nargs="?", help="default: every assignment")
+    a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a.add_argument("--workers", type=int, help="parallel sandboxes (default: 3 per core, <= 8)")
+    a.add_argument("--timeout", type=float, default=120,
+                   help="seconds each submission may run, all cells together (default 120)")
+    a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")
+    a.add_argument("--cpus", type=float, default=1.0, help="CPUs per sandbox (default 1)")
+    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = acts.add_parser("export", help="grades as CSV, one row per student and assignment")
+    a.add_argument("assignment", nargs="?")
+    a.add_argument("-o", "--output", help="default: course/grades.csv")
+    a = acts.add_parser("feedback", help="HTML feedback per submission (no hidden tests)")
+    a.add_argument("assignment", nargs="?")
+    a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a = acts.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
+    a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    a.add_argument("--timeout", type=int, default=300, help="seconds per cell")
+    g.set_defaults(func=_grade)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

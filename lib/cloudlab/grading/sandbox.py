@@ -1,0 +1,291 @@
+"""Each submission's kernel runs in its own locked-down container.
+
+A jupyter_client kernel provisioner starts ``python -I -m cloudlab.grading.kernel`` with
+``docker run``-equivalent settings instead of a local process. The connection file uses the
+``ipc`` transport and its socket folder is bind-mounted at the same path, so the container
+needs no network at all. Limits (measured on the course machines):
+
+``--network none --read-only --user 1000 --memory 512m --memory-swap 512m --pids-limit 128
+--cpus 1 --cap-drop ALL --security-opt no-new-privileges --init``, a size-limited tmpfs for
+``/tmp`` and for ``/work`` (the student's scratch copy, filled from a read-only mount of the
+submission's files - never the autograded notebook, which holds the hidden tests).
+
+nbgrader, the gradebook, checksums and scoring stay on the host. Every container carries
+the owner labels below; :func:`sweep` removes those whose grader process is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
+
+from .. import engine
+from ..config import LABEL, settings
+
+GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
+OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
+SUBMISSION_LABEL = "org.cloudlab.grader.submission"
+WORK = "/work"
+TRUSTED_PATH = "/grader/results.json"
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Limits:
+    memory: str = "512m"
+    cpus: float = 1.0
+    pids: int = 128
+    tmp_size: str = "64m"
+    work_size: str = "256m"
+    max_output: int = 1_000_000  # characters per cell, enforced in the kernel
+
+
+@dataclass
+class SandboxSpec:
+    """Everything one submission's kernel container needs."""
+
+    image: str
+    assignment: str
+    submission: str  # "<student>/<assignment>", for labels and messages
+    files: Path | None = None  # host folder mounted read-only at /submission
+    trusted: Path | None = None  # host JSON file mounted read-only at TRUSTED_PATH
+    limits: Limits = field(default_factory=Limits)
+    owner: str = field(default_factory=owner)
+    state: dict[str, Any] = field(default_factory=dict)  # filled in when the kernel stops
+    sockdir: Path | None = None
+
+    def labels(self) -> dict[str, str]:
+        return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner,
+                SUBMISSION_LABEL: self.submission, LABEL: settings().run_id}
+
+    def user(self) -> tuple[int, int]:
+        """Container user: 1000 when the grader is root, else the grader's own (non-root) ids."""
+        if os.geteuid() == 0:
+            return 1000, 1000
+        return os.geteuid(), os.getegid()
+
+
+_ACTIVE: SandboxSpec | None = None
+
+
+def activate(spec: SandboxSpec | None) -> None:
+    """Set the spec the next sandbox kernels use (one submission per worker process)."""
+    global _ACTIVE
+    _ACTIVE = spec
+
+
+def active() -> SandboxSpec:
+    if _ACTIVE is None:
+        raise RuntimeError("no sandbox is active: call sandbox.activate(spec) first")
+    return _ACTIVE
+
+
+def _short_dir() -> Path:
+    """A socket folder with a short path (unix socket paths must stay under ~107 bytes)."""
+    base = Path(tempfile.gettempdir())
+    if len(str(base)) > 40:
+        base = Path("/tmp")
+    path = base / f"clg-{uuid.uuid4().hex[:10]}"
+    path.mkdir(mode=0o700)
+    return path
+
+
+class SandboxProvisioner(LocalProvisioner):
+    """Launches the kernel in a container; signals and kills go through the engine."""
+
+    container_id: str | None = None
+    _polled: tuple[float, int | None] = (0.0, None)
+
+    @property
+    def spec(self) -> SandboxSpec:
+        return self.parent.sandbox_spec
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.pop("env", None)  # the host's environment never reaches the container
+        kwargs.pop("cwd", None)
+        kw = await super().pre_launch(**kwargs)
+        uid, gid = self.spec.user()
+        conn = Path(self.parent.connection_file)
+        if os.geteuid() == 0:
+            os.chown(conn.parent, uid, gid)
+            os.chown(conn, uid, gid)
+        return kw
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any):
+        spec = self.spec
+        uid, gid = spec.user()
+        sockdir = str(Path(self.parent.connection_file).parent)
+        volumes = {sockdir: {"bind": sockdir, "mode": "rw"}}
+        if spec.files is not None:
+            volumes[str(spec.files)] = {"bind": "/submission", "mode": "ro"}
+        if spec.trusted is not None:
+            volumes[str(spec.trusted)] = {"bind": TRUSTED_PATH, "mode": "ro"}
+        lim = spec.limits
+        from docker.types import LogConfig
+
+        api = engine.client(timeout=60)
+        container = api.containers.create(
+            spec.image, command=cmd, user=f"{uid}:{gid}", working_dir=WORK,
+            environment={
+                "HOME": "/tmp", "PYTHONUNBUFFERED": "1", "MPLCONFIGDIR": "/tmp/matplotlib",
+                "CLOUDLAB_DOCKER": "off", "CLOUDLAB_GRADING_ASSIGNMENT": spec.assignment,
+                "CLOUDLAB_TRUSTED_RESULTS": TRUSTED_PATH,
+                "CLOUDLAB_MAX_OUTPUT": str(lim.max_output),
+            },
+            labels=spec.labels(), network_mode="none", read_only=True,
+            tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={lim.tmp_size}",
+                   WORK: f"rw,nosuid,nodev,size={lim.work_size},uid={uid},gid={gid},mode=0700"},
+            volumes=volumes, mem_limit=lim.memory, memswap_limit=lim.memory,
+            pids_limit=lim.pids, nano_cpus=int(lim.cpus * 1e9), cap_drop=["ALL"],
+            security_opt=["no-new-privileges"], init=True, ipc_mode="private",
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            detach=True,
+        )
+        self.container_id = container.id
+        spec.state["container"] = container.id
+        container.start()
+        self.pid = None
+        return self.connection_info
+
+    def _inspect(self) -> dict[str, Any] | None:
+        try:
+            return engine.client(timeout=30).api.inspect_container(self.container_id)["State"]
+        except Exception:
+            return None
+
+    async def poll(self) -> int | None:
+        if self.container_id is None:
+            return 0
+        now = time.monotonic()
+        if now - self._polled[0] < 0.25:
+            return self._polled[1]
+        state = self._inspect()
+        code = None if state and state.get("Running") else (state or {}).get("ExitCode", -1)
+        self._polled = (now, code)
+        return code
+
+    async def wait(self) -> int | None:
+        import asyncio
+
+        while self.container_id is not None and (code := await self.poll()) is None:
+            await asyncio.sleep(0.1)
+        return 0 if self.container_id is None else code
+
+    async def send_signal(self, signum: int) -> None:
+        if self.container_id is None:
+            return
+        with contextlib.suppress(Exception):  # already stopped: nothing to signal
+            engine.client(timeout=30).api.kill(self.container_id, signal=int(signum))
+        self._polled = (0.0, None)
+
+    async def kill(self, restart: bool = False) -> None:
+        self._finish()  # one call kills and removes the container
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        self._finish()
+        spec = self.spec
+        if not restart and spec.sockdir is not None:
+            shutil.rmtree(spec.sockdir, ignore_errors=True)
+
+    def _finish(self) -> None:
+        """Record how the container ended (exit code, OOM kill), then remove it."""
+        if self.container_id is None:
+            return
+        state = self._inspect() or {}
+        ended_by_itself = not state.get("Running", False)
+        self.spec.state.update(exit_code=state.get("ExitCode") if ended_by_itself else None,
+                               oom_killed=state.get("OOMKilled"),
+                               log_tail=_log_tail(self.container_id) if ended_by_itself else "")
+        remove(self.container_id)
+        self.container_id = None
+
+
+def _log_tail(container_id: str, lines: int = 20) -> str:
+    try:
+        raw = engine.client(timeout=30).api.logs(container_id, tail=lines)
+        return raw.decode(errors="replace")[-4000:]
+    except Exception:
+        return ""
+
+
+def remove(container_id: str) -> None:
+    with contextlib.suppress(Exception):
+        engine.client(timeout=60).api.remove_container(container_id, force=True, v=True)
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernels run in the active :class:`SandboxSpec`'s container."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        spec = active()
+        self.sandbox_spec = spec
+        spec.sockdir = _short_dir()
+        self.transport = "ipc"
+        self.ip = str(spec.sockdir / "k")
+        self.connection_file = str(spec.sockdir / "kernel.json")
+        self._kernel_spec = KernelSpec(
+            argv=["/usr/bin/python3", "-I", "-m", "cloudlab.grading.kernel",
+                  "-f", "{connection_file}"],
+            display_name="Python 3 (grading sandbox)", language="python",
+            interrupt_mode="signal", metadata={},
+        )
+        self.kernel_id = str(uuid.uuid4())
+        self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id,
+                                              kernel_spec=self._kernel_spec, parent=self)
+
+    @property
+    def ipykernel(self) -> bool:
+        return True
+
+
+def sweep(*, everything: bool = False) -> int:
+    """Remove grading containers whose grader process has gone (or all, if ``everything``)."""
+    try:
+        api = engine.client(timeout=60)
+        found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
+    except Exception:
+        return 0
+    host = socket.gethostname()
+    removed = 0
+    for c in found:
+        who = (c.labels or {}).get(OWNER_LABEL, "")
+        name, _, pid = who.partition(":")
+        alive = name == host and pid.isdigit() and _alive(int(pid))
+        if everything or not alive:
+            remove(c.id)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

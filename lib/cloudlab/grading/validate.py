@@ -1,0 +1,88 @@
+"""``cloudlab grade validate NOTEBOOK``: run a notebook's visible tests; non-zero on failure.
+
+``nbgrader validate`` prints its verdict but exits 0 even when tests fail. This runs the
+notebook the same way (nbgrader's Execute, a local kernel - it is the student's own code on
+the student's own machine), then reports each test cell by name with the friendly message
+of its first error, and returns a verdict a script or CI can use.
+
+>>> report = validate("exercises/docker-hub/docker-hub.ipynb")   # doctest: +SKIP
+>>> report.ok
+False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .results import friendly
+
+
+@dataclass
+class Report:
+    notebook: Path
+    passed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.changed or self.error)
+
+    def text(self) -> str:
+        lines = [f"{self.notebook}:"]
+        if self.error:
+            lines.append(f"  could not validate: {self.error}")
+        for name in self.passed:
+            lines.append(f"  ✓ {name}")
+        for name, message in self.failed.items():
+            lines.append(f"  ✗ {name}: " + message.replace("\n", "\n      "))
+        for name in self.changed:
+            lines.append(f"  ! {name}: this locked cell was edited; it will be restored "
+                         "before grading")
+        total = len(self.passed) + len(self.failed)
+        verdict = "PASSED" if self.ok else "FAILED"
+        lines.append(f"{verdict}: {len(self.passed)} of {total} test cell(s) pass")
+        return "\n".join(lines)
+
+
+def validate(notebook: str | Path, *, timeout: int = 300) -> Report:
+    from nbgrader.preprocessors import ClearOutput, Execute
+    from nbgrader.utils import compute_checksum, is_grade, is_locked, is_solution, setenv
+    from traitlets.config import Config
+
+    path = Path(notebook).resolve()
+    report = Report(path)
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        return report
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if is_locked(cell) and meta.get("checksum") and compute_checksum(cell) != meta["checksum"]:
+            report.changed.append(meta.get("grade_id", "?"))
+    c = Config()
+    c.Execute.timeout = timeout
+    c.Execute.shutdown_kernel = "immediate"
+    resources = {"metadata": {"path": str(path.parent)}}
+    try:
+        with setenv(NBGRADER_VALIDATING="1", NBGRADER_EXECUTION="validate"):
+            nb, resources = ClearOutput(config=c).preprocess(nb, resources)
+            nb, resources = Execute(config=c).preprocess(nb, resources)
+    except Exception as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        return report
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not is_grade(cell) or is_solution(cell):
+            continue
+        name = cell.metadata["nbgrader"].get("grade_id", "?")
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            report.failed[name] = friendly(errors[0])
+        else:
+            report.passed.append(name)
+    return report

@@ -1,0 +1,279 @@
+"""Sandboxed parallel autograde: honest, broken and hostile submissions in one batch.
+
+One run grades every fixture submission with several workers; the tests then assert on
+its results, the gradebook, the host and the sandbox's own outputs. A second, sequential
+run of the honest submissions proves the scores do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+import pytest
+import submissions as S
+from gradingkit import make_course, tree_digest
+
+from cloudlab import engine
+from cloudlab.grading import autograde, export, feedback, release, sandbox
+from cloudlab.grading.results import Result
+
+HONEST = {"alice": "correct", "bob": "untouched", "carol": "partial"}
+TIMEOUT = 25
+
+
+@dataclass
+class Batch:
+    course: object
+    results: dict[str, Result]
+    before: dict[str, str]
+    after: dict[str, str]
+    connections: list
+    feedback_files: list[Path]
+
+
+def _listener() -> tuple[socket.socket, list]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    srv.settimeout(0.5)
+    seen: list = []
+
+    def accept() -> None:
+        while srv.fileno() != -1:
+            try:
+                conn, addr = srv.accept()
+                seen.append(addr)
+                conn.close()
+            except OSError:
+                if srv.fileno() == -1:
+                    return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv, seen
+
+
+@pytest.fixture(scope="module")
+def batch(grading_image, tmp_path_factory) -> Batch:
+    root = tmp_path_factory.mktemp("course")
+    course = make_course(root)
+    srv, seen = _listener()
+    port = srv.getsockname()[1]
+    for student, kind in HONEST.items():
+        S.make(root, student, kind)
+    for kind in S.HOSTILE:
+        S.make(root, kind, kind, port=port)
+    (root / "canary.txt").write_text("untouched\n")
+    watched = (root / "solutions", root / "exercises", root / "course" / "submitted")
+    before = tree_digest(*watched) | tree_digest(root / "canary.txt")
+    try:
+        results = autograde.autograde(course, "demo", workers=4, timeout=TIMEOUT,
+                                      progress=False, image=grading_image)
+    finally:
+        srv.close()
+    after = tree_digest(*watched) | tree_digest(root / "canary.txt")
+    files = feedback.feedback(course, "demo")
+    return Batch(course, {r.student: r for r in results}, before, after, seen, files)
+
+
+@pytest.fixture(scope="module")
+def sequential(grading_image, tmp_path_factory) -> dict[str, Result]:
+    root = tmp_path_factory.mktemp("course-seq")
+    course = make_course(root)
+    for student, kind in HONEST.items():
+        S.make(root, student, kind)
+    results = autograde.autograde(course, "demo", workers=1, timeout=TIMEOUT, progress=False,
+                                  image=grading_image)
+    return {r.student: r for r in results}
+
+
+def outputs(batch: Batch, student: str) -> str:
+    path = batch.course.autograded / student / "demo" / "demo.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    text = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            text.append(out.get("text", "") or str(out.get("data", {}).get("text/plain", "")))
+            text.append(str(out.get("evalue", "")))
+    return "\n".join(text)
+
+
+def test_correct_scores_full_marks_untouched_zero_partial_in_between(batch):
+    r = batch.results
+    assert (r["alice"].status, r["alice"].score, r["alice"].max_score) == ("graded", 6, 6)
+    assert (r["bob"].status, r["bob"].score) == ("graded", 0)
+    assert (r["carol"].status, r["carol"].score) == ("graded", 3)
+    assert [t.passed for t in r["carol"].tests] == [True, False, True]
+    assert "mean([1, 2, 3, 4]) should be 2.5" in r["carol"].tests[1].message
+    assert "not answered yet" in r["bob"].tests[0].message
+
+
+def test_scores_are_identical_under_one_and_many_workers(batch, sequential):
+    for student in HONEST:
+        many, one = batch.results[student], sequential[student]
+        assert (many.status, many.score) == (one.status, one.score)
+        assert [(t.name, t.score, t.message) for t in many.tests] == \
+               [(t.name, t.score, t.message) for t in one.tests]
+
+
+def test_every_submission_ends_with_a_verdict_and_a_reason(batch):
+    assert len(batch.results) == len(HONEST) + len(S.HOSTILE)
+    for r in batch.results.values():
+        assert r.status in ("graded", "timed out", "crashed", "invalid")
+        assert r.max_score == 6
+        if r.status != "graded":
+            assert r.reason, r.student
+
+
+EXPECTED = {  # kind: (status, score, words in the reason)
+    "forkbomb": ("graded", 6, ""),
+    "infinite": ("timed out", 2, f"time limit of {TIMEOUT} s"),
+    "memoryhog": ("crashed", 2, "out of memory"),
+    "network": ("graded", 6, ""),
+    "snoop": ("graded", 6, "links are not followed"),
+    "vandal": ("graded", 6, ""),
+    "flood": ("graded", 6, "truncated"),
+    "exit": ("crashed", 5, "exit code 1"),
+    "edited": ("graded", 4, "q1_test edited (restored"),
+    "deleted": ("graded", 3, "q2_test deleted (0 points"),
+    "invalid-json": ("invalid", 0, "not valid JSON"),
+    "wrong-assignment": ("invalid", 0, "belongs to assignment 'other'"),
+    "tamper": ("graded", 0, "flagged for review"),
+    "shadow": ("graded", 0, ""),
+}
+
+
+@pytest.mark.parametrize("kind", S.HOSTILE)
+def test_hostile_and_broken_submissions_get_a_score_and_a_reason(batch, kind):
+    status, score, words = EXPECTED[kind]
+    r = batch.results[kind]
+    assert (r.status, r.score) == (status, score), r.reason
+    assert words in r.reason
+
+
+def test_the_host_solutions_and_other_submissions_are_untouched(batch):
+    assert batch.before == batch.after
+    root = batch.course.root
+    assert (root / "canary.txt").read_text() == "untouched\n"
+    assert not (root / "escape.txt").exists()
+    assert batch.connections == [], "a sandbox reached a server on the host"
+
+
+def test_the_sandbox_has_no_network(batch):
+    text = outputs(batch, "network")
+    assert "['NETWORK-BLOCKED', 'NETWORK-BLOCKED', 'DNS-BLOCKED'] ['lo']" in text
+
+
+def test_the_sandbox_cannot_see_solutions_gradebook_classmates_or_hidden_tests(batch):
+    text = outputs(batch, "snoop")
+    assert "LEAKS: []" in text
+    files_here = next(line for line in text.splitlines() if line.startswith("FILES HERE:"))
+    assert "data.txt" in files_here
+    assert "leak.txt" not in files_here and "demo.ipynb" not in files_here
+
+
+def test_writes_and_deletes_stay_in_the_scratch_copy(batch):
+    text = outputs(batch, "vandal")
+    assert "WROTE: ['/tmp/ok.txt', 'mine.txt']" in text
+    assert "DELETED: ['data.txt']" in text
+
+
+def test_fork_bomb_is_stopped_by_the_pids_limit(batch):
+    line = next(x for x in outputs(batch, "forkbomb").splitlines() if "forks before" in x)
+    assert int(line.split(":")[1]) < sandbox.Limits().pids
+
+
+def test_checkers_cannot_be_monkeypatched_and_tampering_is_flagged(batch):
+    assert "TAMPER: ['AttributeError', 'AttributeError', 'AttributeError']" in \
+        outputs(batch, "tamper")
+    r = batch.results["tamper"]
+    assert "installs a custom exception handler" in r.flags
+    assert all(not t.passed for t in r.tests)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(batch.course.db_url) as gb:
+        assert gb.find_submission("demo", "tamper").needs_manual_grade
+
+
+def test_a_submitted_cloudlab_package_cannot_replace_the_checkers(batch):
+    r = batch.results["shadow"]
+    assert "add(2, 3) should return the sum" in r.tests[0].message
+
+
+def test_huge_output_is_capped_before_it_reaches_the_gradebook(batch):
+    path = batch.course.autograded / "flood" / "demo" / "demo.ipynb"
+    assert path.stat().st_size < 2_000_000
+
+
+def test_dead_kernels_keep_the_scores_of_the_cells_before(batch):
+    r = batch.results["memoryhog"]
+    assert [t.passed for t in r.tests] == [True, False, False]
+    assert "out of memory" in r.tests[1].message
+
+
+def test_the_gradebook_is_consistent(batch):
+    db = sqlite3.connect(batch.course.gradebook)
+    try:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        count = db.execute("select count(*) from submitted_assignment").fetchone()[0]
+    finally:
+        db.close()
+    assert count == len(batch.results)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(batch.course.db_url) as gb:
+        for student, r in batch.results.items():
+            assert gb.find_submission("demo", student).score == r.score
+
+
+def test_no_grading_container_is_left_behind(batch, docker_engine):
+    names = {f"{student}/demo" for student in batch.results}
+    left = docker_engine.containers.list(all=True, filters={"label": sandbox.GRADER_LABEL})
+    assert not [c.name for c in left if c.labels.get(sandbox.SUBMISSION_LABEL) in names]
+
+
+def test_feedback_never_shows_hidden_tests(batch):
+    assert len(batch.feedback_files) == len(batch.results)
+    hidden = release.hidden_lines(batch.course.source / "demo" / "demo.ipynb")
+    assert hidden
+    for path in batch.feedback_files:
+        html = path.read_text()
+        assert "hidden-marker" not in html, path
+        assert not [line for line in hidden if line in html], path
+    snoop = (batch.course.feedback / "snoop" / "demo" / "demo.html").read_text()
+    assert "HISTORY:" in snoop and "[hidden test text removed]" in snoop
+    carol = (batch.course.feedback / "carol" / "demo" / "demo.html").read_text()
+    assert "mean([1, 2, 3, 4]) should be 2.5" in carol and "3 / 6" in carol
+
+
+def test_hidden_tests_are_absent_from_exercises(batch):
+    released = (batch.course.release / "demo" / "demo.ipynb").read_text()
+    assert "hidden-marker" not in released
+
+
+def test_export_has_one_row_per_student_and_assignment(batch, tmp_path):
+    path = export.export(batch.course, tmp_path / "grades.csv")
+    rows = list(csv.DictReader(path.open()))
+    demo = {r["student"]: r for r in rows if r["assignment"] == "demo"}
+    assert set(demo) == set(batch.results)
+    assert demo["alice"]["score"] == "6.0" and demo["alice"]["status"] == "graded"
+    assert demo["infinite"]["status"] == "timed out"
+    assert all(r["status"] == "missing" for r in rows if r["assignment"] != "demo")
+
+
+def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine):
+    c = docker_engine.containers.create(
+        grading_image, command=["sleep", "60"], labels={
+            sandbox.GRADER_LABEL: "kernel",
+            sandbox.OWNER_LABEL: f"{socket.gethostname()}:999999999"})
+    try:
+        assert sandbox.sweep() >= 1
+        assert not docker_engine.containers.list(all=True, filters={"id": c.id})
+    finally:
+        sandbox.remove(c.id)
+    assert engine.available()

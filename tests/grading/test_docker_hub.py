@@ -1,0 +1,300 @@
+"""The ``docker-hub`` exercise, graded for real by the grading engine.
+
+One sandboxed autograde run grades a batch of submissions made from the solution notebook:
+the solution itself, the untouched release, one submission per hidden test that breaks
+exactly that rule (and nothing else), and a Dockerfile with a syntax error. Each
+submission is what a student's folder holds after running the notebook: the notebook, the
+files its ``%%writefile`` cells wrote, and ``answers.json`` with the reference and digest
+of an image really pushed to a private registry started for this module.
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from cloudlab import config, images, registry, services
+from cloudlab import docker as cdocker
+from cloudlab.checks import docker_hub as hub
+from cloudlab.grading import Course, autograde, release, sandbox
+from cloudlab.grading.hooks import hooks_for
+from cloudlab.grading.results import Result
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "docker-hub"
+SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
+MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
+WRITEFILE = re.compile(r"\A%%writefile\s+(\S+)[ \t]*\n")
+
+# student -> (cell edits (grade id, old text, new text), answer overrides, test that fails)
+VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None]] = {
+    "solution": ([], {}, None),
+    "shellcmd": ([("dockerfile", 'CMD ["hello"]', "CMD hello")], {}, "rule_exec_form"),
+    "rootuser": ([("dockerfile", "USER 10001\n", "")], {}, "rule_non_root"),
+    "unpinned": ([("requirements", "click==8.1.7", "click")], {}, "rule_pinned"),
+    # pip's HTTP cache stays empty behind this machine's package proxy (its replies carry
+    # no caching headers), so the cache left here is the other half of pip's cache: the
+    # wheel it builds from a source distribution
+    "pipcache": ([("dockerfile", "pip install --no-cache-dir",
+                   "pip install --use-pep517 --no-binary=click")], {}, "rule_no_pip_cache"),
+    "oversized": ([("dockerfile", "COPY app.py .\n",
+                    "COPY app.py .\nRUN dd if=/dev/zero of=/opt/padding bs=1M count=40\n")], {},
+                  "rule_size"),
+    "wrongdigest": ([], {"IMAGE_DIGEST": "<the classmate's digest>"}, "q4_pushed"),
+    "wronganswer": ([], {"CLASSMATE_SAYS": "Hello from Grace!"}, "q5_classmate"),
+}
+BROKEN = [("dockerfile", "RUN pip install", "RUNN pip install")]
+
+
+def _cells(nb: dict) -> dict[str, dict]:
+    return {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"]}
+
+
+def _source(cell: dict) -> str:
+    src = cell["source"]
+    return "".join(src) if isinstance(src, list) else src
+
+
+def notebook(course: Course, edits: list[tuple[str, str, str]], *, answered: bool = True) -> dict:
+    """The released notebook, answered with the solution (markers removed), then edited."""
+    nb = json.loads((course.release / NAME / f"{NAME}.ipynb").read_text())
+    solution = _cells(json.loads(SOURCE.read_text()))
+    cells = _cells(nb)
+    if answered:
+        for gid, cell in cells.items():
+            if cell["metadata"].get("nbgrader", {}).get("solution"):
+                cell["source"] = MARKERS.sub("", _source(solution[gid]))
+    for gid, old, new in edits:
+        text = _source(cells[gid])
+        assert old in text, f"{old!r} is not in cell {gid}: update the variant"
+        cells[gid]["source"] = text.replace(old, new, 1)
+    return nb
+
+
+def write_files(nb: dict, folder: Path) -> None:
+    """What running the notebook writes: every %%writefile cell's file."""
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and (m := WRITEFILE.match(_source(cell))):
+            (folder / m.group(1)).write_text(_source(cell)[m.end():] + "\n")
+
+
+def submit(course: Course, student: str, nb: dict, answers: dict | None) -> Path:
+    folder = course.submission(student, NAME)
+    folder.mkdir(parents=True)
+    (folder / f"{NAME}.ipynb").write_text(json.dumps(nb, indent=1))
+    (folder / "timestamp.txt").write_text("2026-01-15 10:00:00.000000 UTC\n")
+    if answers is not None:
+        write_files(nb, folder)
+        (folder / hub.ANSWERS).write_text(json.dumps(answers, indent=1))
+    return folder
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def graded(grading_image, docker_engine, tmp_path_factory):
+    root = tmp_path_factory.mktemp("docker-hub-course")
+    shutil.copytree(SOURCE.parent, root / "solutions" / NAME)
+    course = Course(root)
+    release.release(course, NAME)
+    cfg = config.load(env={}, state_dir=root / "state", registry_port=_free_port(),
+                      run_id="test-docker-hub-" + secrets.token_hex(3))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(config, "_current", cfg)  # the hooks (forked workers) ask this registry
+    reg = services.registry(cfg)
+    try:
+        with reg:
+            classmate = hub.publish_classmate(cfg, start_registry=False)
+            assert hub.publish_classmate(cfg, start_registry=False) == classmate  # idempotent
+            _, repo, tag = hub.split_ref(classmate)
+            other_digest = registry.manifest_digest(repo, tag, cfg=cfg)
+            work = root / "build"
+            work.mkdir()
+            write_files(notebook(course, []), work)
+            built = cdocker.build(work, f"cloudlab-test-hello:{cfg.run_id}", progress=False,
+                                  cfg=cfg)
+            for student, (edits, overrides, _) in VARIANTS.items():
+                ref = f"{cfg.registry_host}/{student}/{hub.REPOSITORY}:{hub.VERSION}"
+                digest = registry.push(registry.tag(built.tag, ref), progress=False)
+                answers = {"IMAGE_REF": ref, "IMAGE_DIGEST": digest,
+                           "CLASSMATE_SAYS": hub.CLASSMATE_MESSAGE, **overrides}
+                if student == "wrongdigest":
+                    answers["IMAGE_DIGEST"] = other_digest
+                submit(course, student, notebook(course, edits), answers)
+            submit(course, "untouched", notebook(course, [], answered=False), None)
+            ref = f"{cfg.registry_host}/broken/{hub.REPOSITORY}:{hub.VERSION}"
+            submit(course, "broken", notebook(course, BROKEN), {
+                "IMAGE_REF": ref, "IMAGE_DIGEST": registry.push(registry.tag(built.tag, ref),
+                                                                progress=False),
+                "CLASSMATE_SAYS": hub.CLASSMATE_MESSAGE})
+            start = time.monotonic()
+            results = autograde.autograde(course, NAME, workers=3, timeout=90, progress=False,
+                                          image=grading_image, hook_timeout=300)
+            seconds = time.monotonic() - start
+    finally:
+        mp.undo()
+        images.remove_labelled(cfg.run_id)
+    yield course, {r.student: r for r in results}, seconds, reg
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _scores(result: Result) -> dict[str, tuple[float, float]]:
+    return {t.name: (t.score, t.points) for t in result.tests}
+
+
+def test_the_solution_scores_full_marks(graded):
+    _, results, seconds, _ = graded
+    r = results["solution"]
+    failed = {t.name: t.message for t in r.tests if not t.passed}
+    assert (r.status, failed) == ("graded", {}), r.reason
+    assert r.score == r.max_score == 16
+    print(f"\ngraded {len(results)} submissions in {seconds:.1f} s")
+    print("\n".join(results[s].line() for s in sorted(results)))
+
+
+def test_the_untouched_release_scores_zero(graded):
+    _, results, _, _ = graded
+    r = results["untouched"]
+    assert (r.status, r.score, r.max_score) == ("graded", 0, 16)
+
+
+@pytest.mark.parametrize("student", [s for s, v in VARIANTS.items() if v[2]])
+def test_each_hidden_rule_costs_exactly_its_points(graded, student):
+    _, results, _, _ = graded
+    lost = VARIANTS[student][2]
+    full, mine = _scores(results["solution"]), _scores(results[student])
+    assert results[student].status == "graded", results[student].reason
+    changed = {name for name in full if mine[name] != full[name]}
+    assert changed == {lost}, {t.name: t.message for t in results[student].tests if not t.passed}
+    assert mine[lost][0] == 0
+    assert results[student].score == 16 - full[lost][1]
+    message = next(t.message for t in results[student].tests if t.name == lost)
+    assert message, "a lost test says why"
+
+
+def test_the_messages_say_what_was_wrong(graded):
+    _, results, _, _ = graded
+
+    def why(student: str, test: str) -> str:
+        return next(t.message for t in results[student].tests if t.name == test)
+
+    assert "shell form" in why("shellcmd", "rule_exec_form")
+    assert "root" in why("rootuser", "rule_non_root")
+    assert "click" in why("unpinned", "rule_pinned")
+    assert "pip's cache" in why("pipcache", "rule_no_pip_cache")
+    assert "budget is 25 MB" in why("oversized", "rule_size")
+    assert "another digest" in why("wrongdigest", "q4_pushed")
+    assert "not what your classmate" in why("wronganswer", "q5_classmate")
+
+
+def test_a_dockerfile_with_a_syntax_error_gets_a_score_and_a_reason(graded):
+    _, results, _, _ = graded
+    r = results["broken"]
+    scores = _scores(r)
+    assert r.status == "graded", r.reason
+    # what does not depend on the build still counts: pinned, pushed, classmate
+    assert r.score == 1 + 3 + 2
+    assert {n for n, (s, p) in scores.items() if s == p} == {"rule_pinned", "q4_pushed",
+                                                           "q5_classmate"}
+    messages = {t.name: t.message for t in r.tests}
+    assert "unknown instruction: RUNN" in messages["q2_build"]
+    assert "hadolint" in messages["q1_lint"] and "DL1000" in messages["q1_lint"]
+    assert "did not build" in messages["rule_size"]
+
+
+def test_nothing_is_left_behind(graded, docker_engine):
+    _, _, _, reg = graded
+    assert reg.pid() is None
+    assert not docker_engine.containers.list(all=True,
+                                             filters={"label": sandbox.GRADER_LABEL})
+    assert not [i for i in docker_engine.images.list()
+                if any(t.startswith("cloudlab-graded-") for t in i.tags)]
+
+
+def test_the_grade_is_decided_by_the_hook_not_the_sandbox():
+    assert hub.docker_side in hooks_for(NAME)
+    nb = json.loads(SOURCE.read_text())
+    keys = set(re.findall(r'trusted\("([\w-]+)"\)', "".join(_source(c) for c in nb["cells"])))
+    assert keys == set(hub.KEYS)
+
+
+def test_the_checker_examples_run():
+    result = doctest.testmod(hub, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 5
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("click==8.1.7\n", True),
+    ("# a comment\nclick == 8.1.7  # pinned\n\n", True),
+    ("click[extra]==8.1.7 ; python_version >= '3.8'\n", True),
+    ("click>=8\n", False),
+    ("click==8.*\n", False),
+    ("-r other.txt\n", False),
+    ("", False),
+])
+def test_pinned_requirements(text, ok):
+    assert hub.pinned(text)["passed"] is ok
+
+
+def test_pinned_also_reads_pip_install_in_the_dockerfile():
+    good = "FROM python:3.11-slim\nRUN pip install --no-cache-dir -r requirements.txt\n"
+    bad = good + "RUN pip install --no-cache-dir click requests==2.32.3\n"
+    assert hub.pinned("click==8.1.7\n", good)["passed"]
+    found = hub.pinned("click==8.1.7\n", bad)
+    assert not found["passed"] and found["found"] == ["Dockerfile: pip install click"]
+
+
+def test_a_push_elsewhere_than_the_course_registry_is_refused():
+    out = hub.pushed({"IMAGE_REF": "registry.example.net/ada/hello-cli:1.0",
+                      "IMAGE_DIGEST": "sha256:" + "a" * 64}, "127.0.0.1:5000")
+    assert not out["passed"] and "not the course registry" in out["message"]
+
+
+def test_a_registry_that_is_down_is_a_clear_reason(cfg):
+    answers = {"IMAGE_REF": f"{cfg.registry_host}/ada/hello-cli:1.0",
+               "IMAGE_DIGEST": "sha256:" + "a" * 64}
+    out = hub.pushed(answers, cfg.registry_host)
+    assert not out["passed"] and "does not answer" in out["message"]
+    with pytest.raises(registry.RegistryError, match="does not answer"):
+        hub.publish_classmate(cfg, start_registry=False)
+
+
+@pytest.mark.skipif(not (os.environ.get(registry.USER_VAR) and os.environ.get(registry.TOKEN_VAR)),
+                    reason=f"needs a Docker Hub login: set {registry.USER_VAR} and "
+                           f"{registry.TOKEN_VAR} (and a machine that reaches Docker Hub)")
+def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_path):
+    why = registry.dockerhub_reason()
+    if why:
+        pytest.skip(why)
+    cfg = config.load(registry="dockerhub", run_id="test-docker-hub-" + secrets.token_hex(3))
+    creds = registry.dockerhub_credentials(cfg=cfg)
+    src = json.loads(SOURCE.read_text())
+    write_files({"cells": [{"cell_type": c["cell_type"],
+                            "source": MARKERS.sub("", _source(c))} for c in src["cells"]]},
+                tmp_path)
+    try:
+        built = cdocker.build(tmp_path, f"cloudlab-test-hello:{cfg.run_id}", progress=False,
+                              cfg=cfg)
+        ref = registry.tag(built.tag, hub.target(cfg))
+        digest = registry.push(ref, auth=creds, progress=False)
+        assert hub.pushed({"IMAGE_REF": ref, "IMAGE_DIGEST": digest}, cfg.registry_host)[
+            "passed"]
+        wrong = hub.pushed({"IMAGE_REF": ref, "IMAGE_DIGEST": "sha256:" + "0" * 64},
+                           cfg.registry_host)
+        assert not wrong["passed"] and "another digest" in wrong["message"]
+    finally:
+        images.remove_labelled(cfg.run_id)
