@@ -14,9 +14,11 @@ help: ## list the commands
 setup: ## venv + package; as root on Debian also Docker, registry, Prometheus...; idempotent
 	@bash scripts/setup.sh
 
-run: setup ## set up, start local services, run every notebook headless, print a summary
+run: setup ## set up, start services, run every notebook headless, grade a demo course, summarise
 	@$(CL) services up
-	@$(CL) run --quiet; rc=$$?; $(CL) cleanup >/dev/null; exit $$rc
+	@$(CL) run --quiet; rc=$$?; \
+	 echo; echo "== grading demo"; $(PY) scripts/grading_demo.py || rc=1; \
+	 $(CL) cleanup >/dev/null; exit $$rc
 
 lab: setup ## open JupyterLab on the workbook
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/00-getting-started.ipynb

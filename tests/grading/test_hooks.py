@@ -109,3 +109,15 @@ def test_artefact_images_and_containers_are_removed(graded, docker_engine):
 def test_hooks_are_found_per_assignment():
     assert build_and_run in hooks.hooks_for("dockerdemo")
     assert hooks.hooks_for("demo") == []
+
+
+def test_an_engine_refusal_keeps_the_engines_words(tmp_path, docker_engine):
+    (tmp_path / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY onlyone\n")
+    ctx = hooks.HookContext("dockerdemo", "eve", tmp_path, {"org.cloudlab.test": "hooks"},
+                            timeout=60)
+    try:
+        built = hooks.build_image(ctx, "Dockerfile")
+    finally:
+        ctx.cleanup()
+    assert not built.ok
+    assert "COPY requires at least two arguments" in built.message, built.message

@@ -161,21 +161,25 @@ def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: st
     lines: list[str] = []
     error: str | None = None
     api = client(timeout=int(limit) + 30).api
-    stream = api.build(path=str(ctx.files), dockerfile=dockerfile, tag=tag, rm=True,
-                       forcerm=True, network_mode=network, labels=ctx.labels, decode=True,
-                       container_limits={"memory": _bytes(memory), "memswap": _bytes(memory)})
-    timer = threading.Timer(limit, lambda: _close(stream))
-    timer.start()
+    timer: threading.Timer | None = None
     try:
+        stream = api.build(path=str(ctx.files), dockerfile=dockerfile, tag=tag, rm=True,
+                           forcerm=True, network_mode=network, labels=ctx.labels, decode=True,
+                           container_limits={"memory": _bytes(memory),
+                                             "memswap": _bytes(memory)})
+        timer = threading.Timer(limit, lambda: _close(stream))
+        timer.start()
         for chunk in stream:
             if "stream" in chunk:
                 lines.append(chunk["stream"].rstrip())
             if "error" in chunk:
                 error = chunk["error"].strip()
-    except Exception as exc:
-        error = error or f"the build stopped: {type(exc).__name__}"
+    except Exception as exc:  # the engine's own words (say, a Dockerfile parse error)
+        reason = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+        error = error or f"the build stopped: {reason}"
     finally:
-        timer.cancel()
+        if timer is not None:
+            timer.cancel()
     seconds = time.monotonic() - start
     log = "\n".join(lines)[-8000:]
     if error is None and seconds >= limit:
