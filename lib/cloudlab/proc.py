@@ -8,6 +8,8 @@ True
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import subprocess
 import sys
@@ -91,6 +93,21 @@ def wait_for(
         interval = min(interval * 1.5, 1.0)
     detail = f" (last error: {last_error})" if last_error else ""
     raise ServiceError(f"timed out after {timeout:g} s waiting for {what}{detail}{log_tail(log)}")
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie child of ours does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
 
 
 class GiveUp(Exception):

@@ -28,7 +28,7 @@ import yaml
 
 from .config import Settings, settings
 from .errors import ServiceError
-from .proc import GiveUp, wait_for, which
+from .proc import GiveUp, alive, wait_for, which
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Service:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if _alive(pid) and self.binary in _cmdline(pid):
+        if alive(pid) and self.binary in _cmdline(pid):
             return pid
         self.pidfile.unlink(missing_ok=True)
         return None
@@ -379,21 +379,6 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours is not alive
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -405,8 +390,8 @@ def _terminate(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     try:
-        wait_for(lambda: not _alive(pid), timeout=timeout, what=f"pid {pid} to exit")
+        wait_for(lambda: not alive(pid), timeout=timeout, what=f"pid {pid} to exit")
     except ServiceError:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not _alive(pid), timeout=5, what=f"pid {pid} to die")
+        wait_for(lambda: not alive(pid), timeout=5, what=f"pid {pid} to die")

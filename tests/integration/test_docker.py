@@ -3,35 +3,17 @@
 import contextlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
 import requests
 
-from cloudlab import cleanup, config, images, project
 from cloudlab import docker as cd
+from cloudlab import images, project
 from cloudlab.config import LABEL
 from cloudlab.errors import CommandError, UnavailableError
 from cloudlab.proc import wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mcfg(tmp_path_factory, docker_engine):
-    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
-                      registry_port=_free_port(), moto_port=_free_port(),
-                      run_id="test-docker-" + secrets.token_hex(3))
-    images.bootstrap(cfg.base_image, cfg)
-    yield cfg
-    cleanup.sweep(cfg.run_id, cfg=cfg, stop_services=False)
-    images.remove_labelled(cfg.run_id)
 
 
 @pytest.fixture(scope="module")

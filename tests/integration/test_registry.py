@@ -1,30 +1,13 @@
 """cloudlab.registry against a real private registry, moto's ECR and (when set) Docker Hub."""
 
 import secrets
-import socket
 
 import pytest
 import requests
 
-from cloudlab import cleanup, config, images, project, registry, services
+from cloudlab import config, images, project, registry, services
 from cloudlab import docker as cd
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def mcfg(tmp_path_factory, docker_engine):
-    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
-                      registry_port=_free_port(), moto_port=_free_port(),
-                      run_id="test-registry-" + secrets.token_hex(3))
-    images.bootstrap(cfg.base_image, cfg)
-    yield cfg
-    cleanup.sweep(cfg.run_id, cfg=cfg, stop_services=True)
-    images.remove_labelled(cfg.run_id)
+from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +61,7 @@ def test_auth_on_refuses_anonymous_and_accepts_the_login(hello, private, mcfg):
 
 
 def test_a_push_to_a_registry_that_is_down_is_explained(hello, tmp_path, docker_engine):
-    down = config.load(env={}, state_dir=tmp_path / "state", registry_port=_free_port())
+    down = config.load(env={}, state_dir=tmp_path / "state", registry_port=free_port())
     ref = registry.tag(hello, registry.local_ref("hello", "down", down))
     try:
         with pytest.raises(registry.RegistryError, match="does not answer") as info:

@@ -9,13 +9,14 @@ import requests
 
 from cloudlab import services
 from cloudlab.errors import ServiceError
+from cloudlab.proc import alive
 from cloudlab.services import port_in_use
 
 NAMES = list(services.SERVICES)
 
 
 def _gone(svc: services.Service, pid: int) -> bool:
-    return svc.pid() is None and not services._alive(pid) and not port_in_use("127.0.0.1",
+    return svc.pid() is None and not alive(pid) and not port_in_use("127.0.0.1",
                                                                                  svc.port)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from cloudlab import services, vm
 from cloudlab.errors import UnavailableError
-from cloudlab.proc import which
+from cloudlab.proc import alive, which
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def vm_cfg(tmp_path_factory):
 
 def _qemu_pids() -> set[int]:
     return {int(p) for p in os.listdir("/proc") if p.isdigit()
-            and vm.QEMU in services._cmdline(int(p)) and services._alive(int(p))}
+            and vm.QEMU in services._cmdline(int(p)) and alive(int(p))}
 
 
 def test_kernel_is_fetched_once_and_cached(vm_cfg):

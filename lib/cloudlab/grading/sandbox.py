@@ -34,6 +34,7 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from .. import engine
 from ..config import LABEL, settings
+from ..proc import alive
 
 GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
 OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
@@ -274,18 +275,8 @@ def sweep(*, everything: bool = False) -> int:
     for c in found:
         who = (c.labels or {}).get(OWNER_LABEL, "")
         name, _, pid = who.partition(":")
-        alive = name == host and pid.isdigit() and _alive(int(pid))
-        if everything or not alive:
+        running = name == host and pid.isdigit() and alive(int(pid))
+        if everything or not running:
             remove(c.id)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
