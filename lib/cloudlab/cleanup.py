@@ -13,7 +13,7 @@ from .config import LABEL, Settings, settings
 
 def sweep(run_id: str | None = None, cfg: Settings | None = None,
           stop_services: bool = True) -> dict[str, int]:
-    """Remove labelled containers, services, networks, volumes, images and AWS resources.
+    """Remove labelled containers, services, networks, volumes, images, AWS resources, clusters.
 
     AWS resources (spot requests, instances, EFS file systems) are swept in the current
     AWS mode (the moto server when it is up, real AWS with credentials); then the local
@@ -47,6 +47,9 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
                 api.images.remove(image.id, force=True)
                 counts["images"] += 1
     counts.update(aws.sweep(run_id, cfg))
+    from . import k8s  # kwok/kind clusters named after the run id
+
+    counts["clusters"] = k8s.sweep(run_id, cfg)
     if stop_services:
         services.down(cfg=cfg)
     return counts

@@ -24,6 +24,7 @@ from .cluster import (
     availability,
     cluster_name,
     clusters,
+    down,
     ours,
     sweep,
     to_yaml,
@@ -37,5 +38,5 @@ def available() -> dict[str, Availability]:
 
 
 __all__ = ["BACKENDS", "PINNED", "Availability", "Cluster", "InstallError", "availability",
-           "available", "cluster_name", "clusters", "gke", "install", "installed", "kwok",
+           "available", "cluster_name", "clusters", "down", "gke", "install", "installed", "kwok",
            "ours", "sweep", "to_yaml"]

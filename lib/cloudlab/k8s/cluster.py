@@ -562,6 +562,13 @@ def clusters(cfg: Settings | None = None) -> list[str]:
     return kwok.names(cfg or settings())
 
 
+def down(name: str, cfg: Settings | None = None) -> None:
+    """Stop kwok cluster ``name`` and remove its files (a crashed run's, say); idempotent."""
+    cfg = cfg or settings()
+    kwok.delete(cfg, name)
+    (cfg.state_dir / "k8s" / f"{name}.kubeconfig").unlink(missing_ok=True)
+
+
 def ours(name: str, run_id: str | None = None) -> bool:
     """Whether cluster ``name`` is the workbook's (and ``run_id``'s, when given).
 
@@ -580,8 +587,7 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None) -> int:
     count = 0
     for name in kwok.names(cfg):
         if ours(name, run_id):
-            kwok.delete(cfg, name)
-            (cfg.state_dir / "k8s" / f"{name}.kubeconfig").unlink(missing_ok=True)
+            down(name, cfg)
             count += 1
     if which("kind"):
         with contextlib.suppress(CloudlabError):
