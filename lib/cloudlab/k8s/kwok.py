@@ -202,6 +202,9 @@ def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120) -> 
     cmd = [str(bins["kwokctl"]), "create", "cluster", "--name", name, "--runtime", "binary",
            "--config", str(conf), "--kubeconfig", str(kubeconfig), "--quiet-pull",
            "--enable-metrics-server", "--wait", f"{int(timeout)}s",
+           # RBAC and admission as on a real cluster: a namespaced service account is
+           # confined to its namespace (graders rely on it)
+           "--kube-authorization", "--kube-admission",
            "--kube-apiserver-binary", str(bins["kube-apiserver"]),
            "--kube-controller-manager-binary", str(bins["kube-controller-manager"]),
            "--kube-scheduler-binary", str(bins["kube-scheduler"]),
