@@ -25,7 +25,7 @@ def paths(report, check=None):
 # -- generate ----------------------------------------------------------------------------
 
 def test_generated_app_is_valid_and_has_sensible_defaults(objs):
-    dep, svc, hpa = objs
+    _dep, svc, hpa = objs
     assert m.validate(objs).ok, str(m.validate(objs))
     c = container(objs)
     assert c["imagePullPolicy"] == "IfNotPresent"
