@@ -134,6 +134,14 @@ def value(expr: str, default: float | None = None, *, url: str | None = None,
     return float(df["value"].iloc[0])
 
 
+def wait_for_value(expr: str, expected: float, *, timeout: float = 30.0,
+                   cfg: Settings | None = None) -> float:
+    """Wait until ``expr`` evaluates to ``expected`` (say, after changing a gauge)."""
+    return wait_for(lambda: [v] if (v := value(expr, cfg=cfg)) == expected else [],
+                    timeout=timeout, what=f"{expr} == {expected:g}",
+                    log=_service(cfg).log)[0]
+
+
 def wide(df: pd.DataFrame, by: str | Sequence[str] | None = None) -> pd.DataFrame:
     """Pivot a :func:`query_range` result: timestamps down, one column per series.
 
@@ -382,7 +390,116 @@ class _RandomCollector:
         yield metric
 
 
-class RandomTarget:
+class Exporter:
+    """A ``/metrics`` endpoint on 127.0.0.1 serving its own prometheus_client registry.
+
+    Subclasses add metrics in :meth:`setup` and may run a background loop in
+    :meth:`loop` (it should return when ``self._stop`` is set).
+
+    >>> with Gauge("cloudlab_demo", "A number we set.") as g:   # doctest: +SKIP
+    ...     g.set(3)
+    """
+
+    def __init__(self, *, group: str = "", host: str = "127.0.0.1", port: int = 0) -> None:
+        if host not in ("127.0.0.1", "localhost"):
+            raise CloudlabError(f"exporters listen on loopback only, not {host!r}")
+        self.group, self.host, self._port = group, host, port
+        self._stop = threading.Event()
+        self._server = self._http_thread = self._thread = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Target labels Prometheus attaches to every series scraped from here."""
+        return {"group": self.group} if self.group else {}
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise CloudlabError(f"{type(self).__name__} is not started")
+        return self._server.server_address[1]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}/metrics"
+
+    def setup(self, registry: Any) -> None:
+        """Create the metrics in ``registry``."""
+
+    def loop(self) -> None:
+        """Produce observations until ``self._stop`` is set (default: nothing to do)."""
+
+    def start(self) -> Exporter:
+        if self._server is not None:
+            return self
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        self.setup(registry)
+        self._stop.clear()
+        self._server, self._http_thread = start_http_server(self._port, self.host, registry)
+        if type(self).loop is not Exporter.loop:
+            self._thread = threading.Thread(target=self.loop, daemon=True,
+                                            name=f"{type(self).__name__}-{self.group}")
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop producing and serving (idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "stopped"
+        return f"<{type(self).__name__} {self.group or ''} {where}>"
+
+
+class Gauge(Exporter):
+    """One gauge you set by hand: the simplest way to make a metric cross a threshold.
+
+    >>> with Gauge("cloudlab_queue_depth", "Jobs waiting.") as g:   # doctest: +SKIP
+    ...     g.set(42)
+    """
+
+    def __init__(self, name: str, help: str = "A value set by the notebook.", *,
+                 group: str = "", port: int = 0) -> None:
+        super().__init__(group=group, port=port)
+        self.name, self.help = name, help
+        self._gauge = None
+
+    def setup(self, registry: Any) -> None:
+        from prometheus_client import Gauge as PromGauge
+
+        self._gauge = PromGauge(self.name, self.help, registry=registry)
+
+    def set(self, v: float) -> float:
+        """Set the gauge; returns the wall-clock time it changed (unix seconds)."""
+        if self._gauge is None:
+            raise CloudlabError("start the gauge before setting it")
+        self._gauge.set(v)
+        return time.time()
+
+
+class RandomTarget(Exporter):
     """One process of the upstream ``random`` example, in a thread, on 127.0.0.1.
 
     Three fictional services observe latencies: ``uniform`` (every ~100 ms, uniform on
@@ -399,46 +516,26 @@ class RandomTarget:
                  uniform_domain: float = 0.0002, normal_domain: float = 0.0002,
                  normal_mean: float = 0.00001, oscillation_period: float = 600.0,
                  seed: int | None = None) -> None:
-        self.group = group
-        self.host, self._port = host, port
+        super().__init__(group=group, host=host, port=port)
         self.uniform_domain, self.normal_domain = uniform_domain, normal_domain
         self.normal_mean, self.oscillation_period = normal_mean, oscillation_period
         self.factor = 1.0
         self._rng = random.Random(seed)
-        self._stop = threading.Event()
-        self._server = self._thread = self._http_thread = None
-        self._started_at = 0.0
+        self._started_at = time.monotonic()
 
-    @property
-    def labels(self) -> dict[str, str]:
-        return {"group": self.group}
+    def degrade(self, factor: float) -> float:
+        """Multiply every latency from now on by ``factor`` (1.0 = healthy again).
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise CloudlabError("the target is not started")
-        return self._server.server_address[1]
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}/metrics"
-
-    def degrade(self, factor: float) -> None:
-        """Multiply every latency from now on by ``factor`` (1.0 = healthy again)."""
+        Returns the wall-clock time of the change (unix seconds), for labelling incidents.
+        """
         if not factor > 0:
             raise CloudlabError(f"factor must be positive, got {factor!r}")
         self.factor = float(factor)
+        return time.time()
 
-    def start(self) -> RandomTarget:
-        if self._server is not None:
-            return self
-        from prometheus_client import CollectorRegistry, Histogram, start_http_server
+    def setup(self, registry: Any) -> None:
+        from prometheus_client import Histogram
 
-        registry = CollectorRegistry()
         self._summary = _RandomCollector()
         registry.register(self._summary)
         buckets = [self.normal_mean - 5 * self.normal_domain + i * 0.5 * self.normal_domain
@@ -446,45 +543,14 @@ class RandomTarget:
         self._histogram = Histogram("rpc_durations_histogram_seconds",
                                     "RPC latency distributions.", buckets=buckets,
                                     registry=registry)
-        self._stop.clear()
         self._started_at = time.monotonic()
-        self._server, self._http_thread = start_http_server(self._port, self.host, registry)
-        self._thread = threading.Thread(target=self._loop, name=f"random-{self.group}",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop observing and serving (idempotent)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> RandomTarget:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        where = self.url if self._server is not None else "stopped"
-        return f"<RandomTarget {self.group} {where}>"
 
     # -- the three generators, one thread ------------------------------------------------------
     def _oscillation(self) -> float:
         t = time.monotonic() - self._started_at
         return 2 + math.sin(math.sin(2 * math.pi * t / self.oscillation_period))
 
-    def _loop(self) -> None:
+    def loop(self) -> None:
         rng = self._rng
         period = {"uniform": 0.100, "normal": 0.075, "exponential": 0.050}
         due = dict.fromkeys(period, time.monotonic())
