@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -200,7 +201,7 @@ def test_other_backends_use_the_same_verbs(backend, tmp_path_factory):
 def _listening() -> list[int]:
     ports = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
+        for line in Path(table).read_text().splitlines()[1:]:
             f = line.split()
             if f[3] == "0A":
                 ports.append(int(f[1].rsplit(":", 1)[1], 16))
