@@ -34,6 +34,7 @@ import yaml
 from ..config import Settings, settings
 from ..errors import CloudlabError, CommandError, UnavailableError
 from ..proc import run, wait_for, which
+from ..services import port_in_use
 from . import install, kwok
 
 BACKENDS = ("kwok", "kind", "kubeconfig")
@@ -352,8 +353,8 @@ class Cluster:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True)
         try:
-            wait_for(lambda: proc.poll() is None and _listening(local_port), timeout=timeout,
-                     what=f"port-forward to {target}:{remote_port}")
+            wait_for(lambda: proc.poll() is None and port_in_use("127.0.0.1", local_port),
+                     timeout=timeout, what=f"port-forward to {target}:{remote_port}")
             yield f"http://127.0.0.1:{local_port}"
         finally:
             proc.terminate()
@@ -549,12 +550,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def clusters(cfg: Settings | None = None) -> list[str]:
