@@ -160,6 +160,22 @@ class Service:
         self.pidfile.unlink(missing_ok=True)
         self._owned = False
 
+    def restart(self, timeout: float | None = None) -> Service:
+        """Stop and start again to pick up new config, when running (no-op when not).
+
+        Whether this object stops the service on leaving its ``with`` block is kept: a
+        restart does not make a shared course service ours.
+        """
+        if self.pid() is None:
+            return self
+        owned = self._owned
+        try:
+            self.stop()
+            self.start(timeout)
+        finally:
+            self._owned = owned
+        return self
+
     def status(self) -> Status:
         pid = self.pid()
         return Status(self.name, pid is not None, pid, self.url,
