@@ -585,7 +585,7 @@ def docker_side(ctx: HookContext) -> Results:
     if broken:  # the engine would refuse it before the first step: say why, build nothing
         built = hooks.Built(False, "", f"docker build failed: {broken}")
     else:
-        built = hooks.build_image(ctx, DOCKERFILE, network="bridge",
+        built = hooks.build_image(ctx, DOCKERFILE, network="proxy",
                                   timeout=max(30.0, min(ctx.timeout - 60, 600)))
         if not built.ok and "Step 1/" not in built.log and "APIError" in built.message:
             built.message += " (the engine rejected the Dockerfile before its first step; " \

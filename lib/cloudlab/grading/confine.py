@@ -49,9 +49,9 @@ from typing import Any
 
 from .. import engine
 from ..config import LABEL, settings
-from ..errors import CloudlabError
-from ..errors import CommandError
-from ..proc import alive, run as run_command, which
+from ..errors import CloudlabError, CommandError
+from ..proc import alive, which
+from ..proc import run as run_command
 from . import dockerfile as dockerfile_rules
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
@@ -170,7 +170,8 @@ async def handle(r, w):
     if f"{host}:{port}" not in ALLOW:
         return await refuse(w, 403, f"{host}:{port} is not on the allow-list")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
         ips = [i[4][0] for i in infos]
         try:
             literal = bool(ipaddress.ip_address(host))
@@ -448,7 +449,7 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
                              "rm": True, "forcerm": True, "pull": False, "nocache": False,
                              "networkmode": jail.network if jail else "none",
                              "buildargs": json.dumps(jail.buildargs() if jail else {}),
-                             "labels": json.dumps({**(labels or {}), **stamp}),
+                             "labels": json.dumps(labels or {}),
                              "memory": limits.memory_bytes, "memswap": limits.memory_bytes,
                              "cpuperiod": 100_000, "cpuquota": int(limits.cpus * 100_000),
                              "shmsize": 64 * 2**20,
@@ -463,10 +464,10 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
                 continue
             chunk = json.loads(raw)
             if "stream" in chunk:
-                said = chunk["stream"].rstrip()
-                lines.append(said)
+                said = chunk["stream"]
+                lines.append(said)  # chunks are not whole lines: join them as they come
                 if on_step and said.startswith("Step "):
-                    on_step(said)
+                    on_step(said.rstrip())
             if "error" in chunk:
                 error = chunk["error"].strip()
     except Exception as exc:
@@ -477,7 +478,7 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
         _kill_build_containers(build_id)
         pids.stop()
     seconds = time.monotonic() - start
-    log = "\n".join(lines)[-8000:]
+    log = "".join(lines)[-8000:]
     if watch.why:
         error = watch.why
     if error:
@@ -553,10 +554,8 @@ def _disk_used(api, build_id: str) -> int:
         newest = max(images, key=lambda i: i.get("Created", 0))
         first = min(images, key=lambda i: i.get("Created", 0))
         layers = int(newest.get("Size", 0)) - int(first.get("Size", 0))
-    running = 0
-    for box in api.containers(all=True, filters=flt):
-        info = api.inspect_container(box["Id"], size=True)
-        running += int(info.get("SizeRw") or 0)
+    running = sum(int(box.get("SizeRw") or 0)
+                  for box in api.containers(all=True, filters=flt, size=True))
     return layers + running
 
 
@@ -584,7 +583,8 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
         labels: dict[str, str] | None = None) -> Ran:
     """Run ``command`` on a submission's ``files`` in a locked-down container; never raises.
 
-    The files are mounted read-only at ``/work`` (the working directory); ``/tmp`` is a
+    The files are mounted read-only at ``/work`` (the working directory), and the tool runs
+    as the grader's own user (so it can read them) without any capability; ``/tmp`` is a
     tmpfs of ``limits.disk``; the container has no network (``network="none"``), or only a
     :class:`Jail`'s (``network=jail.network``); ``"host"`` is there for a tool that must
     reach a local API server and is the one weaker setting. ``tools`` are host binaries
@@ -617,7 +617,8 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
             environment={"PATH": "/opt/tools:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp"},
             labels={**(labels or {}), BUILD_LABEL: f"run-{run_id}", OWNER_LABEL: owner(),
                     LABEL: settings().run_id},
-            network_mode=network, mounts=mounts, user="65534:65534", read_only=True,
+            network_mode=network, mounts=mounts, user=f"{os.getuid()}:{os.getgid()}",
+            read_only=True,
             tmpfs={"/tmp": f"size={limits.disk_bytes},mode=1777"},
             mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes,
             pids_limit=limits.pids, nano_cpus=int(limits.cpus * 1e9), cap_drop=["ALL"],
