@@ -108,6 +108,16 @@ def _grade(args: argparse.Namespace) -> int:
         path = export(course, args.output or course.state / "grades.csv", args.assignment)
         print(f"wrote {path}")
         return 0
+    if args.action == "publish":
+        from .grading.publish import publish
+
+        print(publish(course, args.dest, push=args.push).text())
+        return 0
+    if args.action == "roster":
+        from .grading.roster import generate
+
+        print(generate(course, args.roster, instructor=args.instructor).text())
+        return 0
     if args.action == "feedback":
         from .grading.feedback import feedback
 
@@ -170,7 +180,7 @@ def parser() -> argparse.ArgumentParser:
 
 def _grade_parser(sub) -> None:
     g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
-                                     "feedback, validate")
+                                     "feedback, validate, roster, publish")
     g.add_argument("--course", help="course root (default: this checkout)")
     acts = g.add_subparsers(dest="action", required=True)
     a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
@@ -195,6 +205,14 @@ def _grade_parser(sub) -> None:
     a = acts.add_parser("feedback", help="HTML feedback per submission (no hidden tests)")
     a.add_argument("assignment", nargs="?")
     a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a = acts.add_parser("publish", help="write the student edition (no solutions, hidden "
+                                        "tests or secrets); optionally push it")
+    a.add_argument("dest", help="a new folder (or an earlier edition, which is replaced)")
+    a.add_argument("--push", metavar="REMOTE", help="commit and force-push it to this git remote")
+    a = acts.add_parser("roster", help="per-student credentials for the course registry")
+    a.add_argument("roster", help="student ids, one a line (or CSV: id[,dockerhub])")
+    a.add_argument("--instructor", default="instructor", help="the account that may push "
+                                                             "anywhere (default: instructor)")
     a = acts.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")
