@@ -85,11 +85,11 @@ def test_the_edition_has_the_workbook_and_nothing_of_the_instructor(course, tmp_
 def test_a_leak_stops_the_publication_naming_the_file(course, tmp_path):
     _, region = next(r for r in _regions() if r[0] == "SOLUTION" and len(r[1]) > 60)
     (course.root / "data" / "notes.md").write_text("an answer:\n" + region)
-    with pytest.raises(PublishError, match="data/notes.md: contains a solution"):
+    with pytest.raises(PublishError, match=r"data/notes\.md: contains a solution"):
         publish(course, tmp_path / "student")
     (course.root / "data" / "notes.md").write_text(
         "it says: Hello from Grace's container! The word is periwinkle-4711.\n")
-    with pytest.raises(PublishError, match="data/notes.md: contains a course secret"):
+    with pytest.raises(PublishError, match=r"data/notes\.md: contains a course secret"):
         publish(course, tmp_path / "student2")
 
 

@@ -173,10 +173,9 @@ def publish(course: Course, dest: str | Path, *, push: str | None = None,
     commit it and force-push it to ``push``. Raises :class:`PublishError` on a leak."""
     root = course.root
     dest = Path(dest).resolve()
-    if dest == root or root in dest.parents:
-        if (dest / ".git").exists() or dest == root:
-            raise PublishError(f"{dest} is inside the course repository; publish to a "
-                               "folder of its own")
+    if dest == root or (root in dest.parents and not (dest / ".cloudlab-edition").exists()):
+        raise PublishError(f"{dest} is inside the course repository; publish to a folder "
+                           "of its own")
     if dest.exists() and any(dest.iterdir()) and not (dest / ".cloudlab-edition").exists():
         raise PublishError(f"{dest} exists and is not a student edition; give an empty or "
                            "new folder")
