@@ -81,6 +81,24 @@ def _grade(args: argparse.Namespace) -> int:
         names = release(course, args.assignment)
         print(f"released {len(names)} assignment(s) into {course.release}: "
               f"{', '.join(names) or 'none (no folders in solutions/)'}")
+        if args.classmate:
+            from .grading import classmate
+
+            print(f"published the classmate's image: {classmate.publish(course)}")
+        return 0
+    if args.action == "registry":
+        from .grading.roster import course_registry
+
+        registry, auth = course_registry(course)
+        if args.state == "up":
+            auth.start()
+            registry.start()
+            print(f"course registry at {registry.url} (accounts from the roster; tokens from "
+                  f"{auth.url})")
+        else:
+            registry.stop()
+            auth.stop()
+            print("course registry stopped")
         return 0
     if args.action == "collect":
         from .grading.collect import collect
@@ -180,11 +198,13 @@ def parser() -> argparse.ArgumentParser:
 
 def _grade_parser(sub) -> None:
     g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
-                                     "feedback, validate, roster, publish")
+                                     "feedback, validate, roster, registry, publish")
     g.add_argument("--course", help="course root (default: this checkout)")
     acts = g.add_subparsers(dest="action", required=True)
     a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
+    a.add_argument("--classmate", action="store_true", help="also publish docker-hub's "
+                   "classmate image, with this course's secret message, to the registry")
     a = acts.add_parser("collect", help="copy submissions (folder or zip) into the course")
     a.add_argument("path", help="a folder or .zip: <student>/<assignment>/... or "
                                 "<assignment>_<student>_attempt_<time>_<file>")
@@ -213,6 +233,8 @@ def _grade_parser(sub) -> None:
     a.add_argument("roster", help="student ids, one a line (or CSV: id[,dockerhub])")
     a.add_argument("--instructor", default="instructor", help="the account that may push "
                                                              "anywhere (default: instructor)")
+    a = acts.add_parser("registry", help="the course registry with the roster's accounts")
+    a.add_argument("state", choices=["up", "down"])
     a = acts.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")

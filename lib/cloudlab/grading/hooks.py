@@ -73,6 +73,7 @@ class HookContext:
     created_images: list[str] = field(default_factory=list)
     created_containers: list[str] = field(default_factory=list)
     allowed_images: tuple[str, ...] = ()  # FROM / COPY --from may name these (and the base)
+    course: Path | None = None  # the course root: its roster and secrets (trusted side only)
     builds: list[str] = field(default_factory=list)
     _jail: confine.Jail | None = None
 

@@ -12,7 +12,7 @@ config, the data, the README and what installs the library). Only files git trac
 copied when the course is a git checkout (no outputs, caches or local state).
 
 >>> report = publish(Course(), "/tmp/student-edition")        # doctest: +SKIP
->>> report.files > 0, report.problems
+>>> report.files > 0, report.problems                         # doctest: +SKIP
 (True, [])
 """
 

@@ -109,7 +109,7 @@ class RosterReport:
         return (f"{len(self.added)} account(s) added, {len(self.kept)} kept; passwords to "
                 f"hand out: {self.folder / 'credentials.json'} (instructor account: "
                 f"{self.instructor}). Start the course registry: "
-                f"cl.grading.roster.course_registry(Course()) (token server, then registry)")
+                f"`cloudlab grade registry up`")
 
 
 def generate(course: Course, roster: str | Path, *, instructor: str = "instructor"
