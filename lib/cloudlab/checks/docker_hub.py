@@ -580,10 +580,11 @@ def _safe(fn, *args) -> dict[str, Any]:
 def docker_side(ctx: HookContext) -> Results:
     """The grader's trusted checks: build, lint, run and inspect the submitted Dockerfile.
 
-    Runs on the grading host before the notebook, never inside the sandbox. The build gets
-    a network (pip installs the requirements) but no more than 1 GB and the hook's time
-    limit; ``hello`` runs without a network, locked down; the image's files are read from
-    an export of a container that is never started (nothing the student wrote runs to
+    Runs on the grading host before the notebook, never inside the sandbox. The build is
+    confined (:func:`cloudlab.grading.hooks.build_image`: its only way out is the package
+    index, for pip; CPU, memory, processes, time and disk are limited); ``hello`` runs
+    without a network, locked down; the image's files are read from an export of a
+    container that is never started (nothing the student wrote runs to
     answer the pip-cache and user questions). Returns a result per key of :data:`KEYS`.
     """
     from .. import images

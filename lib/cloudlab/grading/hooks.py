@@ -2,9 +2,10 @@
 
 The sandbox never sees the Docker socket. When an exercise needs to build and run what a
 student wrote (the ``docker-hub`` Dockerfile), its checker module registers a hook; the
-grader runs it on the host BEFORE the notebook, in containers of their own (no network by
-default, memory/CPU/pids limits, a time limit, labelled for the sweep, removed afterwards),
-and hands the results into the sandbox as a read-only JSON file. Test cells read them with
+grader runs it on the host BEFORE the notebook, in containers of their own (builds confined
+by :mod:`.confine`: an allow-listed network, CPU/memory/pids/time/disk limits, FROM checked;
+runs without a network; all labelled for the sweep and removed afterwards), and hands the
+results into the sandbox as a read-only JSON file. Test cells read them with
 ``cl.checks.trusted("key")``; the grader also applies them to those cells' scores itself,
 so they cannot be faked from inside the notebook.
 
