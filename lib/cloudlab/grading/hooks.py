@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import confine
+from .confine import Built, Ran
 
 Results = dict[str, dict[str, Any]]
 Hook = Callable[["HookContext"], Results]
@@ -120,24 +121,6 @@ def run_hooks(ctx: HookContext, hooks: list[Hook]) -> tuple[Results, list[str]]:
     return results, notes
 
 
-@dataclass
-class Built:
-    ok: bool
-    tag: str
-    message: str
-    log: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class Ran:
-    ok: bool
-    exit_code: int | None
-    output: str
-    timed_out: bool = False
-    seconds: float = 0.0
-
-
 def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: str = "proxy",
                 memory: str = "1g", timeout: float | None = None,
                 limits: confine.Limits | None = None) -> Built:
@@ -163,7 +146,7 @@ def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: st
                          allowed_images={settings().base_image, *ctx.allowed_images})
     if done.build_id:
         ctx.builds.append(done.build_id)
-    return Built(done.ok, done.tag, done.message, done.log, done.seconds)
+    return done
 
 
 def run_image(ctx: HookContext, tag: str, command: list[str] | str | None = None, *,
