@@ -91,16 +91,27 @@ def _qemu_kvm(cfg: Settings | None = None, timeout: float = 15.0) -> str:
 
 
 def accel(cfg: Settings | None = None, open_device: Callable[[], str] = _open_kvm,
-          try_qemu: Callable[[], str] | None = None) -> Accel:
+          try_qemu: Callable[[], str] | None = None, fresh: bool = False) -> Accel:
     """KVM when ``/dev/kvm`` opens and a guest really boots with it, else software (tcg).
 
-    Each probe returns '' on success or the reason it failed (injectable for tests).
+    Each probe returns '' on success or the reason it failed (injectable for tests). The
+    real probe boots a guest, so its answer is kept for the process (``fresh`` re-probes).
     """
+    real = open_device is _open_kvm and try_qemu is None
+    if real and _ACCEL and not fresh:
+        return _ACCEL[0]
+    found = Accel("kvm", True, "KVM works: /dev/kvm opens and the guest boots with -accel kvm")
     for probe in (open_device, try_qemu or (lambda: _qemu_kvm(cfg))):
         why = probe()
         if why:
-            return Accel("tcg", False, f"KVM not usable: {why}")
-    return Accel("kvm", True, "KVM works: /dev/kvm opens and the guest boots with -accel kvm")
+            found = Accel("tcg", False, f"KVM not usable: {why}")
+            break
+    if real:
+        _ACCEL[:] = [found]
+    return found
+
+
+_ACCEL: list[Accel] = []  # the real probe's answer, once per process
 
 
 def cache_dir(cfg: Settings | None = None) -> Path:
@@ -303,7 +314,7 @@ class VM(Launch):
         self.kernel = kernel(self.cfg)
         self.initramfs = initramfs(self.cfg)
         if not self.accel_used:
-            found = _detected(self.cfg)
+            found = accel(self.cfg)
             self.accel_used, self.accel_reason = found.name, found.reason
 
     def command(self) -> list[str]:
@@ -311,16 +322,6 @@ class VM(Launch):
                 "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
                 "-no-reboot", "-kernel", str(self.kernel), "-initrd", str(self.initramfs),
                 "-append", "console=ttyS0 quiet panic=-1"]
-
-
-_ACCEL: list[Accel] = []
-
-
-def _detected(cfg: Settings | None = None) -> Accel:
-    """:func:`accel`, probed once per process (the probe boots a guest)."""
-    if not _ACCEL:
-        _ACCEL.append(accel(cfg))
-    return _ACCEL[0]
 
 
 class Container(Launch):

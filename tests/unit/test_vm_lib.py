@@ -40,7 +40,7 @@ def test_qemu_probe_without_qemu_says_so(monkeypatch):
 
 def test_vm_uses_the_detected_accelerator(monkeypatch, tmp_path):
     cfg = config.load(env={}, state_dir=tmp_path)
-    monkeypatch.setattr(vm, "_ACCEL", [vm.Accel("kvm", True, "probed")])
+    monkeypatch.setattr(vm, "_ACCEL", [vm.Accel("kvm", True, "probed")])  # the cached answer
     machine = vm.VM(cfg)
     monkeypatch.setattr(vm, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(vm, "kernel", lambda cfg: tmp_path / "vmlinuz-x")
