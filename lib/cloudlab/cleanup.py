@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import aws, engine, services
+from . import aws, dr, engine, services
 from .config import LABEL, Settings, settings
 
 
@@ -15,9 +15,10 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
           stop_services: bool = True) -> dict[str, int]:
     """Remove labelled containers, services, networks, volumes, images, AWS resources, clusters.
 
-    AWS resources (spot requests, instances, EFS file systems) are swept in the current
-    AWS mode (the moto server when it is up, real AWS with credentials); then the local
-    services are stopped unless ``stop_services`` is False.
+    AWS resources (spot requests, instances, EFS file systems, S3 buckets, SQS queues,
+    CloudWatch alarms) are swept in the current AWS mode (the moto server when it is up,
+    real AWS with credentials); then the local services are stopped unless
+    ``stop_services`` is False.
 
     With ``run_id`` only that run's leftovers go; without, every cloudlab-labelled thing.
     Returns counts per kind of resource removed.
@@ -52,4 +53,5 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
     counts["clusters"] = k8s.sweep(run_id, cfg)
     if stop_services:
         services.down(cfg=cfg)
+        dr.Downstream(cfg, port=0).stop()  # the reliability notebook's local downstream
     return counts
