@@ -10,7 +10,7 @@ Every decision is logged with its metric, the desired count and why.
 When Prometheus cannot be read the autoscaler holds the current count and says so; it
 never scales below ``min_replicas`` (at least 1), so never to zero.
 
->>> with Autoscaler(stack, target_cpu=0.6, max_replicas=6) as scaler:    # doctest: +SKIP
+>>> with for_stack(stack, target_cpu=60, max_replicas=6) as scaler:        # doctest: +SKIP
 ...     cl.loadtest.run(stack.url, cl.loadtest.spike(2, 40, 10, 60, 30))
 >>> scaler.frame()[["t", "current", "desired", "reason"]]                # doctest: +SKIP
 """
@@ -49,9 +49,12 @@ class Sample:
 
 
 class Target(Protocol):
-    """What the autoscaler scales: how many replicas are asked for, and set that."""
+    """What the autoscaler scales: the replica count asked for, the replicas running, and
+    a way to set the count."""
 
     def desired(self) -> int: ...
+
+    def replicas(self) -> dict[str, bool]: ...  # address -> ready
 
     def scale(self, replicas: int, wait: bool = False) -> int: ...
 
@@ -63,13 +66,14 @@ class Decision:
     t: float  # seconds since the autoscaler started
     time: float  # wall clock
     current: int
-    desired: int
-    applied: int  # what the service runs after this pass
-    utilisation: float | None  # mean CPU / request over the replicas read
+    wanted: int | None  # what the metrics ask for (before stabilisation and limits)
+    replicas: int  # what the service is set to
+    utilisation: float | None  # mean CPU, % of the request, over the replicas read
     rps_per_replica: float | None
     replicas_seen: int
     action: str  # scale-up | scale-down | hold
-    reason: str
+    reason: str  # one of cloudlab.hpa.REASONS, or "metrics unavailable"
+    detail: str
 
 
 def prometheus_reader(url: str, job: str = "predict", window: str = "10s",
@@ -103,46 +107,56 @@ def prometheus_reader(url: str, job: str = "predict", window: str = "10s",
 class Autoscaler:
     """The control loop; ``step()`` is one pass, ``start()`` runs it in a thread.
 
-    ``cpu_request`` is the replica's CPU request in cores (the reservation): utilisation is
-    CPU used divided by it, as in Kubernetes. Without a request, CPU utilisation has no
-    denominator: pass ``target_rps`` (requests/s per replica) instead.
+    The decision is :class:`cloudlab.hpa.Autoscaler`'s (the one implementation of the
+    documented algorithm); this class reads the metrics, maps them onto the replicas the
+    service runs, applies the decision through ``target.scale`` and logs it.
+
+    ``cpu_request`` is the replica's CPU request in cores (the reservation): utilisation
+    is CPU used divided by it, in %, as in Kubernetes. Without a request, utilisation has
+    no denominator: scale on ``target_rps`` (requests/s per replica) instead.
     """
 
     def __init__(self, target: Target, metrics: Callable[[], Sample], *,
-                 cpu_request: float | None, target_cpu: float | None = 0.6,
+                 cpu_request: float | None, target_cpu: float | None = 60.0,
                  target_rps: float | None = None, min_replicas: int = 1,
                  max_replicas: int = 6, period: float = 5.0, tolerance: float = 0.1,
-                 downscale_window: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 downscale_window: int = 30, clock: Callable[[], float] = time.time) -> None:
+        from . import hpa
+
         if min_replicas < 1:
-            raise ConfigError(f"min_replicas={min_replicas}: an autoscaler never scales "
-                              "to zero here; use at least 1")
-        if max_replicas < min_replicas:
-            raise ConfigError(f"max_replicas={max_replicas} is below min_replicas="
-                              f"{min_replicas}")
+            raise ConfigError(f"min_replicas={min_replicas}: this autoscaler never scales "
+                              "to zero; use at least 1")
         if target_cpu is not None and not cpu_request:
             raise ConfigError(
                 "CPU utilisation needs a CPU request: the service reserves no CPU, so "
                 "'60% of its request' means nothing (this is why the HPA ignores pods "
                 "without requests). Set a reservation, or scale on target_rps instead.")
         if target_cpu is None and target_rps is None:
-            raise ConfigError("give a target: target_cpu (utilisation) or target_rps")
+            raise ConfigError("give a target: target_cpu (% of the request) or target_rps")
         self.target = target
         self.metrics = metrics
         self.cpu_request = cpu_request
         self.target_cpu = target_cpu
         self.target_rps = target_rps
-        self.min_replicas = min_replicas
-        self.max_replicas = max_replicas
         self.period = period
-        self.tolerance = tolerance
-        self.downscale_window = downscale_window
         self.clock = clock
+        self.hpa = hpa.Autoscaler(
+            min_replicas=min_replicas, max_replicas=max_replicas, tolerance=tolerance,
+            behavior=hpa.Behavior.from_spec(
+                {"scaleDown": {"stabilizationWindowSeconds": int(downscale_window)}}))
         self.decisions: list[Decision] = []
-        self._history: list[tuple[float, int]] = []  # (time, recommendation)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._began: float | None = None
         self.error: BaseException | None = None
+
+    @property
+    def min_replicas(self) -> int:
+        return self.hpa.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.hpa.max_replicas
 
     # -- one pass ------------------------------------------------------------------------
     def step(self) -> Decision:
@@ -156,65 +170,41 @@ class Autoscaler:
         try:
             sample = self.metrics()
         except MetricsUnavailable as exc:
-            return self._log(now, current, current, current, None, None, 0, "hold",
-                             f"metrics unavailable, holding {current} replicas: {exc}")
-        util = _mean([c / self.cpu_request for c in sample.cpu.values()]) \
-            if self.cpu_request else None
-        rps = _mean(list(sample.rps.values()))
-        seen = len(sample.cpu) or len(sample.rps)
-        if not seen:
-            return self._log(now, current, current, current, util, rps, 0, "hold",
-                             f"no replica reported metrics yet, holding {current}")
-        proposals = {}
+            return self._log(now, current, None, current, None, None, 0,
+                             "metrics unavailable", f"holding {current} replicas: {exc}")
+        running = self.target.replicas()  # address -> ready
+        addresses = list(running) or list(sample.cpu)
+        metrics = []
+        cpu = [None if a not in sample.cpu else 100 * sample.cpu[a] / self.cpu_request
+               for a in addresses] if self.cpu_request else []
+        rps = [sample.rps.get(a) for a in addresses]
         if self.target_cpu is not None:
-            proposals["cpu"] = hpa.desired_replicas(
-                current, [c / self.cpu_request for c in sample.cpu.values()],
-                self.target_cpu, tolerance=self.tolerance, ready=current)
+            metrics.append(hpa.Metric(self.target_cpu, cpu, "cpu"))
         if self.target_rps is not None:
-            proposals["rps"] = hpa.desired_replicas(
-                current, list(sample.rps.values()), self.target_rps,
-                tolerance=self.tolerance, ready=current)
-        metric = max(proposals, key=lambda k: proposals[k])
-        raw = proposals[metric]
-        self._history.append((now, raw))
-        self._history = [(t, r) for t, r in self._history if now - t <= self.downscale_window]
-        stabilised = hpa.stabilize(raw, [r for _, r in self._history], current)
-        desired = min(self.max_replicas, max(self.min_replicas, stabilised))
-        why = self._why(metric, util, rps, current, raw, stabilised, desired)
-        action = "hold" if desired == current else (
-            "scale-up" if desired > current else "scale-down")
-        if desired != current:
-            self.target.scale(desired, wait=False)
-        return self._log(now, current, desired, desired, util, rps, seen, action, why)
+            metrics.append(hpa.Metric(self.target_rps, rps, "rps"))
+        ready = [running.get(a, True) for a in addresses] if running else None
+        if not addresses:
+            return self._log(now, current, None, current, None, None, 0, hpa.MISSING_METRICS,
+                             f"no replica reported metrics yet, holding {current}")
+        verdict = self.hpa.step(now, current, metrics, ready)
+        seen = sum(v is not None for v in (cpu or rps))
+        if verdict.replicas != current:
+            self.target.scale(verdict.replicas, wait=False)
+        return self._log(now, current, verdict.metric_replicas, verdict.replicas,
+                         _mean(cpu), _mean(rps), seen, verdict.reason, verdict.detail)
 
-    def _why(self, metric: str, util: float | None, rps: float | None, current: int,
-             raw: int, stabilised: int, desired: int) -> str:
-        if metric == "cpu":
-            said = f"cpu {util:.0%} of request vs target {self.target_cpu:.0%}"
-            ratio = (util or 0) / self.target_cpu
-        else:
-            said = f"{rps:.1f} req/s per replica vs target {self.target_rps:g}"
-            ratio = (rps or 0) / self.target_rps
-        parts = [said, f"ratio {ratio:.2f}"]
-        if raw == current and abs(ratio - 1) <= self.tolerance:
-            parts.append(f"within tolerance ±{self.tolerance:.0%}")
-        else:
-            parts.append(f"wants {raw}")
-        if stabilised > raw:
-            parts.append(f"scale-down held by the {self.downscale_window:g} s stabilisation "
-                         f"window (highest recent recommendation {stabilised})")
-        if desired != stabilised:
-            parts.append(f"clamped to [{self.min_replicas}, {self.max_replicas}]")
-        return "; ".join(parts)
-
-    def _log(self, now: float, current: int, desired: int, applied: int,
-             util: float | None, rps: float | None, seen: int, action: str,
-             reason: str) -> Decision:
-        decision = Decision(round(now - (self._began or now), 1), now, current, desired,
-                            applied, None if util is None else round(util, 3),
-                            None if rps is None else round(rps, 2), seen, action, reason)
+    def _log(self, now: float, current: int, wanted: int | None, replicas: int,
+             util: float | None, rps: float | None, seen: int, reason: str,
+             detail: str) -> Decision:
+        action = "hold" if replicas == current else (
+            "scale-up" if replicas > current else "scale-down")
+        decision = Decision(round(now - (self._began or now), 1), now, current, wanted,
+                            replicas, None if util is None else round(util, 1),
+                            None if rps is None else round(rps, 2), seen, action, reason,
+                            detail)
         self.decisions.append(decision)
-        log.info("%s %d -> %d: %s", action, current, applied, reason)
+        said = f"cpu {util:.0f}% of request" if util is not None else "cpu n/a"
+        log.info("%s %d -> %d (%s, %s): %s", action, current, replicas, said, reason, detail)
         return decision
 
     # -- the loop ------------------------------------------------------------------------
@@ -234,8 +224,8 @@ class Autoscaler:
                 self.error = exc
                 with contextlib.suppress(Exception):
                     current = self.target.desired()
-                    self._log(self.clock(), current, current, current, None, None, 0, "hold",
-                              f"error, holding: {type(exc).__name__}: {exc}")
+                    self._log(self.clock(), current, None, current, None, None, 0, "error",
+                              f"holding: {type(exc).__name__}: {exc}")
             self._stop.wait(self.period)
 
     def stop(self) -> None:
@@ -256,7 +246,7 @@ class Autoscaler:
         self.stop()
 
     def frame(self):
-        """Every decision as a DataFrame (t, current, desired, utilisation, reason...)."""
+        """Every decision as a DataFrame (t, current, wanted, replicas, reason, detail...)."""
         import pandas as pd
 
         return pd.DataFrame([asdict(d) for d in self.decisions],
@@ -281,13 +271,15 @@ class StackTarget:
     def desired(self) -> int:
         return self.stack.desired(self.service)
 
+    def replicas(self) -> dict[str, bool]:
+        """The service's running tasks: overlay address (as Prometheus names it) -> ready."""
+        return self.stack.addresses(self.service)
+
     def scale(self, replicas: int, wait: bool = False) -> int:
         return self.stack.scale(replicas, self.service, wait=wait)
 
 
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def _fmt(values: Mapping[str, float]) -> dict[str, Any]:
-    return {k: round(v, 3) for k, v in values.items()}
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the values that are there (None = no sample)."""
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None

@@ -160,8 +160,8 @@ class LoadTest:
     :class:`Result`. ``stop()`` ends Locust at once, idempotently.
     """
 
-    def __init__(self, url: str, stages: Sequence[Stage], *, wait: tuple[float, float] = (0.05,
-                 0.2), rows: int = 200, folder: str | Path | None = None,
+    def __init__(self, url: str, stages: Sequence[Stage], *, wait: tuple[float, float] = (0.5,
+                 1.5), rows: int = 200, folder: str | Path | None = None,
                  cfg: Settings | None = None) -> None:
         if not stages:
             raise ValueError("a load test needs at least one Stage")

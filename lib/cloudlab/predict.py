@@ -143,7 +143,7 @@ class Server(docker.Container):
     ``url`` is where it answers; ``start()`` waits until ``/healthz`` says ok.
     """
 
-    def __init__(self, *, port: int | None = None, version: str = "v1", work: int = 4,
+    def __init__(self, *, port: int | None = None, version: str = "v1", work: int = 2,
                  cpus: float | None = 1.0, env: dict[str, str] | None = None,
                  cfg: Settings | None = None, name: str | None = None) -> None:
         cfg = cfg or settings()

@@ -266,7 +266,7 @@ def lb_image(cfg: Settings | None = None, progress: bool = False) -> str:
     return wanted
 
 
-def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4,
+def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 2,
             cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
             labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The stack as a compose document (what ``docker stack deploy -c`` reads).
@@ -280,7 +280,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4
     'dnsrr'
     """
     labels = dict(labels or {})
-    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "3s", "timeout": "3s",
+    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "4s", "timeout": "5s",
               "retries": 3, "start_period": "30s"}
     return {
         "version": "3.9",
@@ -328,7 +328,7 @@ class Stack:
     """
 
     def __init__(self, name: str | None = None, *, replicas: int = 2, version: str = "v1",
-                 work: int = 4, cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
+                 work: int = 2, cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
                  lb_port: int | None = None, prometheus_port: int | None = None,
                  prometheus: bool = True, cfg: Settings | None = None) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
@@ -501,6 +501,26 @@ class Stack:
         return sum(1 for b in self.containers(service)
                    if (b.attrs["State"].get("Health") or {}).get("Status", "healthy")
                    == "healthy")
+
+    def addresses(self, service: str = "predict") -> dict[str, bool]:
+        """The service's tasks that should run: ``ip:port`` on the overlay -> ready.
+
+        Ready means the task runs and its container's health check passes; that address is
+        the ``instance`` label Prometheus gives the replica.
+        """
+        healthy = {b.labels.get("com.docker.swarm.task.id"):
+                   (b.attrs["State"].get("Health") or {}).get("Status", "healthy") == "healthy"
+                   for b in self.containers(service)}
+        found = {}
+        for t in self.service(service).tasks(filters={"desired-state": "running"}):
+            for net in t.get("NetworksAttachments") or []:
+                if net["Network"]["Spec"]["Name"] != self.network:
+                    continue
+                for cidr in net.get("Addresses") or []:
+                    ip = cidr.split("/")[0]
+                    found[f"{ip}:{predict.PORT}"] = (t["Status"]["State"] == "running"
+                                                     and healthy.get(t["ID"], False))
+        return found
 
     def desired(self, service: str = "predict") -> int:
         """The replica count the service is asked to run."""

@@ -11,7 +11,7 @@ It imports nothing from cloudlab, so the image needs only its pinned requirement
 
 Environment knobs (read at start):
   APP_VERSION     reported by /predict and as a metric label (a rolling update changes it)
-  PREDICT_WORK    model evaluations per request: the CPU cost of one request (default 4)
+  PREDICT_WORK    model evaluations per request: the CPU cost of one request (default 2)
   FAIL_HEALTH     "1" makes /healthz answer 503 (to show a health-checked rollback)
 """
 
@@ -55,7 +55,7 @@ def create_app(model_path: str | Path = "model.joblib"):
 
     model = joblib.load(model_path)
     version = os.environ.get("APP_VERSION", "v1")
-    work = max(1, int(os.environ.get("PREDICT_WORK", "4")))
+    work = max(1, int(os.environ.get("PREDICT_WORK", "2")))
     fail_health = os.environ.get("FAIL_HEALTH", "") == "1"
     replica = socket.gethostname()
     sample = np.zeros((1, len(FEATURES)))
