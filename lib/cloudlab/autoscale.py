@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import requests
@@ -198,7 +199,8 @@ class Autoscaler:
              detail: str) -> Decision:
         action = "hold" if replicas == current else (
             "scale-up" if replicas > current else "scale-down")
-        decision = Decision(round(now - (self._began or now), 1), now, current, wanted,
+        began = self._began if self._began is not None else now
+        decision = Decision(round(now - began, 1), now, current, wanted,
                             replicas, None if util is None else round(util, 1),
                             None if rps is None else round(rps, 2), seen, action, reason,
                             detail)
@@ -283,3 +285,74 @@ def _mean(values: list[float | None]) -> float | None:
     """The mean of the values that are there (None = no sample)."""
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
+
+
+# ----------------------------------------------------------------------------- replay
+RECORDED = Path(__file__).parent / "data" / "autoscale-spike.csv"
+
+
+def recorded():
+    """A real recording: per-replica CPU (cores) and requests/s every 2 s, read from the
+    stack's Prometheus during a Locust spike (1 -> 40 users at 10 s, back to 2 at 70 s)."""
+    import pandas as pd
+
+    return pd.read_csv(RECORDED)
+
+
+class _Recording:
+    """Plays a recorded series back: the metrics source and the replicas at time ``now``."""
+
+    def __init__(self, series) -> None:
+        self.series = series
+        self.times = sorted(series["t"].unique())
+        self.now = 0.0
+        self.count = 1
+
+    def _at(self):
+        past = [t for t in self.times if t <= self.now]
+        return self.series[self.series["t"] == (past[-1] if past else self.times[0])]
+
+    def metrics(self) -> Sample:
+        rows = self._at()
+        if rows[["cpu", "rps"]].isna().all().all():
+            raise MetricsUnavailable("no samples in the recording at this time "
+                                     "(Prometheus was down)")
+        return Sample(cpu={r.instance: r.cpu for r in rows.itertuples() if r.cpu == r.cpu},
+                      rps={r.instance: r.rps for r in rows.itertuples() if r.rps == r.rps})
+
+    def desired(self) -> int:
+        return self.count
+
+    def replicas(self) -> dict[str, bool]:
+        return {r.instance: True for r in self._at().itertuples()}
+
+    def scale(self, replicas: int, wait: bool = False) -> int:
+        self.count = replicas
+        return replicas
+
+
+def replay(series=None, *, period: float = 3.0, **options: Any):
+    """Run the autoscaler's decisions over a recorded series (default: :func:`recorded`).
+
+    ``series`` has columns t (seconds), instance, cpu (cores), rps; a time whose rows are
+    all NaN means Prometheus could not be read then. The replicas are the instances
+    recorded at each time; what the autoscaler sets is logged, not applied to the
+    recording. Returns the decisions as a DataFrame.
+
+    >>> frame = replay(cpu_request=0.25, target_cpu=60, downscale_window=20)
+    >>> int(frame["replicas"].max()) > 1, int(frame["replicas"].min()) >= 1
+    (True, True)
+    """
+    series = recorded() if series is None else series
+    play = _Recording(series)
+    clock = {"now": 0.0}
+    options.setdefault("cpu_request", 0.25)
+    scaler = Autoscaler(play, play.metrics, period=period, clock=lambda: clock["now"],
+                        **options)
+    t = 0.0
+    end = float(series["t"].max())
+    while t <= end:
+        clock["now"] = play.now = t
+        scaler.step()
+        t += period
+    return scaler.frame()
