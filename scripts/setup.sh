@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 SYSTEM_PACKAGES=(docker.io docker-registry prometheus prometheus-alertmanager mmdebstrap
-                 qemu-system-x86 busybox-static)
+                 qemu-system-x86 busybox-static haproxy)
 [ "${1:-}" = "--with-browser" ] && SYSTEM_PACKAGES+=(chromium)
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 

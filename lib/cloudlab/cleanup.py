@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import contextlib
 
-from . import aws, dr, engine, services
+from . import aws, dr, engine, services, swarm
 from .config import LABEL, Settings, settings
+from .proc import wait_for
 
 
 def sweep(run_id: str | None = None, cfg: Settings | None = None,
@@ -32,6 +33,11 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
             for svc in api.services.list(filters=flt):
                 svc.remove()
                 counts["services"] += 1
+        if counts["services"]:  # their tasks' containers must go before their networks
+            with contextlib.suppress(Exception):
+                wait_for(lambda: not api.containers.list(
+                    all=True, filters={"label": ["com.docker.swarm.task", flt["label"]]}),
+                    timeout=60, what="the removed services' containers to stop")
         for c in api.containers.list(all=True, filters=flt):
             c.remove(force=True, v=True)
             counts["containers"] += 1
@@ -47,6 +53,7 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
             with contextlib.suppress(Exception):
                 api.images.remove(image.id, force=True)
                 counts["images"] += 1
+        counts["swarm left"] = swarm.sweep(run_id, cfg)
     counts.update(aws.sweep(run_id, cfg))
     from . import k8s  # kwok/kind clusters named after the run id
 

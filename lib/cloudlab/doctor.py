@@ -155,6 +155,8 @@ def _tools() -> list[Row]:
         tool("promtool", "checks Prometheus rules", "apt-get install prometheus", True),
         tool("amtool", "tests Alertmanager routes", "apt-get install prometheus-alertmanager",
              True),
+        tool("haproxy", "checks the Swarm stack's load balancer config (the balancer "
+             "itself runs in a container)", "apt-get install haproxy", False),
     ]
 
 
