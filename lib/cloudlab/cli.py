@@ -1,4 +1,4 @@
-"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, cleanup.
+"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, manifests, cleanup.
 
 >>> main(["services", "status"])             # doctest: +SKIP
 0
@@ -124,6 +124,17 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _manifests(args: argparse.Namespace) -> int:
+    from . import manifests
+
+    report = manifests.validate(args.files, version=args.version, kubeconfig=args.kubeconfig,
+                                context=args.context)
+    print(report if not report.ok else f"{len(args.files)} file(s): no problems "
+          f"(schemas of Kubernetes {args.version}, semantic checks"
+          f"{', server dry run' if args.kubeconfig else ''})")
+    return 0 if report.ok else 1
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     from . import cleanup
 
@@ -199,6 +210,14 @@ def _grade_parser(sub) -> None:
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     g.set_defaults(func=_grade)
+
+    from .manifests import K8S_VERSION
+    m = sub.add_parser("manifests", help="check Kubernetes YAML: schemas, semantics, dry run")
+    m.add_argument("files", nargs="+", metavar="FILE")
+    m.add_argument("--version", default=K8S_VERSION, help="Kubernetes version of the schemas")
+    m.add_argument("--kubeconfig", help="also ask this cluster (server-side dry run)")
+    m.add_argument("--context", help="the kubeconfig context to use")
+    m.set_defaults(func=_manifests)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
