@@ -25,7 +25,7 @@ HIDDEN = {
         ((1, 50, 50, 3, 10), 3), ((2, 400, 100, 1, 6), 6)],
     "rule_zero_missing": [  # a zero metric scales to the floor; no metric (None) keeps it
         ((4, 0, 50, 1, 10), 1), ((4, 0, 50, 2, 10), 2), ((4, None, 50, 1, 10), 4),
-        ((12, None, 50, 1, 10), 10), ((4, None, 50, 5, 10), 5)],
+        ((7, None, 50, 1, 10), 7), ((4, None, 50, 5, 10), 5)],
 }
 FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib")
 
