@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -23,87 +22,12 @@ trusted = pytest.importorskip("cloudlab.grading.trusted", reason="the trusted gr
 k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the grading cluster) is not "
                           "in this branch yet")
 
+from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit  # noqa: E402
+
 from cloudlab import config  # noqa: E402
 from cloudlab.checks import kubernetes as kx  # noqa: E402
 from cloudlab.grading import Course, autograde, release  # noqa: E402
 from cloudlab.grading.hooks import hooks_for  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-NAME = "kubernetes"
-SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
-MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
-WRITEFILE = re.compile(r"\A%%writefile\s+(\S+)[ \t]*\n")
-TOTAL = 15
-LAUGHS = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
-          "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n")
-
-# student -> (cell edits (grade id, old text, new text), the one test that fails)
-VARIANTS: dict[str, tuple[list[tuple[str, str, str]], str | None]] = {
-    "solution": ([], None),
-    "nocpu": ([("deployment", "            cpu: 100m\n            memory: 128Mi\n",
-                "            memory: 128Mi\n")], "rule_cpu_requests"),
-    "noprobes": ([("deployment", "        readinessProbe:\n          httpGet:\n"
-                   "            path: /healthz\n            port: http\n"
-                   "          periodSeconds: 5\n", "")], "rule_probes"),
-    "pullalways": ([("deployment", "imagePullPolicy: IfNotPresent", "imagePullPolicy: Always")],
-                   "rule_pull_policy"),
-    # schema-valid and consistent, but no node has this label: the pods never become Ready
-    "unschedulable": ([("deployment", "      containers:\n",
-                        "      nodeSelector:\n        disktype: ssd\n      containers:\n")],
-                      "rule_cluster"),
-    "tolerance": ([("replicas_function", "0.1 + 1e-12", "0.2")], "rule_tolerance"),
-    "clamp": ([("replicas_function", "min(max(desired, min_replicas), max_replicas)",
-                "max(desired, min_replicas)")], "rule_clamp"),
-    "missing": ([("replicas_function", "    if current_metric is not None:\n        ratio",
-                  "    if True:\n        ratio")], "rule_zero_missing"),
-}
-HOSTILE: dict[str, list[tuple[str, str, str]]] = {
-    "laughs": [("deployment", "apiVersion: apps/v1\n", LAUGHS + "apiVersion: apps/v1\n")],
-    "kubesystem": [("deployment", "  name: hello\n  labels:",
-                    "  name: hello\n  namespace: kube-system\n  labels:")],
-    "clusterrole": [("hpa", "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\n",
-                     "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n")],
-    "unknownfield": [("deployment", "  replicas: 2\n", "  replicas: 2\n  replica: 2\n")],
-    "fromlibrary": [("replicas_function", "    desired = current_replicas\n",
-                     "    import cloudlab\n    return cloudlab.hpa.desired_replicas("
-                     "current_replicas, current_metric, target_metric, min_replicas, "
-                     "max_replicas)\n")],
-}
-
-
-def _cells(nb: dict) -> dict[str, dict]:
-    return {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"]}
-
-
-def _source(cell: dict) -> str:
-    src = cell["source"]
-    return "".join(src) if isinstance(src, list) else src
-
-
-def notebook(course: Course, edits, *, answered: bool = True) -> dict:
-    nb = json.loads((course.release / NAME / f"{NAME}.ipynb").read_text())
-    solution = _cells(json.loads(SOURCE.read_text()))
-    cells = _cells(nb)
-    if answered:
-        for gid, cell in cells.items():
-            if cell["metadata"].get("nbgrader", {}).get("solution"):
-                cell["source"] = MARKERS.sub("", _source(solution[gid]))
-    for gid, old, new in edits:
-        text = _source(cells[gid])
-        assert old in text, f"{old!r} is not in cell {gid}: update the variant"
-        cells[gid]["source"] = text.replace(old, new, 1)
-    return nb
-
-
-def submit(course: Course, student: str, nb: dict, *, files: bool = True) -> None:
-    folder = course.submission(student, NAME)
-    folder.mkdir(parents=True)
-    (folder / f"{NAME}.ipynb").write_text(json.dumps(nb, indent=1))
-    (folder / "timestamp.txt").write_text("2026-01-15 10:00:00.000000 UTC\n")
-    if files:
-        for cell in nb["cells"]:
-            if cell["cell_type"] == "code" and (m := WRITEFILE.match(_source(cell))):
-                (folder / m.group(1)).write_text(_source(cell)[m.end():] + "\n")
 
 
 @pytest.fixture(scope="module")
