@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import secrets
 import shutil
 import sys
@@ -66,7 +67,6 @@ def main() -> int:
         cfg = config.load(env={}, state_dir=root / "state",
                           run_id="bench-k8s-grading-" + secrets.token_hex(3))
         with k8s.Cluster("kwok", nodes=2, cfg=cfg) as cluster:
-            import os
             os.environ[kx.GRADING_KUBECONFIG_ENV] = str(cluster.kubeconfig)
             if cluster.context:
                 os.environ[kx.GRADING_CONTEXT_ENV] = cluster.context
