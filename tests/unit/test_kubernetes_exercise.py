@@ -190,3 +190,8 @@ def test_hidden_cases_are_not_in_public_files():
     for group in cases.values():
         for args, _ in group:
             assert repr(args) not in public
+
+
+def test_the_released_placeholder_is_named():
+    texts = {**SOLUTION, "service.yaml": "# YOUR CODE HERE\nraise NotImplementedError()\n"}
+    assert "service.yaml still holds the placeholder" in kx.valid(texts)["message"]

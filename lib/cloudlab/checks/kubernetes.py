@@ -45,6 +45,7 @@ PORT = 8080
 GRADING_KUBECONFIG_ENV = "CLOUDLAB_GRADING_KUBECONFIG"
 GRADING_CONTEXT_ENV = "CLOUDLAB_GRADING_CONTEXT"
 READY_TIMEOUT = 30.0
+PLACEHOLDER = "raise NotImplementedError()"
 
 # The hook's keys (graders read them with ``passed(sub, key)``).
 KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
@@ -184,6 +185,9 @@ def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
         text = texts.get(name)
         if text is None:
             errors.append(f"{name} is missing")
+            continue
+        if PLACEHOLDER in text:
+            errors.append(f"{name} still holds the placeholder (replace it with your manifest)")
             continue
         try:
             (obj,) = mf.load(text, name=name, single=True)
