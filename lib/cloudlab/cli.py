@@ -1,4 +1,5 @@
-"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, k8s, cleanup.
+"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, k8s, manifests,
+cleanup.
 
 >>> main(["services", "status"])             # doctest: +SKIP
 0
@@ -193,6 +194,15 @@ def _k8s(args: argparse.Namespace) -> int:
         for p in procs:
             print(f"  {p}")
     return 0
+def _manifests(args: argparse.Namespace) -> int:
+    from . import manifests
+
+    report = manifests.validate(args.files, version=args.version, kubeconfig=args.kubeconfig,
+                                context=args.context)
+    print(report if not report.ok else f"{len(args.files)} file(s): no problems "
+          f"(schemas of Kubernetes {args.version}, semantic checks"
+          f"{', server dry run' if args.kubeconfig else ''})")
+    return 0 if report.ok else 1
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -293,6 +303,14 @@ def _grade_parser(sub) -> None:
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     g.set_defaults(func=_grade)
+
+    from .manifests import K8S_VERSION
+    m = sub.add_parser("manifests", help="check Kubernetes YAML: schemas, semantics, dry run")
+    m.add_argument("files", nargs="+", metavar="FILE")
+    m.add_argument("--version", default=K8S_VERSION, help="Kubernetes version of the schemas")
+    m.add_argument("--kubeconfig", help="also ask this cluster (server-side dry run)")
+    m.add_argument("--context", help="the kubeconfig context to use")
+    m.set_defaults(func=_manifests)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

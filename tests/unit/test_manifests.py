@@ -209,3 +209,14 @@ def test_size_is_checked_before_reading_a_file(tmp_path):
 def test_docstring_examples_run():
     result = doctest.testmod(m, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 3
+
+
+def test_cli_verb_reports_and_exits_nonzero_on_problems(objs, tmp_path, capsys):
+    from cloudlab.cli import main
+    files = [str(f) for f in m.write(objs, tmp_path)]
+    assert main(["manifests", *files]) == 0
+    assert "no problems" in capsys.readouterr().out
+    objs[2]["spec"]["scaleTargetRef"]["name"] = "nope"
+    files = [str(f) for f in m.write(objs, tmp_path)]
+    assert main(["manifests", *files]) == 1
+    assert "hpa.yaml: spec.scaleTargetRef.name" in capsys.readouterr().out
