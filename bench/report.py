@@ -73,8 +73,9 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def render(results: dict[str, list[dict]], expected: list[str]) -> str:
-    """The Markdown report."""
+def render(results: dict[str, list[dict]], expected: list[str], results_dir: Path = RESULTS,
+           plots_dir: Path = PLOTS) -> str:
+    """The Markdown report (plots written to ``plots_dir``, linked relative to it)."""
     every = [f for figures in results.values() for f in figures]
     met = sum(f["met"] is True for f in every)
     missed = [f"{name}: {f['figure']}" for name, figures in results.items()
@@ -96,11 +97,11 @@ def render(results: dict[str, list[dict]], expected: list[str]) -> str:
                   + " (not run, or it crashed: run it alone to see why).", ""]
     for name, figures in results.items():
         when = time.strftime("%Y-%m-%d %H:%M UTC",
-                             time.gmtime((RESULTS / f"{name}.json").stat().st_mtime))
+                             time.gmtime((results_dir / f"{name}.json").stat().st_mtime))
         lines += [f"## {name}", "", f"`bench/{name}.py`, measured {when}.", ""]
-        png = plot(name, figures)
+        png = plot(name, figures, plots_dir)
         if png is not None:
-            lines += [f"![{name}]({png.relative_to(HERE)})", ""]
+            lines += [f"![{name}]({plots_dir.name}/{png.name})", ""]
         lines += ["| figure | value | target | met | note |", "|---|---|---|---|---|"]
         for f in figures:
             value = "" if f["value"] is None else f"{f['value']} {f['unit']}".strip()

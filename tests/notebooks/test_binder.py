@@ -28,11 +28,12 @@ from cloudlab.proc import run
 from tests.conftest import ROOT, free_port
 
 CHAPTERS = runner.notebooks()
-# Programs a Binder image does not have (prefixes): the engine, VMs, the base-image builder.
-BINDER_LACKS = ("docker", "containerd", "runc", "ctr", "qemu-", "mmdebstrap", "kind",
-                "kwok", "sudo", "su")
-# Calls that need one of those; a notebook making them must say it skipped.
-NEEDS_MISSING = re.compile(r"cl\.(docker|engine|registry|images|project|vm|swarm)\.")
+# Programs a Binder image does not have: the engine, VMs, the base-image builder, root.
+BINDER_LACKS = {"runc", "ctr", "mmdebstrap", "kind", "kwok", "kwokctl", "sudo", "su"}
+BINDER_LACKS_PREFIX = ("docker", "containerd", "qemu-")
+# Calls that need one of those (or a Kubernetes cluster); a notebook making them must say
+# it skipped.
+NEEDS_MISSING = re.compile(r"cl\.(docker|engine|registry|images|project|vm|swarm|k8s)\.")
 SAID_WHY = re.compile(r"(?i)\bskip\w*\b.{8,}|\bnot available\b.{8,}")
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".cloudlab", "runs", "course",
                                      "solutions", "tests", "__pycache__", "*.egg-info",
@@ -91,14 +92,15 @@ def _student_venv(top: Path) -> Path:
 
 
 def _binder_path(bin_dir: Path, python: Path) -> str:
-    """A PATH like Binder's: the venv, then the system's programs minus BINDER_LACKS."""
+    """A PATH like Binder's: the venv, then the system's programs minus what Binder lacks."""
     bin_dir.mkdir()
     for folder in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
         if not Path(folder).is_dir():
             continue
         for exe in Path(folder).iterdir():
             link = bin_dir / exe.name
-            if exe.name.startswith(BINDER_LACKS) or link.exists() or link.is_symlink():
+            lacks = exe.name in BINDER_LACKS or exe.name.startswith(BINDER_LACKS_PREFIX)
+            if lacks or link.exists() or link.is_symlink():
                 continue
             link.symlink_to(exe)
     return f"{python.parent}{os.pathsep}{bin_dir}"
