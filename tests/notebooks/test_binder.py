@@ -34,7 +34,8 @@ BINDER_LACKS_PREFIX = ("docker", "containerd", "qemu-")
 # Calls that need one of those (or a Kubernetes cluster); a notebook making them must say
 # it skipped.
 NEEDS_MISSING = re.compile(r"cl\.(docker|engine|registry|images|project|vm|swarm|k8s)\.")
-SAID_WHY = re.compile(r"(?i)\bskip\w*\b.{8,}|\bnot available\b.{8,}")
+# "skipped" (or "not available") in a line long enough to carry the reason too.
+SAID_WHY = re.compile(r"(?i)^(?=.{20,}).*\b(skip\w*|not available)\b")
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".cloudlab", "runs", "course",
                                      "solutions", "tests", "__pycache__", "*.egg-info",
                                      ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
