@@ -10,6 +10,7 @@ where it uses what is missing, print that it skipped and why.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import pwd
@@ -124,7 +125,8 @@ def binder() -> Iterator[dict]:
             for p in [home, *home.rglob("*")]:
                 os.lchown(p, nobody.pw_uid, nobody.pw_gid)
         env = {
-            "HOME": str(home), "USER": "nobody", "LANG": "C.UTF-8", "PATH": path,
+            "HOME": str(home), "USER": "nobody" if prefix else getpass.getuser(),
+            "LANG": "C.UTF-8", "PATH": path,
             "TMPDIR": str(home / "tmp"), "MPLBACKEND": "Agg",
             "PYTHONPATH": str(home / "workbook" / "lib"),  # the copy, not this checkout
             "DOCKER_HOST": f"unix://{top}/no-engine.sock",
