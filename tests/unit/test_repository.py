@@ -84,3 +84,14 @@ def test_binder_config_is_complete_and_mirrors_pyproject():
     assert "pip install --no-cache-dir --no-deps -e ." in (binder / "postBuild").read_text()
     assert (binder / "start").read_text().rstrip().endswith('exec "$@"'), \
         "binder/start must hand over to the notebook server with exec \"$@\""
+
+
+def test_readme_opens_with_the_two_commands_and_a_binder_badge_for_the_student_edition():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:2] for line in block] == [["make", "run"], ["make", "test"]]
+    badge = re.search(r"\[!\[Binder\]\([^)]*\)\]\((https://mybinder\.org/v2/gh/([^/]+)/[^)]*)\)",
+                      readme)
+    assert badge, "the README needs a Binder badge"
+    after = readme.split(badge.group(0), 1)[1][:400]
+    assert "student edition" in after, "say next to the badge that it opens the student edition"
