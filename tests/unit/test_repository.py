@@ -93,5 +93,5 @@ def test_readme_opens_with_the_two_commands_and_a_binder_badge_for_the_student_e
     badge = re.search(r"\[!\[Binder\]\([^)]*\)\]\((https://mybinder\.org/v2/gh/([^/]+)/[^)]*)\)",
                       readme)
     assert badge, "the README needs a Binder badge"
-    after = readme.split(badge.group(0), 1)[1][:400]
+    after = " ".join(readme.split(badge.group(0), 1)[1][:400].split())
     assert "student edition" in after, "say next to the badge that it opens the student edition"
