@@ -36,6 +36,8 @@ from ..proc import run
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY",
                 "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",
                 "HEALTHCHECK", "SHELL")
+BUILDX_HINT = ("install the buildx plugin (Debian: docker-buildx; Docker's packages: "
+               "docker-buildx-plugin) to build with BuildKit")
 BOOTSTRAP_HINT = "run `cloudlab images bootstrap` to build python:3.11-slim offline"
 
 
@@ -365,20 +367,19 @@ def _say(bar: Any, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------ BuildKit
-def buildkit() -> tuple[bool, str]:
+def buildkit(timeout: float = 30) -> tuple[bool, str]:
     """Whether BuildKit builds work here (``docker buildx``), and why not.
 
     BuildKit is the default builder of current Docker engines; the Docker CLI reaches it
     through the buildx plugin. An engine without it still builds with the classic builder.
     """
     try:
-        out = run(["docker", "buildx", "version"], timeout=30).stdout.strip()
+        out = run(["docker", "buildx", "version"], timeout=timeout).stdout.strip()
     except CommandError as exc:
-        detail = (exc.stderr or exc.stdout).strip().splitlines()
+        detail = [ln for ln in (exc.stderr or exc.stdout).splitlines() if ln.strip()]
         return False, ("`docker buildx` is not available ("
-                       + (detail[-1] if detail else f"exit {exc.returncode}")
-                       + "): install the buildx plugin (Debian: docker-buildx; Docker's "
-                       "packages: docker-buildx-plugin) to build with BuildKit")
+                       + (detail[0].strip() if detail else f"exit {exc.returncode}")
+                       + f"): {BUILDX_HINT}")
     return True, out
 
 
