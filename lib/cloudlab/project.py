@@ -356,7 +356,9 @@ def make(folder: str | Path, targets: list[str], timeout: float = 600):
     from .proc import run
 
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "NO_COLOR": "1", "PY_COLORS": "0",  # plain text for a notebook
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # only the project's own test setup
     return run(["make", "--no-print-directory", *targets], cwd=folder, env=env,
                timeout=timeout, hint="`make install` installs the project's tools")
 
