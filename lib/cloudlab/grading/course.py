@@ -21,6 +21,7 @@ from ..config import _project_root
 SOURCE = "solutions"
 RELEASE = "exercises"
 STATE = "course"
+GRADER_FILE = "grader.py"  # the trusted graders (hidden tests): never released
 
 
 def tools_on_path() -> None:
@@ -104,6 +105,10 @@ class Course:
         return sorted(p.name for p in self.submitted.iterdir()
                       if (p / assignment).is_dir() and not p.name.startswith("."))
 
+    def collected_timestamp(self, student: str, assignment: str) -> Path:
+        """When ``cloudlab grade collect`` took the submission (outside the student's folder)."""
+        return self.state / "collected" / assignment / f"{student}.timestamp"
+
     def result_file(self, student: str, assignment: str) -> Path:
         return self.results / assignment / f"{student}.json"
 
@@ -121,7 +126,7 @@ class Course:
         c.CourseDirectory.feedback_directory = os.path.join(STATE, "feedback")
         c.CourseDirectory.db_url = self.db_url
         c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-                                    ".git"]
+                                    ".git", GRADER_FILE]
         for section, values in extra.items():
             for key, value in values.items():
                 c[section][key] = value
