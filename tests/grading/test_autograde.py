@@ -8,6 +8,7 @@ run of the honest submissions proves the scores do not depend on the number of w
 from __future__ import annotations
 
 import csv
+import io
 import socket
 import sqlite3
 import threading
@@ -315,9 +316,16 @@ def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine)
         grading_image, command=["sleep", "60"], labels={
             sandbox.GRADER_LABEL: "kernel",
             sandbox.OWNER_LABEL: f"{socket.gethostname()}:999999999"})
+    dead = {sandbox.GRADER_LABEL: "artefact",
+            sandbox.OWNER_LABEL: f"{socket.gethostname()}:999999999"}
+    docker_engine.images.build(fileobj=io.BytesIO(b"FROM python:3.11-slim\n"),
+                               labels=dead, rm=True)
     try:
         assert sandbox.sweep() >= 1
         assert not docker_engine.containers.list(all=True, filters={"id": c.id})
+        assert not docker_engine.images.list(filters={"label": f"{sandbox.OWNER_LABEL}="
+                                                      f"{dead[sandbox.OWNER_LABEL]}"})
+        assert docker_engine.images.list(grading_image), "the grading image stays"
     finally:
         sandbox.remove(c.id)
     assert engine.available()

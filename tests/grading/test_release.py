@@ -131,6 +131,6 @@ def test_trusted_graders_are_never_released(tmp_path):
 def test_nbgrader_config_matches_the_course_layout():
     text = (ROOT / "nbgrader_config.py").read_text()
     for value in ('"solutions"', '"exercises"', '"course/submitted"', '"course/autograded"',
-                  '"course/feedback"', "course/gradebook.db?timeout=30"):
+                  '"course/feedback"', "course/gradebook.db?timeout=30", '"grader.py"'):
         assert value in text
     assert "course/" in (ROOT / ".gitignore").read_text().split()

@@ -334,8 +334,15 @@ class SandboxKernelManager(AsyncKernelManager):
         return True
 
 
+def _owner_gone(labels: dict[str, str] | None, host: str) -> bool:
+    name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
+    return not (name == host and pid.isdigit() and alive(int(pid)))
+
+
 def sweep(*, everything: bool = False) -> int:
-    """Remove grading containers whose grader process has gone (or all, if ``everything``)."""
+    """Remove grading containers and images whose grader process has gone (or all, if
+    ``everything``): kernels, probes, and the images a killed grader built from a
+    submission (tagged or left untagged). Returns how many containers went."""
     try:
         api = engine.client(timeout=60)
         found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
@@ -346,10 +353,12 @@ def sweep(*, everything: bool = False) -> int:
     with contextlib.suppress(Exception):
         _sweep_socket_dirs()
     for c in found:
-        who = (c.labels or {}).get(OWNER_LABEL, "")
-        name, _, pid = who.partition(":")
-        running = name == host and pid.isdigit() and alive(int(pid))
-        if everything or not running:
+        if everything or _owner_gone(c.labels, host):
             remove(c.id)
             removed += 1
+    with contextlib.suppress(Exception):
+        for image in api.images.list(filters={"label": OWNER_LABEL}):  # never the grading
+            if everything or _owner_gone(image.labels, host):  # image itself: it has no owner
+                with contextlib.suppress(Exception):
+                    api.images.remove(image.id, force=True)
     return removed
