@@ -43,6 +43,24 @@ def test_correct_answers_pass_every_grader(tmp_path):
     assert fractions(got) == [1.0, 1.0, 1.0], got
 
 
+def test_the_solution_scores_full_marks_and_an_unanswered_copy_none(tmp_path):
+    graders = trusted.load(DEMO, "demo")
+    ids = ["q1_test", "q2_test", "q3_test"]
+    source = DEMO / "demo" / "demo.ipynb"
+    solution = trusted.from_notebook(source)
+    assert fractions(trusted.run(graders, solution, ids, runner=trusted.local_runner)) == \
+        [1.0, 1.0, 1.0]
+    text = source.read_text()
+    for answer in ("return a + b", "return sum(values) / len(values)",
+                   "squares = [n * n for n in range(1, 6)]"):
+        text = text.replace(answer, "raise NotImplementedError()")
+    (tmp_path / "demo.ipynb").write_text(text)
+    got = trusted.run(graders, trusted.from_notebook(tmp_path / "demo.ipynb"), ids,
+                      runner=trusted.local_runner)
+    assert fractions(got) == [0.0, 0.0, 0.0]
+    assert all("not answered yet" in v.message for v in got.values())
+
+
 def test_a_hidden_case_fails_alone_with_the_graders_message(tmp_path):
     got = grade(tmp_path, q1_answer="def add(a, b):\n    return abs(a) + abs(b)",
                 q2_answer=MEAN, q3_answer=SQUARES)

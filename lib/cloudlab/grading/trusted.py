@@ -46,7 +46,8 @@ from ..errors import CloudlabError
 from .course import GRADER_FILE
 
 __all__ = ["Call", "Cell", "File", "Opaque", "Raised", "Submission", "Value", "Verdict",
-           "call", "cell", "expect", "file", "grader", "load", "passed", "run", "value"]
+           "call", "cell", "expect", "file", "from_notebook", "grader", "load", "passed",
+           "run", "value"]
 
 MAX_FILE = 1_000_000  # bytes of one file a grader may read
 PROBE_TIMEOUT = 10.0  # seconds per group of probes (one set of cells)
@@ -296,6 +297,32 @@ def passed(sub: Submission, key: str) -> Any:
                           expected=entry.get("expected"), found=entry.get("found"),
                           hint=entry.get("hint"))
     return entry.get("data")
+
+
+def from_notebook(path: Path, *, student: str = "solution", files: Path | None = None,
+                  assignment: str | None = None) -> Submission:
+    """A :class:`Submission` made from a notebook's cells (the first cell of each grade id),
+    for trying graders on the solution or the release without the grading engine.
+
+    >>> sub = from_notebook(Path("tests/grading/fixtures/solutions/demo/demo.ipynb"))
+    >>> sub.answer_cells
+    ['q1_answer', 'q2_answer', 'q3_answer']
+    """
+    nb = json.loads(Path(path).read_text())
+    cells: dict[str, str] = {}
+    answers: list[str] = []
+    for c in nb.get("cells", []):
+        meta = c.get("metadata", {}).get("nbgrader") or {}
+        gid = meta.get("grade_id")
+        if not gid or gid in cells:
+            continue
+        src = c.get("source", "")
+        cells[gid] = "".join(src) if isinstance(src, list) else src
+        if meta.get("solution") and c.get("cell_type") == "code":
+            answers.append(gid)
+    folder = files if files is not None else Path(tempfile.mkdtemp(prefix="clg-files-"))
+    return Submission(assignment or Path(path).stem, student, files=folder, cells=cells,
+                      answer_cells=answers)
 
 
 # ------------------------------------------------------------------------ running
