@@ -67,6 +67,16 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _swept():
+    """Whatever a failing test's builds left (this process owns them) goes too."""
+    yield
+    api = engine.client().api
+    flt = {"label": f"{confine.OWNER_LABEL}={confine.owner()}"}
+    for image in sorted(api.images(all=True, filters=flt), key=lambda i: -i["Created"]):
+        api.remove_image(image["Id"], force=True)
+
+
 @pytest.fixture(scope="module")
 def base(docker_engine) -> str:
     tag = settings().base_image
