@@ -155,6 +155,8 @@ def _tools() -> list[Row]:
         tool("promtool", "checks Prometheus rules", "apt-get install prometheus", True),
         tool("amtool", "tests Alertmanager routes", "apt-get install prometheus-alertmanager",
              True),
+        tool("iptables", "fences graded builds off the host (grading only)",
+             "apt-get install iptables; grade as root", False),
     ]
 
 
