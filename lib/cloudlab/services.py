@@ -271,6 +271,8 @@ class Prometheus(Service):
     name = "prometheus"
     binary = "prometheus"
     health_path = "/-/ready"
+    scrape_interval = "5s"
+    evaluation_interval = "5s"
 
     @property
     def port(self) -> int:
@@ -297,7 +299,8 @@ class Prometheus(Service):
         self.targets_dir.mkdir(exist_ok=True)
         self.rules_dir.mkdir(exist_ok=True)
         config = {
-            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+            "global": {"scrape_interval": self.scrape_interval,
+                       "evaluation_interval": self.evaluation_interval},
             "rule_files": [str(self.rules_dir / "*.yml")],
             "alerting": {"alertmanagers": [
                 {"static_configs": [{"targets": [f"{self.cfg.host}:{self.cfg.alertmanager_port}"]}]}
