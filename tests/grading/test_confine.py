@@ -295,6 +295,16 @@ def test_a_tool_runs_without_network_within_limits(base, tmp_path):
     assert mine == [], "every tool container is removed"
 
 
+def test_a_host_tool_and_extra_files_are_mounted_read_only(base, tmp_path):
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\n")
+    ran = confine.run(["sh", "-c", "busybox --help >/dev/null 2>&1 && echo tool-ok; "
+                       "cat /etc/kube/config; echo x > /etc/kube/config"],
+                      tools=["busybox"], extra={tmp_path / "kubeconfig": "/etc/kube/config"})
+    assert "tool-ok" in ran.output and "apiVersion: v1" in ran.output
+    assert "Read-only file system" in ran.output
+    assert (tmp_path / "kubeconfig").read_text() == "apiVersion: v1\n"
+
+
 def test_a_missing_tool_is_named(base):
     ran = confine.run(["no-such-tool-here"], tools=["no-such-tool-here"])
     assert not ran.ok and "no-such-tool-here is not installed" in ran.output

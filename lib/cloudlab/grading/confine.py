@@ -42,7 +42,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -511,7 +511,8 @@ class Ran:
 def run(command: Sequence[str], limits: Limits | None = None, *,
         files: str | Path | None = None, image: str | None = None,
         tools: Iterable[str] = (), network: str = "none",
-        labels: dict[str, str] | None = None) -> Ran:
+        labels: dict[str, str] | None = None,
+        extra: Mapping[str | Path, str] | None = None) -> Ran:
     """Run ``command`` on a submission's ``files`` in a locked-down container; never raises.
 
     The files are mounted read-only at ``/work`` (the working directory), and the tool runs
@@ -520,7 +521,8 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
     :class:`Jail`'s (``network=jail.network``); ``"host"`` is there for a tool that must
     reach a local API server and is the one weaker setting. ``tools`` are host binaries
     (``promtool``, ``amtool``, ``kubectl``: statically linked) mounted read-only into
-    ``/opt/tools``, which is on the ``PATH``.
+    ``/opt/tools``, which is on the ``PATH``. ``extra`` mounts more host files read-only
+    (host path -> path inside), say a kubeconfig for ``kubectl --kubeconfig``.
 
     >>> run(["sh", "-c", "echo hi"]).output                       # doctest: +SKIP
     'hi\\n'
@@ -535,6 +537,9 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
     mounts = []
     if files is not None:
         mounts.append(Mount("/work", str(Path(files).resolve()), type="bind", read_only=True))
+    for host_path, inside in (extra or {}).items():
+        mounts.append(Mount(inside, str(Path(host_path).resolve()), type="bind",
+                            read_only=True))
     for tool in tools:
         found = shutil.which(tool)
         if found is None:
