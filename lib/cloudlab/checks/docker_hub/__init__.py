@@ -8,7 +8,7 @@ pushed; D) pull a classmate's image and record what it prints.
 One set of rules, three places that use them:
 
 * :mod:`.rules` - the pure rules (plain data in, a result dict out; no Docker);
-* :mod:`.student` - the student's side: :func:`setup`, where to push (:func:`target`,
+* :mod:`.student_side` - the student's side: :func:`setup`, where to push (:func:`target`,
   :func:`push_auth`), :func:`save_answers`, and the visible checks ``cl.check("q1")`` ...
   ``cl.check("q5")`` that lint, build and run your files with your own Docker engine;
 * :mod:`.hook` - the trusted side: the grader's pre-grade hook (:func:`docker_side`)
@@ -29,7 +29,7 @@ from __future__ import annotations
 from .hook import docker_side
 from .rules import *  # noqa: F403 - the rules and constants are this package's API
 from .rules import __all__ as _rules
-from .student import (
+from .student_side import (
     classmate_ref,
     course_registry,
     docker_here,

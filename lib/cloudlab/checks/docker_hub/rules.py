@@ -1,7 +1,7 @@
 """The pure rules of ``docker-hub``: each takes plain data, returns a result dict.
 
 No Docker, no network (except :func:`pushed`, which asks a registry): the host's hook
-(:mod:`.hook`) and the student's visible checks (:mod:`.student`) both call these.
+(:mod:`.hook`) and the student's visible checks (:mod:`.student_side`) both call these.
 
 >>> pinned("click==8.1.7\\n")["passed"], pinned("click\\n")["passed"]
 (True, False)
