@@ -51,6 +51,8 @@ __all__ = ["Call", "Cell", "File", "Opaque", "Raised", "Submission", "Value", "V
 
 MAX_FILE = 1_000_000  # bytes of one file a grader may read
 PROBE_TIMEOUT = 10.0  # seconds per group of probes (one set of cells)
+# the runner as a plain script (stdlib only: starting it imports nothing of cloudlab's)
+PROBE_SCRIPT = "/opt/cloudlab-grader/lib/cloudlab/grading/probe.py"
 
 
 # --------------------------------------------------------------------------- probes
@@ -434,8 +436,7 @@ def container_runner(image: str, labels: dict[str, str], limits: Any) -> Runner:
             api = engine.client(timeout=60)
             uid, gid = sandbox.SandboxSpec(image, "", "").user()
             c = api.containers.create(
-                image, command=["python3", "-I", "-m", "cloudlab.grading.probe",
-                                "/probe/input.json"],
+                image, command=["python3", "-I", PROBE_SCRIPT, "/probe/input.json"],
                 user=f"{uid}:{gid}", working_dir="/tmp", labels=labels,
                 environment={"HOME": "/tmp", probe.SWEEP_ENV: "all",
                              "CLOUDLAB_DOCKER": "off"},
