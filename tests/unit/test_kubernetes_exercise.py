@@ -195,3 +195,27 @@ def test_hidden_cases_are_not_in_public_files():
 def test_the_released_placeholder_is_named():
     texts = {**SOLUTION, "service.yaml": "# YOUR CODE HERE\nraise NotImplementedError()\n"}
     assert "service.yaml still holds the placeholder" in kx.valid(texts)["message"]
+
+
+def test_visible_checks_on_files_here_and_on_the_graders_results(tmp_path, monkeypatch):
+    from cloudlab.checks import TRUSTED_RESULTS_ENV, CheckFailed
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(TRUSTED_RESULTS_ENV, raising=False)
+    with pytest.raises(CheckFailed, match=r"deployment\.yaml is missing"):
+        kx.q1_valid({})
+    for name, text in SOLUTION.items():
+        (tmp_path / name).write_text(text)
+    kx.q1_valid({})
+    kx.q2_consistent({})
+    ns = {}
+    exec(CELLS["replicas_function"], ns)
+    kx.q3_replicas(ns)
+    with pytest.raises(CheckFailed, match="doubles"):
+        kx.q3_replicas({"desired_replicas": lambda *a: 1})
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"valid": {"passed": False, "message": "refused by grader"},
+                                   "consistent": {"passed": True, "message": "ok"}}))
+    monkeypatch.setenv(TRUSTED_RESULTS_ENV, str(results))
+    with pytest.raises(CheckFailed, match="refused by grader"):
+        kx.q1_valid({})
+    kx.q2_consistent({})

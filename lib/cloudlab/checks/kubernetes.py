@@ -459,20 +459,26 @@ def _files_here() -> dict[str, str | None]:
     return read_files(Path.cwd())
 
 
-def _show(rule: dict[str, Any]) -> None:
-    expect(rule["passed"], rule["message"], hint=rule.get("hint"))
+def _show(key: str) -> None:
+    """While grading: the host's result (``trusted`` raises with its message); else the
+    same rule run here on the files next to the notebook."""
+    if _grading():
+        trusted(key)
+        return
+    got = STATIC_RULES[key](_files_here())
+    expect(got["passed"], got["message"], hint=got.get("hint"))
 
 
 @register(ASSIGNMENT, "q1")
 def q1_valid(ns: dict) -> None:
     """Part C: the three files are valid Kubernetes objects."""
-    _show(trusted("valid") if _grading() else valid(_files_here()))
+    _show("valid")
 
 
 @register(ASSIGNMENT, "q2")
 def q2_consistent(ns: dict) -> None:
     """Part C: selector, ports and scaleTargetRef line up."""
-    _show(trusted("consistent") if _grading() else consistent(_files_here()))
+    _show("consistent")
 
 
 @register(ASSIGNMENT, "q3")
