@@ -312,7 +312,8 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
 
     Refused before anything is applied: unreadable files, a kind other than the three,
     a cluster-scoped object, a namespace in the manifests. The objects are applied with
-    server-side apply as a service account bound to ``edit`` in that namespace only.
+    server-side apply as a service account that may only write Deployments, Services and
+    HPAs in that namespace.
     Passes when every replica is Ready on a node, the Service has ready endpoints and
     the HPA's target is the applied Deployment. The namespace is deleted afterwards.
     """
@@ -348,15 +349,26 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                         check=False)
 
 
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+# What a submission may do, in its own namespace only: the exercise's three kinds.
+SUBMISSION_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE},
+    {"apiGroups": [""], "resources": ["services"], "verbs": WRITE},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": WRITE},
+]
+
+
 def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
     lab = {"cloudlab-grading": "true", **{k: v for k, v in labels.items() if len(v) < 64}}
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "submission", "namespace": ns}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "submission", "namespace": ns}, "rules": SUBMISSION_RULES},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "submission-edit", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "edit"},
+             "metadata": {"name": "submission", "namespace": ns},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "submission"},
              "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
     kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
             input=mf.to_yaml(objs))
@@ -386,7 +398,8 @@ def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> tuple[_Kubect
     outside = student("auth", "can-i", "create", "clusterrolebindings", check=False)
     if outside.stdout.strip() != "no":
         return kubectl, "grader (the cluster does not enforce RBAC)"
-    return student, f"system:serviceaccount:{ns}:submission (edit in {ns} only)"
+    return student, (f"system:serviceaccount:{ns}:submission (Deployments, Services and "
+                     f"HPAs in {ns} only)")
 
 
 def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
