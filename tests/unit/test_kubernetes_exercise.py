@@ -239,3 +239,18 @@ def test_judge_compares_on_the_host():
     assert "1 of 2" in bad["message"]
     assert kx.judge(cases, "the cell does not run: SyntaxError", "x")["message"].startswith(
         "the cell does not run")
+
+
+def test_the_checker_imports_without_a_yaml_library():
+    """The grading image imports every checker module and has no YAML library."""
+    import subprocess
+    import sys
+    code = ("import builtins\nreal = builtins.__import__\n"
+            "def guard(name, *a, **k):\n"
+            "    if name.split('.')[0] in ('yaml', 'kubernetes_validate', 'jsonschema'):\n"
+            "        raise ModuleNotFoundError(name)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guard\n"
+            "import cloudlab.checks.kubernetes\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

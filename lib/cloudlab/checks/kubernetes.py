@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import manifests as mf
 from ..grading.hooks import HookContext, Results, pre_grade
 from . import expect, register, trusted
 
@@ -119,6 +118,14 @@ CMD ["serve"]
 SERVE_REQUIREMENTS = "click==8.1.7\nflask==3.1.0\n"
 
 
+def _mf() -> Any:
+    """cloudlab.manifests, imported on first use: the grading kernel imports every checker
+    module and has no YAML library (nothing of this module's YAML work runs there)."""
+    from .. import manifests
+
+    return manifests
+
+
 def result(passed: bool, message: str, **extra: Any) -> dict[str, Any]:
     """One rule's outcome, in the form ``cl.checks.trusted`` and the graders read."""
     return {"passed": bool(passed), "message": message,
@@ -138,8 +145,8 @@ def write_app(folder: str | Path = ".") -> list[Path]:
 
 def app_manifests(name: str = APP_NAME, image: str = IMAGE) -> dict[str, str]:
     """A correct set of the three files (text by file name): what the rules accept."""
-    objs = mf.app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
-    return {fname: mf.to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
+    objs = _mf().app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
+    return {fname: _mf().to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
 
 
 def setup() -> dict[str, Any]:
@@ -175,12 +182,12 @@ def read_files(folder: str | Path) -> dict[str, str | None]:
         path = Path(folder) / name
         try:
             ok = path.is_file() and not path.is_symlink() and \
-                path.stat().st_size <= mf.MAX_BYTES
+                path.stat().st_size <= _mf().MAX_BYTES
             out[name] = path.read_text(errors="replace") if ok else None
         except OSError:
             out[name] = None
         if out[name] is None and path.is_file() and not path.is_symlink():
-            out[name] = "x" * (mf.MAX_BYTES + 1)        # let load() say it is too big
+            out[name] = "x" * (_mf().MAX_BYTES + 1)        # let load() say it is too big
     return out
 
 
@@ -196,8 +203,8 @@ def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
             errors.append(f"{name} still holds the placeholder (replace it with your manifest)")
             continue
         try:
-            (obj,) = mf.load(text, name=name, single=True)
-        except mf.ManifestError as exc:
+            (obj,) = _mf().load(text, name=name, single=True)
+        except _mf().ManifestError as exc:
             errors.append(str(exc))
             continue
         if obj.get("kind") != kind:
@@ -221,21 +228,21 @@ def valid(texts: Texts) -> dict[str, Any]:
     objs, failed = _objects(texts)
     if failed:
         return failed
-    problems = mf.scope_problems(objs)
+    problems = _mf().scope_problems(objs)
     for obj in objs:
-        problems += mf.schema_problems(obj, mf.K8S_VERSION)
+        problems += _mf().schema_problems(obj, _mf().K8S_VERSION)
     if problems:
         return result(False, f"{len(problems)} problem(s): " + "; ".join(map(str, problems[:5])),
-                      hint=f"the fields are those of Kubernetes {mf.K8S_VERSION}; "
+                      hint=f"the fields are those of Kubernetes {_mf().K8S_VERSION}; "
                            "`kubectl explain deployment.spec` lists them")
-    return result(True, f"the three manifests are valid Kubernetes {mf.K8S_VERSION} objects")
+    return result(True, f"the three manifests are valid Kubernetes {_mf().K8S_VERSION} objects")
 
 
 def _semantic(texts: Texts, paths: tuple[str, ...], ok: str, hint: str) -> dict[str, Any]:
     objs, failed = _objects(texts)
     if failed:
         return failed
-    problems = [p for p in mf.semantic_problems(objs)
+    problems = [p for p in _mf().semantic_problems(objs)
                 if any(p.path.startswith(x) or p.path.endswith(x) for x in paths)]
     if problems:
         return result(False, "; ".join(map(str, problems[:5])), hint=hint)
@@ -320,7 +327,7 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     objs, errors = parse(texts)
     if errors:
         return result(False, "not applied: " + "; ".join(errors))
-    scope = mf.scope_problems(objs.values())
+    scope = _mf().scope_problems(objs.values())
     if scope:
         return result(False, "not applied (refused before reaching the cluster): "
                       + "; ".join(map(str, scope)))
@@ -332,7 +339,7 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
             student, identity = _student_kubeconfig(kubectl, ns,
                                                     Path(tmp) / "student.kubeconfig")
             done = student("apply", "--server-side", "--field-manager=submission", "-f", "-",
-                           namespace=ns, input=mf.to_yaml(list(objs.values())), check=False)
+                           namespace=ns, input=_mf().to_yaml(list(objs.values())), check=False)
             if done.returncode != 0:
                 why = (done.stderr or done.stdout).strip().splitlines()[-3:]
                 return result(False, "the API server refused the manifests: " + " | ".join(why))
@@ -371,7 +378,7 @@ def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
                          "name": "submission"},
              "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
     kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
-            input=mf.to_yaml(objs))
+            input=_mf().to_yaml(objs))
 
 
 def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> tuple[_Kubectl, str]:
@@ -430,7 +437,7 @@ def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
 
 def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[str, Any]:
     items = got.get("items", [])
-    dname = mf._name(dep)
+    dname = _mf()._name(dep)
     pods = [i for i in items if i.get("kind") == "Pod"
             and not i["metadata"].get("deletionTimestamp")]
     ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -440,13 +447,13 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
                       for c in p.get("status", {}).get("conditions", [])
                       if c.get("status") == "False" and c.get("message")})
     slices = [i for i in items if i.get("kind") == "EndpointSlice" and
-              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == mf._name(svc)]
+              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == _mf()._name(svc)]
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
                     if (e.get("conditions") or {}).get("ready"))
-    deployments = {mf._name(i) for i in items if i.get("kind") == "Deployment"}
+    deployments = {_mf()._name(i) for i in items if i.get("kind") == "Deployment"}
     target = next((i["spec"]["scaleTargetRef"] for i in items
                    if i.get("kind") == "HorizontalPodAutoscaler"
-                   and mf._name(i) == mf._name(hpa)), {})
+                   and _mf()._name(i) == _mf()._name(hpa)), {})
     return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
             "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
             "pending": "; ".join(pending[:2]), "deployment": dname,
