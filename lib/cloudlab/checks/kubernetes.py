@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -356,6 +357,8 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                         check=False)
 
 
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_KEY = re.compile(r"(?:[a-z0-9.-]{1,253}/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 # What a submission may do, in its own namespace only: the exercise's three kinds.
 SUBMISSION_RULES = [
@@ -366,7 +369,9 @@ SUBMISSION_RULES = [
 
 
 def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
-    lab = {"cloudlab-grading": "true", **{k: v for k, v in labels.items() if len(v) < 64}}
+    lab = {"cloudlab-grading": "true",
+           **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
+              and _LABEL_VALUE.fullmatch(v)}}
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "submission", "namespace": ns}},
