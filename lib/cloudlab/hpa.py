@@ -331,15 +331,24 @@ class Autoscaler:
 
     Call :meth:`step` once per sync period with the time (seconds), the current replica
     count and the metrics; it returns a :class:`Decision` and remembers what it needs for
-    the stabilization windows and the ``behavior`` policies.
+    the stabilization windows and the ``behavior`` policies. Any control loop can drive it
+    (a Swarm service's scaler passes per-task values and readiness the same way).
+
+    >>> scaler = Autoscaler(min_replicas=2, max_replicas=6, behavior={
+    ...     "scaleDown": {"stabilizationWindowSeconds": 0}})
+    >>> d = scaler.step(30, 4, Metric(target=60, values=[120, 60, None, 80]),
+    ...                 ready=[True, True, True, False])
+    >>> d.replicas, d.reason   # 1.5x on two samples, but the other two count as 0 now
+    (4, 'direction flipped')
     """
 
     min_replicas: int = 1
     max_replicas: int = 10
     behavior: Behavior = field(default_factory=Behavior)
     tolerance: float = TOLERANCE
-    _recommendations: list[tuple[float, int]] = field(default_factory=list, repr=False)
-    _events: list[tuple[float, int]] = field(default_factory=list, repr=False)
+    _recommendations: list[tuple[float, int]] = field(default_factory=list, init=False,
+                                                      repr=False)
+    _events: list[tuple[float, int]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.behavior, Mapping) or self.behavior is None:

@@ -1,18 +1,15 @@
 """Trusted graders of ``kubernetes`` (instructor side: never released, never in a sandbox).
 
-Manifests: the host's pre-grade hook (:func:`cloudlab.checks.kubernetes.manifest_side`)
-read the submitted YAML defensively, checked it against the schemas and the semantic
-rules, and applied it into a fresh namespace of the grading cluster as a namespaced
-service account; its results reach these graders as plain data (``passed``).
-
-The replica function: the answer cell is executed from its source in a fresh sandbox and
-``desired_replicas`` called there with the hidden cases below; only the results come back.
-The expected values never leave this file.
+The host's pre-grade hooks (:mod:`cloudlab.checks.kubernetes`) did the work before the
+notebook ran: ``manifest_side`` read the submitted YAML defensively, checked it against
+the schemas and the semantic rules, and applied it into a fresh namespace of the grading
+cluster as a namespaced service account; ``function_side`` ran the submitted
+``desired_replicas`` in a fresh locked-down container (no network, no workbook) on the
+arguments of the cases below and compared the results HERE, on the host. The expected
+values never leave the trusted side. Each grader turns one hook result into points.
 """
 
-from cloudlab.grading.trusted import call, cell, expect, grader, passed
-
-ANSWER = "replicas_function"
+from cloudlab.grading.trusted import grader, passed
 
 # (current_replicas, current_metric, target_metric, min_replicas, max_replicas) -> expected
 VISIBLE = [((1, 200, 100, 1, 10), 2), ((4, 50, 100, 1, 10), 2), ((4, 105, 100, 1, 10), 4)]
@@ -27,32 +24,8 @@ HIDDEN = {
         ((4, 0, 50, 1, 10), 1), ((4, 0, 50, 2, 10), 2), ((4, None, 50, 1, 10), 4),
         ((7, None, 50, 1, 10), 7), ((4, None, 50, 5, 10), 5)],
 }
-FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib")
 
 
-def _probes(cases):
-    return {f"case{i}": call("desired_replicas", *args, cells=ANSWER)
-            for i, (args, _) in enumerate(cases)}
-
-
-def _own_code(source):
-    expect(bool(source.strip()), "there is no desired_replicas cell in the submission")
-    used = [w for w in FORBIDDEN if w in source]
-    expect(not used, "desired_replicas must be your own code (the standard library is fine; "
-           f"the workbook's helpers are not): found {', '.join(used)}")
-
-
-def _compare(cases, got, what):
-    wrong = []
-    for i, (args, want) in enumerate(cases):
-        found = got[f"case{i}"]
-        if not (found == want and type(found) is int):
-            wrong.append(f"desired_replicas{args} gave {found!r}")
-    expect(not wrong, f"{what}: {len(wrong)} of {len(cases)} hidden cases wrong, e.g. "
-           f"{wrong[0] if wrong else ''}")
-
-
-# ----------------------------------------------------------------------- manifests
 @grader("q1_valid")
 def valid(sub):
     """The three files parse safely, hold the right kinds and pass the strict schemas."""
@@ -85,26 +58,21 @@ def cluster(sub):
     passed(sub, "cluster")
 
 
-# ----------------------------------------------------------------------- the HPA maths
-@grader("q3_replicas", source=cell(ANSWER), **_probes(VISIBLE))
-def replicas_visible(sub, source, **got):
-    _own_code(source)
-    _compare(VISIBLE, got, "the documentation's examples")
+@grader("q3_replicas")
+def replicas_visible(sub):
+    passed(sub, "replicas_visible")
 
 
-@grader("rule_tolerance", source=cell(ANSWER), **_probes(HIDDEN["rule_tolerance"]))
-def tolerance(sub, source, **got):
-    _own_code(source)
-    _compare(HIDDEN["rule_tolerance"], got, "the 0.1 tolerance band")
+@grader("rule_tolerance")
+def tolerance(sub):
+    passed(sub, "tolerance")
 
 
-@grader("rule_clamp", source=cell(ANSWER), **_probes(HIDDEN["rule_clamp"]))
-def clamp(sub, source, **got):
-    _own_code(source)
-    _compare(HIDDEN["rule_clamp"], got, "min/max clamping")
+@grader("rule_clamp")
+def clamp(sub):
+    passed(sub, "clamp")
 
 
-@grader("rule_zero_missing", source=cell(ANSWER), **_probes(HIDDEN["rule_zero_missing"]))
-def zero_missing(sub, source, **got):
-    _own_code(source)
-    _compare(HIDDEN["rule_zero_missing"], got, "zero and missing metrics")
+@grader("rule_zero_missing")
+def zero_missing(sub):
+    passed(sub, "zero_missing")

@@ -8,7 +8,6 @@ solution.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -140,7 +139,7 @@ def test_hook_without_a_grading_cluster_says_so(tmp_path, monkeypatch):
     for name, text in SOLUTION.items():
         (tmp_path / name).write_text(text)
     out = kx.manifest_side(HookContext("kubernetes", "s1", tmp_path, {}))
-    assert set(out) == set(kx.KEYS)
+    assert set(out) == {*kx.STATIC_RULES, "cluster"}
     assert all(out[k]["passed"] for k in kx.STATIC_RULES)
     assert not out["cluster"]["passed"] and "no grading cluster" in out["cluster"]["message"]
     json.dumps(out)                                       # plain data for the sandbox
@@ -149,14 +148,9 @@ def test_hook_without_a_grading_cluster_says_so(tmp_path, monkeypatch):
 # -- the hidden replica cases ---------------------------------------------------------------
 
 def _grader_module():
-    spec = importlib.util.spec_from_file_location(
-        "kubernetes_grader_cases", ROOT / "solutions" / "kubernetes" / "grader.py")
-    text = spec.loader.get_data(spec.origin).decode()
-    # the cases only: the grader's imports need the trusted-grading mechanism
-    start = text.index("VISIBLE = ")
-    namespace: dict = {}
-    exec(text[start:text.index("FORBIDDEN")], namespace)
-    return namespace
+    """The instructor's cases, read as literals (the hook reads them the same way)."""
+    groups = kx.hidden_cases(ROOT / "solutions" / "kubernetes" / "grader.py")
+    return {"VISIBLE": groups.pop("VISIBLE"), "HIDDEN": groups}
 
 
 def _solution_function():
@@ -195,3 +189,68 @@ def test_hidden_cases_are_not_in_public_files():
 def test_the_released_placeholder_is_named():
     texts = {**SOLUTION, "service.yaml": "# YOUR CODE HERE\nraise NotImplementedError()\n"}
     assert "service.yaml still holds the placeholder" in kx.valid(texts)["message"]
+
+
+def test_visible_checks_on_files_here_and_on_the_graders_results(tmp_path, monkeypatch):
+    from cloudlab.checks import TRUSTED_RESULTS_ENV, CheckFailed
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(TRUSTED_RESULTS_ENV, raising=False)
+    with pytest.raises(CheckFailed, match=r"deployment\.yaml is missing"):
+        kx.q1_valid({})
+    for name, text in SOLUTION.items():
+        (tmp_path / name).write_text(text)
+    kx.q1_valid({})
+    kx.q2_consistent({})
+    ns = {}
+    exec(CELLS["replicas_function"], ns)
+    kx.q3_replicas(ns)
+    with pytest.raises(CheckFailed, match="doubles"):
+        kx.q3_replicas({"desired_replicas": lambda *a: 1})
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"valid": {"passed": False, "message": "refused by grader"},
+                                   "consistent": {"passed": True, "message": "ok"}}))
+    monkeypatch.setenv(TRUSTED_RESULTS_ENV, str(results))
+    with pytest.raises(CheckFailed, match="refused by grader"):
+        kx.q1_valid({})
+    kx.q2_consistent({})
+
+
+def test_case_groups_map_to_the_hooks_keys():
+    groups = kx.hidden_cases(ROOT / "solutions" / "kubernetes" / "grader.py")
+    assert set(groups) == set(kx.CASE_KEYS)
+    assert set(kx.CASE_KEYS.values()) <= set(kx.KEYS)
+
+
+def test_answer_source_reads_the_first_cell_of_that_id(tmp_path):
+    nb = json.loads(SOURCE.read_text())
+    path = tmp_path / "kubernetes.ipynb"
+    path.write_text(json.dumps(nb))
+    assert "def desired_replicas" in kx.answer_source(path)
+    path.write_text("not json")
+    assert kx.answer_source(path) is None
+    assert kx.answer_source(tmp_path / "absent.ipynb") is None
+
+
+def test_judge_compares_on_the_host():
+    cases = [([1, 200, 100, 1, 10], 2), ([4, 50, 100, 1, 10], 2)]
+    assert kx.judge(cases, [{"value": 2}, {"value": 2}], "x")["passed"]
+    bad = kx.judge(cases, [{"value": 2}, {"error": "TypeError: boom"}], "x")
+    assert not bad["passed"] and "TypeError: boom" in bad["message"]
+    assert "1 of 2" in bad["message"]
+    assert kx.judge(cases, "the cell does not run: SyntaxError", "x")["message"].startswith(
+        "the cell does not run")
+
+
+def test_the_checker_imports_without_a_yaml_library():
+    """The grading image imports every checker module and has no YAML library."""
+    import subprocess
+    import sys
+    code = ("import builtins\nreal = builtins.__import__\n"
+            "def guard(name, *a, **k):\n"
+            "    if name.split('.')[0] in ('yaml', 'kubernetes_validate', 'jsonschema'):\n"
+            "        raise ModuleNotFoundError(name)\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guard\n"
+            "import cloudlab.checks.kubernetes\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -32,7 +33,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import manifests as mf
 from ..grading.hooks import HookContext, Results, pre_grade
 from . import expect, register, trusted
 
@@ -47,8 +47,14 @@ GRADING_CONTEXT_ENV = "CLOUDLAB_GRADING_CONTEXT"
 READY_TIMEOUT = 30.0
 PLACEHOLDER = "raise NotImplementedError()"
 
-# The hook's keys (graders read them with ``passed(sub, key)``).
-KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
+ANSWER_CELL = "replicas_function"
+# The hooks' keys (test cells read them with ``trusted(key)``, graders with ``passed``).
+KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster",
+        "replicas_visible", "tolerance", "clamp", "zero_missing")
+# grader.py's case groups -> the key each one decides
+CASE_KEYS = {"VISIBLE": "replicas_visible", "rule_tolerance": "tolerance",
+             "rule_clamp": "clamp", "rule_zero_missing": "zero_missing"}
+MAX_NOTEBOOK = 5_000_000
 
 SERVE_APP = '''\
 #!/usr/bin/env python
@@ -113,6 +119,14 @@ CMD ["serve"]
 SERVE_REQUIREMENTS = "click==8.1.7\nflask==3.1.0\n"
 
 
+def _mf() -> Any:
+    """cloudlab.manifests, imported on first use: the grading kernel imports every checker
+    module and has no YAML library (nothing of this module's YAML work runs there)."""
+    from .. import manifests
+
+    return manifests
+
+
 def result(passed: bool, message: str, **extra: Any) -> dict[str, Any]:
     """One rule's outcome, in the form ``cl.checks.trusted`` and the graders read."""
     return {"passed": bool(passed), "message": message,
@@ -132,8 +146,8 @@ def write_app(folder: str | Path = ".") -> list[Path]:
 
 def app_manifests(name: str = APP_NAME, image: str = IMAGE) -> dict[str, str]:
     """A correct set of the three files (text by file name): what the rules accept."""
-    objs = mf.app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
-    return {fname: mf.to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
+    objs = _mf().app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
+    return {fname: _mf().to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
 
 
 def setup() -> dict[str, Any]:
@@ -169,12 +183,12 @@ def read_files(folder: str | Path) -> dict[str, str | None]:
         path = Path(folder) / name
         try:
             ok = path.is_file() and not path.is_symlink() and \
-                path.stat().st_size <= mf.MAX_BYTES
+                path.stat().st_size <= _mf().MAX_BYTES
             out[name] = path.read_text(errors="replace") if ok else None
         except OSError:
             out[name] = None
         if out[name] is None and path.is_file() and not path.is_symlink():
-            out[name] = "x" * (mf.MAX_BYTES + 1)        # let load() say it is too big
+            out[name] = "x" * (_mf().MAX_BYTES + 1)        # let load() say it is too big
     return out
 
 
@@ -190,8 +204,8 @@ def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
             errors.append(f"{name} still holds the placeholder (replace it with your manifest)")
             continue
         try:
-            (obj,) = mf.load(text, name=name, single=True)
-        except mf.ManifestError as exc:
+            (obj,) = _mf().load(text, name=name, single=True)
+        except _mf().ManifestError as exc:
             errors.append(str(exc))
             continue
         if obj.get("kind") != kind:
@@ -215,21 +229,21 @@ def valid(texts: Texts) -> dict[str, Any]:
     objs, failed = _objects(texts)
     if failed:
         return failed
-    problems = mf.scope_problems(objs)
+    problems = _mf().scope_problems(objs)
     for obj in objs:
-        problems += mf.schema_problems(obj, mf.K8S_VERSION)
+        problems += _mf().schema_problems(obj, _mf().K8S_VERSION)
     if problems:
         return result(False, f"{len(problems)} problem(s): " + "; ".join(map(str, problems[:5])),
-                      hint=f"the fields are those of Kubernetes {mf.K8S_VERSION}; "
+                      hint=f"the fields are those of Kubernetes {_mf().K8S_VERSION}; "
                            "`kubectl explain deployment.spec` lists them")
-    return result(True, f"the three manifests are valid Kubernetes {mf.K8S_VERSION} objects")
+    return result(True, f"the three manifests are valid Kubernetes {_mf().K8S_VERSION} objects")
 
 
 def _semantic(texts: Texts, paths: tuple[str, ...], ok: str, hint: str) -> dict[str, Any]:
     objs, failed = _objects(texts)
     if failed:
         return failed
-    problems = [p for p in mf.semantic_problems(objs)
+    problems = [p for p in _mf().semantic_problems(objs)
                 if any(p.path.startswith(x) or p.path.endswith(x) for x in paths)]
     if problems:
         return result(False, "; ".join(map(str, problems[:5])), hint=hint)
@@ -306,14 +320,15 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
 
     Refused before anything is applied: unreadable files, a kind other than the three,
     a cluster-scoped object, a namespace in the manifests. The objects are applied with
-    server-side apply as a service account bound to ``edit`` in that namespace only.
+    server-side apply as a service account that may only write Deployments, Services and
+    HPAs in that namespace.
     Passes when every replica is Ready on a node, the Service has ready endpoints and
     the HPA's target is the applied Deployment. The namespace is deleted afterwards.
     """
     objs, errors = parse(texts)
     if errors:
         return result(False, "not applied: " + "; ".join(errors))
-    scope = mf.scope_problems(objs.values())
+    scope = _mf().scope_problems(objs.values())
     if scope:
         return result(False, "not applied (refused before reaching the cluster): "
                       + "; ".join(map(str, scope)))
@@ -322,13 +337,17 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     with tempfile.TemporaryDirectory(prefix="cl-k8s-") as tmp:
         try:
             _namespace(kubectl, ns, labels or {})
-            student = _student_kubeconfig(kubectl, ns, Path(tmp) / "student.kubeconfig")
+            student, identity = _student_kubeconfig(kubectl, ns,
+                                                    Path(tmp) / "student.kubeconfig")
             done = student("apply", "--server-side", "--field-manager=submission", "-f", "-",
-                           namespace=ns, input=mf.to_yaml(list(objs.values())), check=False)
+                           namespace=ns, input=_mf().to_yaml(list(objs.values())), check=False)
             if done.returncode != 0:
                 why = (done.stderr or done.stdout).strip().splitlines()[-3:]
                 return result(False, "the API server refused the manifests: " + " | ".join(why))
-            return _watch(kubectl, ns, objs, timeout)
+            verdict = _watch(kubectl, ns, objs, timeout)
+            if isinstance(verdict.get("data"), dict):
+                verdict["data"]["identity"] = identity
+            return verdict
         except Exception as exc:   # a grader never crashes: 0 with the reason
             return result(False, f"the cluster check failed: {type(exc).__name__}: "
                           f"{str(exc)[:400]}")
@@ -338,34 +357,61 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                         check=False)
 
 
+_LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_KEY = re.compile(r"(?:[a-z0-9.-]{1,253}/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+WRITE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+# What a submission may do, in its own namespace only: the exercise's three kinds.
+SUBMISSION_RULES = [
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": WRITE},
+    {"apiGroups": [""], "resources": ["services"], "verbs": WRITE},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": WRITE},
+]
+
+
 def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
-    lab = {"cloudlab-grading": "true", **{k: v for k, v in labels.items() if len(v) < 64}}
+    lab = {"cloudlab-grading": "true",
+           **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
+              and _LABEL_VALUE.fullmatch(v)}}
     objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
             {"apiVersion": "v1", "kind": "ServiceAccount",
              "metadata": {"name": "submission", "namespace": ns}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "submission", "namespace": ns}, "rules": SUBMISSION_RULES},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "submission-edit", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "edit"},
+             "metadata": {"name": "submission", "namespace": ns},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": "submission"},
              "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
     kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
-            input=mf.to_yaml(objs))
+            input=_mf().to_yaml(objs))
 
 
-def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> _Kubectl:
-    """A kubeconfig holding only a short-lived token of the namespace's service account."""
-    token = kubectl("create", "token", "submission", "--duration=10m",
-                    namespace=ns).stdout.strip()
+def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> tuple[_Kubectl, str]:
+    """A kubeconfig holding only a short-lived token of the namespace's service account.
+
+    If the cluster cannot issue tokens (no TokenRequest API) or does not enforce RBAC,
+    the grader's own identity is used and the allow-list checked before apply is the
+    only fence; the second value says which identity applied the manifests.
+    """
+    made = kubectl("create", "token", "submission", "--duration=10m", namespace=ns,
+                   check=False)
+    if made.returncode != 0 or not made.stdout.strip():
+        return kubectl, "grader (the cluster issues no service-account tokens)"
     view = kubectl.json("config", "view", "--raw", "--minify")
     cluster = view["clusters"][0]["cluster"]
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "submission",
               "clusters": [{"name": "grading", "cluster": cluster}],
-              "users": [{"name": "submission", "user": {"token": token}}],
+              "users": [{"name": "submission", "user": {"token": made.stdout.strip()}}],
               "contexts": [{"name": "submission", "context": {
                   "cluster": "grading", "user": "submission", "namespace": ns}}]}
     path.write_text(json.dumps(config))
     path.chmod(0o600)
-    return _Kubectl(path)
+    student = _Kubectl(path)
+    outside = student("auth", "can-i", "create", "clusterrolebindings", check=False)
+    if outside.stdout.strip() != "no":
+        return kubectl, "grader (the cluster does not enforce RBAC)"
+    return student, (f"system:serviceaccount:{ns}:submission (Deployments, Services and "
+                     f"HPAs in {ns} only)")
 
 
 def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
@@ -396,7 +442,7 @@ def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
 
 def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[str, Any]:
     items = got.get("items", [])
-    dname = mf._name(dep)
+    dname = _mf()._name(dep)
     pods = [i for i in items if i.get("kind") == "Pod"
             and not i["metadata"].get("deletionTimestamp")]
     ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
@@ -406,13 +452,13 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
                       for c in p.get("status", {}).get("conditions", [])
                       if c.get("status") == "False" and c.get("message")})
     slices = [i for i in items if i.get("kind") == "EndpointSlice" and
-              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == mf._name(svc)]
+              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == _mf()._name(svc)]
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
                     if (e.get("conditions") or {}).get("ready"))
-    deployments = {mf._name(i) for i in items if i.get("kind") == "Deployment"}
+    deployments = {_mf()._name(i) for i in items if i.get("kind") == "Deployment"}
     target = next((i["spec"]["scaleTargetRef"] for i in items
                    if i.get("kind") == "HorizontalPodAutoscaler"
-                   and mf._name(i) == mf._name(hpa)), {})
+                   and _mf()._name(i) == _mf()._name(hpa)), {})
     return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
             "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
             "pending": "; ".join(pending[:2]), "deployment": dname,
@@ -438,26 +484,176 @@ def manifest_side(ctx: HookContext) -> Results:
     return out
 
 
+# ------------------------------------------------------------------------- the function
+
+RUNNER = """
+import json, sys
+cases = json.load(open("/work/cases.json"))
+namespace = {"__name__": "answer"}
+out = []
+try:
+    exec(compile(open("/work/answer.py").read(), "answer.py", "exec"), namespace)
+    fn = namespace["desired_replicas"]
+except BaseException as exc:
+    print("@@RESULTS@@" + json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
+    sys.exit(0)
+for args in cases:
+    try:
+        got = fn(*args)
+        out.append({"value": got} if type(got) is int else
+                   {"error": f"returned {type(got).__name__} {str(got)[:40]}, not an int"})
+    except BaseException as exc:
+        out.append({"error": f"{type(exc).__name__}: {exc}"[:200]})
+print("@@RESULTS@@" + json.dumps(out))
+"""
+
+
+def answer_source(notebook: str | Path, grade_id: str = ANSWER_CELL) -> str | None:
+    """The source of the first cell ``grade_id`` of a submitted notebook (plain JSON read)."""
+    path = Path(notebook)
+    try:
+        if path.is_symlink() or path.stat().st_size > MAX_NOTEBOOK:
+            return None
+        nb = json.loads(path.read_text(errors="replace"))
+        for cell in nb.get("cells", []):
+            if (cell.get("metadata") or {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                src = cell.get("source", "")
+                return "".join(src) if isinstance(src, list) else str(src)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return None
+
+
+def hidden_cases(grader_file: str | Path) -> dict[str, list[tuple[list, Any]]]:
+    """The case groups of ``solutions/kubernetes/grader.py``, read as literals (not run)."""
+    import ast
+
+    tree = ast.parse(Path(grader_file).read_text())
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Name) and node.targets[0].id in ("VISIBLE",
+                                                                                   "HIDDEN"):
+            found[node.targets[0].id] = ast.literal_eval(node.value)
+    return {"VISIBLE": found["VISIBLE"], **found["HIDDEN"]}
+
+
+def run_function(source: str, cases: list[list], *, image: str | None = None,
+                 timeout: float = 20) -> list[dict] | str:
+    """Run ``desired_replicas`` from ``source`` on each case's arguments in a fresh,
+    locked-down container (no network, read-only, CPU/memory/pids/time limits, an image
+    without the workbook); per case ``{"value": n}`` or ``{"error": ...}``; a string says
+    why nothing ran. The expected values never leave the host."""
+    from ..grading import confine
+
+    with tempfile.TemporaryDirectory(prefix="cl-replicas-") as tmp:
+        Path(tmp, "answer.py").write_text(source)
+        Path(tmp, "cases.json").write_text(json.dumps(cases))
+        Path(tmp, "run.py").write_text(RUNNER)
+        for f in Path(tmp).iterdir():
+            f.chmod(0o644)
+        Path(tmp).chmod(0o755)
+        ran = confine.run(["python", "-I", "/work/run.py"], confine.Limits(
+            cpus=0.5, memory="128m", pids=32, seconds=timeout, disk="16m", output=200_000),
+            files=tmp, image=image)
+    if ran.timed_out:
+        return f"desired_replicas did not finish within {timeout:g} s"
+    line = next((ln for ln in reversed(ran.output.splitlines())
+                 if ln.startswith("@@RESULTS@@")), None)
+    if line is None:
+        return f"the function could not be run: {ran.output.strip()[-300:] or 'no output'}"
+    try:
+        got = json.loads(line.removeprefix("@@RESULTS@@"))
+    except ValueError:
+        return "the function's results could not be read"
+    if isinstance(got, dict):
+        return f"the cell does not run: {got.get('error')}"
+    if not isinstance(got, list) or len(got) != len(cases):
+        return "the function's results could not be read"
+    return got
+
+
+def judge(cases: list[tuple[list, Any]], got: list[dict] | str, what: str) -> dict[str, Any]:
+    """Compare results with the expected values (on the host); one rule's outcome."""
+    if isinstance(got, str):
+        return result(False, got)
+    wrong = []
+    for (args, want), g in zip(cases, got, strict=True):
+        if not (isinstance(g, dict) and g.get("value") == want and "error" not in g):
+            shown = g.get("error") if isinstance(g, dict) and "error" in g else \
+                (g.get("value") if isinstance(g, dict) else g)
+            wrong.append(f"desired_replicas{tuple(args)} gave {shown!r}")
+    if wrong:
+        return result(False, f"{what}: {len(wrong)} of {len(cases)} cases wrong, e.g. "
+                      f"{wrong[0]}")
+    return result(True, f"{what}: all {len(cases)} cases right")
+
+
+FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib")
+WHAT = {"replicas_visible": "the documentation's examples", "tolerance": "the 0.1 tolerance band",
+        "clamp": "min/max clamping", "zero_missing": "zero and missing metrics"}
+
+
+@pre_grade(ASSIGNMENT)
+def function_side(ctx: HookContext) -> Results:
+    """Run the submitted ``desired_replicas`` against the instructor's cases, confined."""
+    from ..config import _project_root
+    from ..grading import Course
+
+    root = Path(ctx.course) if ctx.course else _project_root()
+    grader = root / "solutions" / ASSIGNMENT / "grader.py" if root else None
+    if grader is None or not grader.is_file():
+        return {k: result(False, "the instructor's cases (solutions/kubernetes/grader.py) "
+                          "are not on this machine") for k in CASE_KEYS.values()}
+    groups = hidden_cases(grader)
+    source = answer_source(Course(root).submission(ctx.student, ctx.assignment)
+                           / f"{ctx.assignment}.ipynb")
+    if source is None or not source.strip() or PLACEHOLDER in source:
+        return {k: result(False, "desired_replicas is not written (the cell of part D)")
+                for k in CASE_KEYS.values()}
+    used = [w for w in FORBIDDEN if w in source]
+    if used:
+        return {k: result(False, "desired_replicas must be your own code (the standard "
+                          f"library is fine, the workbook's helpers are not): found "
+                          f"{', '.join(used)}") for k in CASE_KEYS.values()}
+    every = [list(args) for cases in groups.values() for args, _ in cases]
+    got = run_function(source, every, timeout=min(ctx.timeout, 20))
+    out: Results = {}
+    start = 0
+    for name, cases in groups.items():
+        part = got if isinstance(got, str) else got[start:start + len(cases)]
+        start += len(cases)
+        key = CASE_KEYS[name]
+        out[key] = judge(cases, part, WHAT[key])
+    return out
+
+
 # ------------------------------------------------------------------------- visible checks
 
 def _files_here() -> dict[str, str | None]:
     return read_files(Path.cwd())
 
 
-def _show(rule: dict[str, Any]) -> None:
-    expect(rule["passed"], rule["message"], hint=rule.get("hint"))
+def _show(key: str) -> None:
+    """While grading: the host's result (``trusted`` raises with its message); else the
+    same rule run here on the files next to the notebook."""
+    if _grading():
+        trusted(key)
+        return
+    got = STATIC_RULES[key](_files_here())
+    expect(got["passed"], got["message"], hint=got.get("hint"))
 
 
 @register(ASSIGNMENT, "q1")
 def q1_valid(ns: dict) -> None:
     """Part C: the three files are valid Kubernetes objects."""
-    _show(trusted("valid") if _grading() else valid(_files_here()))
+    _show("valid")
 
 
 @register(ASSIGNMENT, "q2")
 def q2_consistent(ns: dict) -> None:
     """Part C: selector, ports and scaleTargetRef line up."""
-    _show(trusted("consistent") if _grading() else consistent(_files_here()))
+    _show("consistent")
 
 
 @register(ASSIGNMENT, "q3")

@@ -1,0 +1,86 @@
+"""The kubernetes exercise's cluster check on a kwok cluster: apply, watch, fence, clean up."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloudlab.checks import kubernetes as kx
+
+k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the cluster) is not in this "
+                          "branch yet")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+import test_kubernetes_exercise as ex  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from cloudlab import config
+    avail = k8s.available().get("kwok")
+    if not avail:
+        pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
+    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
+                      run_id="test-kubernetes-cluster-check")
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+        yield c
+
+
+def check(cluster, texts, timeout=30):
+    return kx.cluster_check(texts, cluster.kubeconfig, context=cluster.context, timeout=timeout)
+
+
+def test_the_solution_runs_as_a_namespaced_service_account(cluster):
+    got = check(cluster, ex.SOLUTION)
+    assert got["passed"], got
+    assert got["data"]["ready"] == 2 and got["data"]["endpoints"] == 2
+    assert got["data"]["identity"].startswith("system:serviceaccount:grade-")
+
+
+def test_pods_that_never_schedule_fail_with_the_schedulers_words(cluster):
+    texts = ex.edit("deployment.yaml", lambda o: o["spec"]["template"]["spec"].update(
+        nodeSelector={"disktype": "ssd"}))
+    got = check(cluster, texts, timeout=8)
+    assert not got["passed"] and "0 of 2 pods Ready" in got["message"]
+    assert "node affinity/selector" in got["message"]
+
+
+def test_the_api_server_refuses_an_unknown_field(cluster):
+    got = check(cluster, ex.VARIANTS["valid"])
+    assert not got["passed"] and "spec.replica: field not declared" in got["message"]
+
+
+def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster, tmp_path):
+    kubectl = kx._Kubectl(cluster.kubeconfig, cluster.context)
+    ns = "grade-fence-test"
+    try:
+        kx._namespace(kubectl, ns, {})
+        student, identity = kx._student_kubeconfig(kubectl, ns, tmp_path / "kubeconfig")
+        assert identity.startswith("system:serviceaccount:")
+        for args in (["create", "namespace", "escaped"],
+                     ["create", "clusterrolebinding", "escaped", "--clusterrole=admin",
+                      "--user=me"],
+                     ["create", "deployment", "escaped", "--image=x", "-n", "default"],
+                     ["create", "secret", "generic", "escaped", "-n", ns]):
+            done = student(*args, check=False)
+            assert done.returncode != 0 and "forbidden" in done.stderr.lower(), args
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    assert not cluster.exists("namespace", "escaped")
+    assert not cluster.exists("deployment", "escaped", namespace="default")
+
+
+def test_grading_namespaces_are_deleted(cluster):
+    """Each check deletes its namespace; what it held goes at once (the namespace object
+    itself may stay Terminating until the namespace controller's next pass)."""
+    from cloudlab.proc import wait_for
+
+    def emptied() -> bool:
+        spaces = [n for n in cluster.get("namespaces")["items"]
+                  if n["metadata"]["name"].startswith("grade-")]
+        left = cluster.get("deployments,services,hpa,pods", all_namespaces=True)["items"]
+        return all(n["status"].get("phase") == "Terminating" for n in spaces) and not [
+            i for i in left if i["metadata"]["namespace"].startswith("grade-")]
+
+    wait_for(emptied, timeout=90, interval=1, what="the grading namespaces to be emptied")
