@@ -1,0 +1,412 @@
+"""Trusted graders of the ``alerting`` exercise (instructor side: never released).
+
+Each grader takes plain data collected from a submission (a cell's source, a file's
+text) and returns ``{grade_id: {"points", "max_points", "reason"}}``. Nothing here runs
+in the student's kernel:
+
+- ``three_sigma`` runs in a fresh, confined Python process that sees only the source of
+  the student's solution cell and the hidden inputs; the expected answers stay here.
+- the rule file is graded with ``promtool test rules`` on hidden series, on the host,
+  with a size cap, a time limit and resource limits;
+- the Alertmanager config is graded with ``amtool config routes test`` on hidden label
+  sets. amtool only reads the file; a webhook to anything but loopback is refused
+  before any tool sees the file. Nothing is ever sent.
+
+Anything that fails, times out or is killed closes to 0 points with a reason.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import os
+import re
+import resource
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+Verdicts = dict[str, dict[str, Any]]
+
+MAX_FILE_BYTES = 64 * 1024  # a rule file or an Alertmanager config bigger than this is refused
+TOOL_TIMEOUT = 20.0  # seconds per promtool/amtool run
+CODE_TIMEOUT = 20.0  # seconds for the student's three_sigma on all hidden cases
+
+# -- Part A: three_sigma -------------------------------------------------------------------------
+
+NAN = float("nan")
+MIN_VALUES = 20  # fewer values present than this: too little history, nothing is flagged
+_NOISE = [10.2, 9.8, 10.1, 9.9, 10.0, 10.3, 9.7, 10.05, 9.95, 10.15,
+          9.85, 10.1, 9.9, 10.0, 10.2, 9.8, 10.0, 10.1, 9.9, 10.0]
+
+SIGMA_CASES: dict[str, tuple[float, list[Any], str]] = {
+    # grade_id: (points, input, what it checks)
+    "sigma_flat": (1, [4.0] * 30, "a flat series has no spread: nothing is an outlier"),
+    "sigma_short": (1, [10.0] * 11 + [100.0],
+                    "fewer than 20 values present: too short to judge, nothing flagged"),
+    "sigma_nan": (1, [*_NOISE[:10], NAN, *_NOISE[10:], None, 30.0],
+                  "NaN and None are skipped (never flagged, not part of mean or sd)"),
+    "sigma_spike": (1, [*_NOISE, -5.0, *_NOISE],
+                    "a single spike (downwards) is the only outlier"),
+}
+
+
+def reference_three_sigma(series: list[Any]) -> list[bool]:
+    """The specification, executed: what a correct answer returns."""
+    values = [float(v) for v in series if _present(v)]
+    if len(values) < MIN_VALUES:
+        return [False] * len(series)
+    mean = sum(values) / len(values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    if sd == 0:
+        return [False] * len(series)
+    return [_present(v) and abs(float(v) - mean) > 3 * sd for v in series]
+
+
+def _present(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+_RUNNER = r'''
+import json, sys
+nonce, source, cases = json.loads(sys.stdin.read())
+ns = {"__name__": "submission"}
+try:
+    exec(compile(source, "three_sigma_cell", "exec"), ns)
+    fn = ns["three_sigma"]
+except Exception as exc:
+    print(nonce + json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
+    raise SystemExit
+out = {}
+for gid, series in cases.items():
+    try:
+        got = fn([float("nan") if v == "NaN" else v for v in series])
+        out[gid] = {"value": [bool(x) if type(x).__name__ in ("bool", "bool_") else repr(x)
+                              for x in list(got)]}
+    except Exception as exc:
+        out[gid] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+print(nonce + json.dumps(out))
+'''
+
+
+def _limits(memory: int | None, cpu: float) -> Any:
+    def apply() -> None:  # runs in the child before exec
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
+        if memory:  # not for Go tools: their runtime reserves address space up front
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _strip_magics(source: str) -> str:
+    return "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln
+                     for ln in source.splitlines())
+
+
+def run_confined(cmd: list[str], *, stdin: str = "", cwd: str | Path, timeout: float,
+                 memory: int | None = None,
+                 network: bool = False) -> subprocess.CompletedProcess[str] | None:
+    """Run ``cmd`` with CPU/memory/file-size limits, an empty env and (as root) no network.
+
+    Returns None when it timed out (the whole process group is killed).
+    """
+    if not network and os.geteuid() == 0 and shutil.which("unshare"):
+        cmd = ["unshare", "--net", "--", *cmd]  # a network namespace with nothing in it
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
+                            preexec_fn=_limits(memory, timeout))
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out[-200_000:], err[-20_000:])
+
+
+def grade_three_sigma(source: str | None) -> Verdicts:
+    """Run the student's ``three_sigma`` (from its cell source alone) on the hidden cases."""
+    verdicts = {gid: _zero(pts, "") for gid, (pts, _, _) in SIGMA_CASES.items()}
+    if not source or "def three_sigma" not in source:
+        return _all_zero(verdicts, "no `def three_sigma` found in the solution cell")
+    nonce = secrets.token_hex(8)
+    cases = {gid: ["NaN" if isinstance(v, float) and math.isnan(v) else v for v in series]
+             for gid, (_, series, _) in SIGMA_CASES.items()}
+    with tempfile.TemporaryDirectory(prefix="grade-sigma-") as tmp:
+        done = run_confined([sys.executable, "-I", "-c", _RUNNER],
+                            stdin=json.dumps([nonce, _strip_magics(source), cases]),
+                            cwd=tmp, timeout=CODE_TIMEOUT, memory=1 << 30)
+    if done is None:
+        return _all_zero(verdicts, f"three_sigma did not finish within {CODE_TIMEOUT:g} s")
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(nonce)]
+    if not lines:
+        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return _all_zero(verdicts, f"the grader's process died: {why[:300]}")
+    result = json.loads(lines[-1][len(nonce):])
+    if "error" in result:
+        return _all_zero(verdicts, f"the cell does not define three_sigma: {result['error']}")
+    for gid, (pts, series, what) in SIGMA_CASES.items():
+        got, want = result.get(gid, {}), reference_three_sigma(series)
+        if "error" in got:
+            verdicts[gid] = _zero(pts, f"{what}: raised {got['error']}")
+        elif got.get("value") != want:
+            verdicts[gid] = _zero(pts, f"{what}: expected {len(want)} booleans, True at "
+                                       f"{_where(want)}; got True at {_where(got.get('value'))}")
+        else:
+            verdicts[gid] = {"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
+    return verdicts
+
+
+def _where(flags: Any) -> str:
+    if not isinstance(flags, list):
+        return repr(flags)[:80]
+    hits = [i for i, f in enumerate(flags) if f is True]
+    size = "" if not flags else f" (of {len(flags)})"
+    return (str(hits) if hits else "no index") + size
+
+
+# -- Part B: the Prometheus alerting rules -------------------------------------------------------
+
+P99 = 'rpc_durations_seconds{quantile="0.99", service="normal"}'
+PAGE_LABELS = {"severity": "page", "service": "normal", "quantile": "0.99"}
+
+
+def _healthy(minutes: int) -> str:
+    pattern = ["1", "1.2", "0.9", "1.1", "0.8", "1", "1.1", "0.9"]
+    return " ".join(pattern[i % len(pattern)] for i in range(minutes))
+
+
+def _incident(healthy: int, bad: int, level: float = 10) -> str:
+    return _healthy(healthy) + " " + " ".join([f"{level:g}"] * bad)
+
+
+def _test(series: list[dict[str, str]], checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"interval": "1m", "input_series": series, "alert_rule_test": checks}
+
+
+RULE_CASES: dict[str, tuple[float, str, dict[str, Any]]] = {
+    "rule_fires": (2, "the p99 jumps far above 3 sigma and stays there: after 5 minutes "
+                      "LatencyThreeSigma fires with severity=page and the series' labels",
+                   _test([{"series": P99, "values": _incident(90, 20)}],
+                         [{"eval_time": "97m", "alertname": "LatencyThreeSigma",
+                           "exp_alerts": [{"exp_labels": PAGE_LABELS}]}])),
+    "rule_waits": (1, "3 minutes into the incident the alert is still pending (for: 5m)",
+                   _test([{"series": P99, "values": _incident(90, 20)}],
+                         [{"eval_time": "93m", "alertname": "LatencyThreeSigma",
+                           "exp_alerts": []}])),
+    "rule_quiet": (1, "a sustained rise to about 2.5 sigma pages nobody",
+                   _test([{"series": P99, "values": _healthy(90) + " 1.3 1.28" * 5}],
+                         [{"eval_time": f"{m}m", "alertname": "LatencyThreeSigma",
+                           "exp_alerts": []} for m in (93, 97, 99)])),
+    "rule_target_down": (1, "a target down for 2 minutes raises TargetDown with "
+                            "severity=ticket",
+                         _test([{"series": 'up{job="random", instance="a:8080"}',
+                                 "values": "1 1 1 0 0 0 0"}],
+                               [{"eval_time": "6m", "alertname": "TargetDown",
+                                 "exp_alerts": [{"exp_labels": {
+                                     "severity": "ticket", "job": "random",
+                                     "instance": "a:8080"}}]},
+                                {"eval_time": "3m", "alertname": "TargetDown",
+                                 "exp_alerts": []}])),
+}
+RULES_VALID = ("rules_valid", 1.0)
+
+
+def _tool(args: list[str], cwd: Path) -> tuple[bool | None, str]:
+    done = run_confined(args, cwd=cwd, timeout=TOOL_TIMEOUT)
+    if done is None:
+        return None, f"{args[0]} did not finish within {TOOL_TIMEOUT:g} s"
+    text = "\n".join(ln for ln in (done.stdout + done.stderr).splitlines()
+                     if "overrides the --alertmanager.url" not in ln).strip()
+    return done.returncode == 0, text
+
+
+def _tool_missing(tool: str) -> str | None:
+    return None if shutil.which(tool) else f"{tool} is not installed on the grading host"
+
+
+def grade_rules(text: str | bytes | None) -> Verdicts:
+    """promtool check rules (1 point), then one promtool test per hidden case."""
+    gid_valid, valid_pts = RULES_VALID
+    verdicts = {gid_valid: _zero(valid_pts, ""),
+                **{gid: _zero(pts, "") for gid, (pts, _, _) in RULE_CASES.items()}}
+    problem = _file_problem(text, "alert_rules.yml") or _tool_missing("promtool")
+    if problem:
+        return _all_zero(verdicts, problem)
+    with tempfile.TemporaryDirectory(prefix="grade-rules-") as tmp:
+        work = Path(tmp)
+        (work / "rules.yml").write_text(_text(text))
+        ok, out = _tool(["promtool", "check", "rules", "rules.yml"], work)
+        if not ok:
+            return _all_zero(verdicts, "promtool check rules: " + _tail(out))
+        if not _alert_names(_text(text)):
+            return _all_zero(verdicts, "alert_rules.yml defines no alerting rules")
+        verdicts[gid_valid] = {"points": float(valid_pts), "max_points": float(valid_pts),
+                               "reason": "promtool check rules: SUCCESS"}
+        # promtool compares annotations too; the hidden cases judge labels and timing, so
+        # they run on a copy without annotations (their templates were checked just now)
+        (work / "tested.yml").write_text(yaml.safe_dump(_without_annotations(_text(text))))
+        for gid, (pts, what, case) in RULE_CASES.items():
+            spec = {"rule_files": ["tested.yml"], "evaluation_interval": "1m", "tests": [case]}
+            (work / f"{gid}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+            ok, out = _tool(["promtool", "test", "rules", f"{gid}.yml"], work)
+            verdicts[gid] = ({"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
+                             if ok else _zero(pts, f"{what}: {_tail(out)}"))
+    return verdicts
+
+
+def _alert_names(text: str) -> list[str]:
+    doc = yaml.safe_load(text) or {}
+    return [r["alert"] for g in doc.get("groups") or [] for r in g.get("rules") or []
+            if isinstance(r, dict) and "alert" in r]
+
+
+def _without_annotations(text: str) -> dict[str, Any]:
+    doc = yaml.safe_load(text) or {}
+    for group in doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            rule.pop("annotations", None)
+    return doc
+
+
+# -- Part C: the Alertmanager escalation policy --------------------------------------------------
+
+ROUTE_CASES: dict[str, tuple[float, dict[str, str], list[str], str]] = {
+    "route_page": (1, {"alertname": "LatencyThreeSigma", "severity": "page",
+                       "service": "normal"}, ["oncall-primary"],
+                   "a page goes to the primary on-call"),
+    "route_escalate": (1, {"alertname": "LatencyThreeSigmaUnacknowledged",
+                           "severity": "escalate", "service": "normal"},
+                       ["oncall-primary", "oncall-backup"],
+                       "an escalation reaches the primary AND the backup"),
+    "route_ticket": (1, {"alertname": "TargetDown", "severity": "ticket",
+                         "job": "random"}, ["tickets"], "a ticket goes to the ticket queue"),
+    "route_default": (1, {"alertname": "Watchdog", "severity": "info"}, ["team-chat"],
+                      "anything else goes to the team chat"),
+}
+CONFIG_VALID = ("am_valid", 1.0)
+_LOOPBACK = ("localhost",)
+
+
+def outside_urls(config: Any) -> list[str]:
+    """Every URL in the config that points anywhere but this machine's loopback."""
+    found: list[str] = []
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, key)
+        elif isinstance(node, str) and (key.endswith("url") or "://" in node):
+            host = urlsplit(node if "://" in node else "//" + node).hostname or ""
+            if host in _LOOPBACK:
+                return
+            try:
+                if ipaddress.ip_address(host).is_loopback:
+                    return
+            except ValueError:
+                pass
+            found.append(node)
+
+    walk(config)
+    return found
+
+
+def grade_routes(text: str | bytes | None) -> Verdicts:
+    """amtool check-config (1 point), then amtool config routes test per hidden label set."""
+    gid_valid, valid_pts = CONFIG_VALID
+    verdicts = {gid_valid: _zero(valid_pts, ""),
+                **{gid: _zero(pts, "") for gid, (pts, *_) in ROUTE_CASES.items()}}
+    problem = _file_problem(text, "alertmanager.yml") or _tool_missing("amtool")
+    if problem:
+        return _all_zero(verdicts, problem)
+    try:
+        parsed = yaml.safe_load(_text(text))
+    except yaml.YAMLError as exc:
+        return _all_zero(verdicts, f"alertmanager.yml is not valid YAML: {exc}"[:500])
+    outside = outside_urls(parsed)
+    if outside:
+        return _all_zero(verdicts, "refused: the config sends notifications off this machine "
+                                   f"({', '.join(outside[:3])}); receivers must use 127.0.0.1."
+                                   " Nothing was sent")
+    with tempfile.TemporaryDirectory(prefix="grade-am-") as tmp:
+        work = Path(tmp)
+        (work / "alertmanager.yml").write_text(_text(text))
+        ok, out = _tool(["amtool", "check-config", "alertmanager.yml"], work)
+        if not ok:
+            return _all_zero(verdicts, "amtool check-config: " + _tail(out))
+        verdicts[gid_valid] = {"points": float(valid_pts), "max_points": float(valid_pts),
+                               "reason": "amtool check-config: SUCCESS"}
+        for gid, (pts, labels, expect, what) in ROUTE_CASES.items():
+            args = ["amtool", "config", "routes", "test", "--config.file=alertmanager.yml",
+                    f"--verify.receivers={','.join(expect)}",
+                    *[f"{k}={v}" for k, v in labels.items()]]
+            ok, out = _tool(args, work)
+            verdicts[gid] = ({"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
+                             if ok else _zero(pts, f"{what}: expected {expect}, amtool says "
+                                                   f"{_tail(out)}"))
+    return verdicts
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _text(data: str | bytes | None) -> str:
+    return data.decode("utf-8", errors="replace") if isinstance(data, bytes) else (data or "")
+
+
+def _file_problem(data: str | bytes | None, name: str) -> str | None:
+    if data is None:
+        return f"{name} was not found in the submission"
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_FILE_BYTES:
+        return f"{name} is {size} bytes, over the {MAX_FILE_BYTES} byte limit: not run"
+    if not _text(data).strip():
+        return f"{name} is empty"
+    return None
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    return re.sub(r"\s+\n", "\n", "\n".join(text.strip().splitlines()[-lines:]))[:800]
+
+
+def _zero(points: float, reason: str) -> dict[str, Any]:
+    return {"points": 0.0, "max_points": float(points), "reason": reason}
+
+
+def _all_zero(verdicts: Verdicts, reason: str) -> Verdicts:
+    return {gid: _zero(v["max_points"], reason) for gid, v in verdicts.items()}
+
+
+def _closed(part: Any, data: Any, ids: Verdicts) -> Verdicts:
+    """Run one part's grader; anything unexpected closes to 0 with the reason."""
+    try:
+        return part(data)
+    except Exception as exc:
+        return _all_zero(ids, f"the grader failed on this part: {type(exc).__name__}: {exc}"[:500])
+
+
+def grade(files: dict[str, str | bytes], cells: dict[str, str]) -> Verdicts:
+    """All auto-graded parts of one submission, from its files and cell sources."""
+    sigma = {gid: _zero(p, "") for gid, (p, *_) in SIGMA_CASES.items()}
+    rules = {RULES_VALID[0]: _zero(RULES_VALID[1], ""),
+             **{gid: _zero(p, "") for gid, (p, *_) in RULE_CASES.items()}}
+    routes = {CONFIG_VALID[0]: _zero(CONFIG_VALID[1], ""),
+              **{gid: _zero(p, "") for gid, (p, *_) in ROUTE_CASES.items()}}
+    return {**_closed(grade_three_sigma, cells.get("three_sigma"), sigma),
+            **_closed(grade_rules, files.get("alert_rules.yml"), rules),
+            **_closed(grade_routes, files.get("alertmanager.yml"), routes)}
