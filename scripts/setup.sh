@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 SYSTEM_PACKAGES=(docker.io docker-registry prometheus prometheus-alertmanager mmdebstrap
-                 qemu-system-x86 busybox-static)
+                 qemu-system-x86 busybox-static haproxy)
 [ "${1:-}" = "--with-browser" ] && SYSTEM_PACKAGES+=(chromium)
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -49,4 +49,11 @@ if "$VENV/bin/cloudlab" engine up; then
   "$VENV/bin/cloudlab" images bootstrap || echo "warning: no base image; see cloudlab doctor" >&2
 else
   echo "warning: no Docker engine; Docker parts of the workbook will be skipped" >&2
+fi
+
+# 4. The Kubernetes binaries of the offline cluster (root on Linux; instant when cached):
+#    official releases when reachable, else a source build through the Go module proxy.
+if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
+  "$VENV/bin/cloudlab" k8s install \
+    || echo "warning: no Kubernetes binaries; the kwok backend is off (see cloudlab doctor)" >&2
 fi

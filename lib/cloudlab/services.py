@@ -160,6 +160,22 @@ class Service:
         self.pidfile.unlink(missing_ok=True)
         self._owned = False
 
+    def restart(self, timeout: float | None = None) -> Service:
+        """Stop and start again to pick up new config, when running (no-op when not).
+
+        Whether this object stops the service on leaving its ``with`` block is kept: a
+        restart does not make a shared course service ours.
+        """
+        if self.pid() is None:
+            return self
+        owned = self._owned
+        try:
+            self.stop()
+            self.start(timeout)
+        finally:
+            self._owned = owned
+        return self
+
     def status(self) -> Status:
         pid = self.pid()
         return Status(self.name, pid is not None, pid, self.url,
@@ -232,6 +248,10 @@ class Registry(Service):
         }
         if self.htpasswd.exists():  # written by cloudlab.registry when auth is turned on
             config["auth"] = {"htpasswd": {"realm": "cloudlab", "path": str(self.htpasswd)}}
+        token = self.dir / "token.yml"
+        if token.exists():  # a course registry: per-namespace rights (cloudlab.grading.roster)
+            config["auth"] = {"token": yaml.safe_load(token.read_text())}
+            config["storage"]["delete"]["enabled"] = False
         (self.dir / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def healthy(self) -> bool:
