@@ -7,7 +7,8 @@ in the student's kernel:
 - ``three_sigma`` runs in a fresh, confined Python process that sees only the source of
   the student's solution cell and the hidden inputs; the expected answers stay here.
 - the rule file is graded with ``promtool test rules`` on hidden series, on the host,
-  with a size cap, a time limit and resource limits;
+  in a throwaway container (``cloudlab.grading.confine.run``: files read-only, no
+  network, CPU/memory/pids/time limits), after a size cap;
 - the Alertmanager config is graded with ``amtool config routes test`` on hidden label
   sets. amtool only reads the file; a webhook to anything but loopback is refused
   before any tool sees the file. Nothing is ever sent.
@@ -165,7 +166,7 @@ def grade_three_sigma(source: str | None) -> Verdicts:
             verdicts[gid] = _zero(pts, f"{what}: expected {len(want)} booleans, True at "
                                        f"{_where(want)}; got True at {_where(got.get('value'))}")
         else:
-            verdicts[gid] = {"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
+            verdicts[gid] = _full(pts, f"passed: {what}")
     return verdicts
 
 
@@ -224,13 +225,38 @@ RULE_CASES: dict[str, tuple[float, str, dict[str, Any]]] = {
 RULES_VALID = ("rules_valid", 1.0)
 
 
-def _tool(args: list[str], cwd: Path) -> tuple[bool | None, str]:
-    done = run_confined(args, cwd=cwd, timeout=TOOL_TIMEOUT)
-    if done is None:
-        return None, f"{args[0]} did not finish within {TOOL_TIMEOUT:g} s"
-    text = "\n".join(ln for ln in (done.stdout + done.stderr).splitlines()
-                     if "overrides the --alertmanager.url" not in ln).strip()
-    return done.returncode == 0, text
+def _tools(commands: dict[str, list[str]], work: Path, tool: str) -> dict[str, tuple[Any, str]]:
+    """Run each command on the files in ``work`` inside ONE confined container.
+
+    ``cloudlab.grading.confine.run``: the files read-only, no network, no capabilities,
+    CPU/memory/pids/time limits; each command also has its own time limit. Returns
+    ``{name: (passed, output)}``; passed is None when that command ran out of time.
+    """
+    from cloudlab.grading import confine
+
+    script = []
+    for name, cmd in commands.items():
+        quoted = " ".join("'" + c.replace("'", "'\\''") + "'" for c in cmd)
+        script.append(f"echo '@@begin {name}'; timeout -s KILL {TOOL_TIMEOUT:g} {quoted} 2>&1;"
+                      f" echo \"@@end {name} $?\"")
+    limits = confine.Limits(cpus=1.0, memory="512m", pids=64, disk="16m",
+                            seconds=TOOL_TIMEOUT * len(commands) + 15)
+    ran = confine.run(["sh", "-c", "\n".join(script)], limits, files=work, tools=[tool])
+    found: dict[str, tuple[Any, str]] = {}
+    for name in commands:
+        block = re.search(rf"@@begin {re.escape(name)}\n(.*?)@@end {re.escape(name)} (\d+)",
+                          ran.output, re.S)
+        if block is None:
+            why = ("the tools ran out of time" if ran.timed_out
+                   else _tail(ran.output) or "the tool did not run")
+            found[name] = (False, f"{tool}: {why}")
+            continue
+        text = "\n".join(ln for ln in block[1].splitlines()
+                         if "overrides the --alertmanager.url" not in ln).strip()
+        code = int(block[2])
+        found[name] = ((None, f"{tool} did not finish within {TOOL_TIMEOUT:g} s")
+                       if code in (124, 137) else (code == 0, text))
+    return found
 
 
 def _tool_missing(tool: str) -> str | None:
@@ -248,22 +274,26 @@ def grade_rules(text: str | bytes | None) -> Verdicts:
     with tempfile.TemporaryDirectory(prefix="grade-rules-") as tmp:
         work = Path(tmp)
         (work / "rules.yml").write_text(_text(text))
-        ok, out = _tool(["promtool", "check", "rules", "rules.yml"], work)
+        checked = _tools({"check": ["promtool", "check", "rules", "rules.yml"]}, work,
+                         "promtool")
+        ok, out = checked["check"]
         if not ok:
             return _all_zero(verdicts, "promtool check rules: " + _tail(out))
         if not _alert_names(_text(text)):
             return _all_zero(verdicts, "alert_rules.yml defines no alerting rules")
-        verdicts[gid_valid] = {"points": float(valid_pts), "max_points": float(valid_pts),
-                               "reason": "promtool check rules: SUCCESS"}
+        verdicts[gid_valid] = _full(valid_pts, "promtool check rules: SUCCESS")
         # promtool compares annotations too; the hidden cases judge labels and timing, so
         # they run on a copy without annotations (their templates were checked just now)
         (work / "tested.yml").write_text(yaml.safe_dump(_without_annotations(_text(text))))
-        for gid, (pts, what, case) in RULE_CASES.items():
+        for gid, (_, _, case) in RULE_CASES.items():
             spec = {"rule_files": ["tested.yml"], "evaluation_interval": "1m", "tests": [case]}
             (work / f"{gid}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-            ok, out = _tool(["promtool", "test", "rules", f"{gid}.yml"], work)
-            verdicts[gid] = ({"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
-                             if ok else _zero(pts, f"{what}: {_tail(out)}"))
+        results = _tools({gid: ["promtool", "test", "rules", f"{gid}.yml"]
+                          for gid in RULE_CASES}, work, "promtool")
+        for gid, (pts, what, _) in RULE_CASES.items():
+            ok, out = results[gid]
+            verdicts[gid] = (_full(pts, f"passed: {what}") if ok
+                             else _zero(pts, f"{what}: {_tail(out)}"))
     return verdicts
 
 
@@ -346,19 +376,23 @@ def grade_routes(text: str | bytes | None) -> Verdicts:
     with tempfile.TemporaryDirectory(prefix="grade-am-") as tmp:
         work = Path(tmp)
         (work / "alertmanager.yml").write_text(_text(text))
-        ok, out = _tool(["amtool", "check-config", "alertmanager.yml"], work)
+        checked = _tools({"check": ["amtool", "check-config", "alertmanager.yml"]}, work,
+                         "amtool")
+        ok, out = checked["check"]
         if not ok:
             return _all_zero(verdicts, "amtool check-config: " + _tail(out))
-        verdicts[gid_valid] = {"points": float(valid_pts), "max_points": float(valid_pts),
-                               "reason": "amtool check-config: SUCCESS"}
-        for gid, (pts, labels, expect, what) in ROUTE_CASES.items():
-            args = ["amtool", "config", "routes", "test", "--config.file=alertmanager.yml",
-                    f"--verify.receivers={','.join(expect)}",
-                    *[f"{k}={v}" for k, v in labels.items()]]
-            ok, out = _tool(args, work)
-            verdicts[gid] = ({"points": float(pts), "max_points": float(pts), "reason": f"passed: {what}"}
-                             if ok else _zero(pts, f"{what}: expected {expect}, amtool says "
-                                                   f"{_tail(out)}"))
+        verdicts[gid_valid] = _full(valid_pts, "amtool check-config: SUCCESS")
+        commands = {gid: ["amtool", "config", "routes", "test",
+                          "--config.file=alertmanager.yml",
+                          f"--verify.receivers={','.join(expect)}",
+                          *[f"{k}={v}" for k, v in labels.items()]]
+                    for gid, (_, labels, expect, _) in ROUTE_CASES.items()}
+        results = _tools(commands, work, "amtool")
+        for gid, (pts, _, expect, what) in ROUTE_CASES.items():
+            ok, out = results[gid]
+            verdicts[gid] = (_full(pts, f"passed: {what}") if ok
+                             else _zero(pts, f"{what}: expected {expect}, amtool says "
+                                             f"{_tail(out)}"))
     return verdicts
 
 
@@ -382,6 +416,10 @@ def _file_problem(data: str | bytes | None, name: str) -> str | None:
 
 def _tail(text: str, lines: int = 6) -> str:
     return re.sub(r"\s+\n", "\n", "\n".join(text.strip().splitlines()[-lines:]))[:800]
+
+
+def _full(points: float, reason: str) -> dict[str, Any]:
+    return {"points": float(points), "max_points": float(points), "reason": reason}
 
 
 def _zero(points: float, reason: str) -> dict[str, Any]:
