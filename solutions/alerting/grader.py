@@ -1,17 +1,19 @@
 """Trusted graders of the ``alerting`` exercise (instructor side: never released).
 
-Each grader takes plain data collected from a submission (a cell's source, a file's
-text) and returns ``{grade_id: {"points", "max_points", "reason"}}``. Nothing here runs
-in the student's kernel:
+Every graded cell's points are decided here, from plain data the host collected
+(``cloudlab.grading.trusted``); the notebook's test cells are feedback only.
 
-- ``three_sigma`` runs in a fresh, confined Python process that sees only the source of
-  the student's solution cell and the hidden inputs; the expected answers stay here.
-- the rule file is graded with ``promtool test rules`` on hidden series, on the host,
-  in a throwaway container (``cloudlab.grading.confine.run``: files read-only, no
-  network, CPU/memory/pids/time limits), after a size cap;
-- the Alertmanager config is graded with ``amtool config routes test`` on hidden label
-  sets. amtool only reads the file; a webhook to anything but loopback is refused
-  before any tool sees the file. Nothing is ever sent.
+- ``three_sigma``: the answer cell is executed from its source in a fresh sandbox and the
+  function called there with the hidden series below; only its results come back, and
+  are compared here with the specification (:func:`reference_three_sigma`).
+- ``alert_rules.yml``: ``promtool check rules``, then ``promtool test rules`` on hidden
+  series, after a size cap, in a throwaway container (``cloudlab.grading.confine.run``:
+  files read-only, no network, CPU/memory/pids/time limits).
+- ``alertmanager.yml``: ``amtool check-config``, then ``amtool config routes test`` on
+  hidden label sets, the same way. A webhook to anything but loopback is refused before
+  any tool sees the file; amtool only reads it. Nothing is ever sent.
+- ``five_whys`` is graded by hand (nbgrader's manual grading) with the rubric shown in
+  the notebook.
 
 Anything that fails, times out or is killed closes to 0 points with a reason.
 """
@@ -19,15 +21,9 @@ Anything that fails, times out or is killed closes to 0 points with a reason.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
-import os
 import re
-import resource
-import secrets
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,11 +31,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from cloudlab.grading.trusted import call, cell, expect, file, grader
+
 Verdicts = dict[str, dict[str, Any]]
 
 MAX_FILE_BYTES = 64 * 1024  # a rule file or an Alertmanager config bigger than this is refused
 TOOL_TIMEOUT = 20.0  # seconds per promtool/amtool run
-CODE_TIMEOUT = 20.0  # seconds for the student's three_sigma on all hidden cases
 
 # -- Part A: three_sigma -------------------------------------------------------------------------
 
@@ -74,108 +71,6 @@ def reference_three_sigma(series: list[Any]) -> list[bool]:
 
 def _present(v: Any) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
-
-
-_RUNNER = r'''
-import json, sys
-nonce, source, cases = json.loads(sys.stdin.read())
-ns = {"__name__": "submission"}
-try:
-    exec(compile(source, "three_sigma_cell", "exec"), ns)
-    fn = ns["three_sigma"]
-except Exception as exc:
-    print(nonce + json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
-    raise SystemExit
-out = {}
-for gid, series in cases.items():
-    try:
-        got = fn([float("nan") if v == "NaN" else v for v in series])
-        out[gid] = {"value": [bool(x) if type(x).__name__ in ("bool", "bool_") else repr(x)
-                              for x in list(got)]}
-    except Exception as exc:
-        out[gid] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-print(nonce + json.dumps(out))
-'''
-
-
-def _limits(memory: int | None, cpu: float) -> Any:
-    def apply() -> None:  # runs in the child before exec
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_CPU, (int(cpu), int(cpu) + 1))
-        if memory:  # not for Go tools: their runtime reserves address space up front
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
-
-
-def _strip_magics(source: str) -> str:
-    return "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln
-                     for ln in source.splitlines())
-
-
-def run_confined(cmd: list[str], *, stdin: str = "", cwd: str | Path, timeout: float,
-                 memory: int | None = None,
-                 network: bool = False) -> subprocess.CompletedProcess[str] | None:
-    """Run ``cmd`` with CPU/memory/file-size limits, an empty env and (as root) no network.
-
-    Returns None when it timed out (the whole process group is killed).
-    """
-    if not network and os.geteuid() == 0 and shutil.which("unshare"):
-        cmd = ["unshare", "--net", "--", *cmd]  # a network namespace with nothing in it
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "LANG": "C.UTF-8"}
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=cwd, env=env,
-                            preexec_fn=_limits(memory, timeout))
-    try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        proc.communicate()
-        return None
-    return subprocess.CompletedProcess(cmd, proc.returncode, out[-200_000:], err[-20_000:])
-
-
-def grade_three_sigma(source: str | None) -> Verdicts:
-    """Run the student's ``three_sigma`` (from its cell source alone) on the hidden cases."""
-    verdicts = {gid: _zero(pts, "") for gid, (pts, _, _) in SIGMA_CASES.items()}
-    if not source or "def three_sigma" not in source:
-        return _all_zero(verdicts, "no `def three_sigma` found in the solution cell")
-    nonce = secrets.token_hex(8)
-    cases = {gid: ["NaN" if isinstance(v, float) and math.isnan(v) else v for v in series]
-             for gid, (_, series, _) in SIGMA_CASES.items()}
-    with tempfile.TemporaryDirectory(prefix="grade-sigma-") as tmp:
-        done = run_confined([sys.executable, "-I", "-c", _RUNNER],
-                            stdin=json.dumps([nonce, _strip_magics(source), cases]),
-                            cwd=tmp, timeout=CODE_TIMEOUT, memory=1 << 30)
-    if done is None:
-        return _all_zero(verdicts, f"three_sigma did not finish within {CODE_TIMEOUT:g} s")
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(nonce)]
-    if not lines:
-        why = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return _all_zero(verdicts, f"the grader's process died: {why[:300]}")
-    result = json.loads(lines[-1][len(nonce):])
-    if "error" in result:
-        return _all_zero(verdicts, f"the cell does not define three_sigma: {result['error']}")
-    for gid, (pts, series, what) in SIGMA_CASES.items():
-        got, want = result.get(gid, {}), reference_three_sigma(series)
-        if "error" in got:
-            verdicts[gid] = _zero(pts, f"{what}: raised {got['error']}")
-        elif got.get("value") != want:
-            verdicts[gid] = _zero(pts, f"{what}: expected {len(want)} booleans, True at "
-                                       f"{_where(want)}; got True at {_where(got.get('value'))}")
-        else:
-            verdicts[gid] = _full(pts, f"passed: {what}")
-    return verdicts
-
-
-def _where(flags: Any) -> str:
-    if not isinstance(flags, list):
-        return repr(flags)[:80]
-    hits = [i for i, f in enumerate(flags) if f is True]
-    size = "" if not flags else f" (of {len(flags)})"
-    return (str(hits) if hits else "no index") + size
 
 
 # -- Part B: the Prometheus alerting rules -------------------------------------------------------
@@ -405,7 +300,8 @@ def _text(data: str | bytes | None) -> str:
 
 def _file_problem(data: str | bytes | None, name: str) -> str | None:
     if data is None:
-        return f"{name} was not found in the submission"
+        return (f"{name} is not in the submission (or it is a link, or larger than "
+                f"{10 * MAX_FILE_BYTES} bytes)")
     size = len(data.encode() if isinstance(data, str) else data)
     if size > MAX_FILE_BYTES:
         return f"{name} is {size} bytes, over the {MAX_FILE_BYTES} byte limit: not run"
@@ -430,21 +326,74 @@ def _all_zero(verdicts: Verdicts, reason: str) -> Verdicts:
     return {gid: _zero(v["max_points"], reason) for gid, v in verdicts.items()}
 
 
-def _closed(part: Any, data: Any, ids: Verdicts) -> Verdicts:
-    """Run one part's grader; anything unexpected closes to 0 with the reason."""
-    try:
-        return part(data)
-    except Exception as exc:
-        return _all_zero(ids, f"the grader failed on this part: {type(exc).__name__}: {exc}"[:500])
+def _points(verdict: dict[str, Any]) -> float | None:
+    """A verdict as the trusted mechanism wants it: None = full marks, else CheckFailed."""
+    expect(verdict["points"] >= verdict["max_points"], verdict["reason"] or "not passed")
+    return None
 
 
-def grade(files: dict[str, str | bytes], cells: dict[str, str]) -> Verdicts:
-    """All auto-graded parts of one submission, from its files and cell sources."""
-    sigma = {gid: _zero(p, "") for gid, (p, *_) in SIGMA_CASES.items()}
-    rules = {RULES_VALID[0]: _zero(RULES_VALID[1], ""),
-             **{gid: _zero(p, "") for gid, (p, *_) in RULE_CASES.items()}}
-    routes = {CONFIG_VALID[0]: _zero(CONFIG_VALID[1], ""),
-              **{gid: _zero(p, "") for gid, (p, *_) in ROUTE_CASES.items()}}
-    return {**_closed(grade_three_sigma, cells.get("three_sigma"), sigma),
-            **_closed(grade_rules, files.get("alert_rules.yml"), rules),
-            **_closed(grade_routes, files.get("alertmanager.yml"), routes)}
+# -- the trusted graders, one per graded cell -----------------------------------------------------
+FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib", "numpy", "pandas")
+
+
+def _sigma(gid: str):
+    _, series, what = SIGMA_CASES[gid]
+
+    @grader(gid, got=call("three_sigma", series, cells="three_sigma"),
+            source=cell("three_sigma"))
+    def check(sub, got, source):
+        used = [w for w in FORBIDDEN if w in (source or "")]
+        expect(not used, "three_sigma must be your own code with the standard library only: "
+               f"found {', '.join(used)}")
+        want = reference_three_sigma(series)
+        flags = got if isinstance(got, list) else None
+        expect(flags is not None and len(flags) == len(series)
+               and all(type(f) is bool for f in flags),
+               f"{what}: three_sigma should return a list of {len(series)} booleans",
+               found=got)
+        expect(flags == want, f"{what}: wrong values flagged",
+               expected=f"True at {_where(want)}", found=f"True at {_where(flags)}")
+
+    check.fn.__name__ = gid
+    return check
+
+
+def _where(flags: list[bool]) -> str:
+    hits = [i for i, f in enumerate(flags) if f is True]
+    return (str(hits) if hits else "no index") + f" (of {len(flags)})"
+
+
+sigma_flat = _sigma("sigma_flat")
+sigma_short = _sigma("sigma_short")
+sigma_nan = _sigma("sigma_nan")
+sigma_spike = _sigma("sigma_spike")
+
+
+def _rule_verdicts(sub) -> Verdicts:
+    return grade_rules(sub.read("alert_rules.yml", limit=10 * MAX_FILE_BYTES))
+
+
+def _route_verdicts(sub) -> Verdicts:
+    return grade_routes(sub.read("alertmanager.yml", limit=10 * MAX_FILE_BYTES))
+
+
+def _from(verdicts_of, gid: str):
+    @grader(gid, present=file("alert_rules.yml" if verdicts_of is _rule_verdicts
+                              else "alertmanager.yml", limit=10 * MAX_FILE_BYTES))
+    def check(sub, present):
+        return _points(sub.once(verdicts_of)[gid])
+
+    check.fn.__name__ = gid
+    return check
+
+
+rules_valid = _from(_rule_verdicts, "rules_valid")
+rule_fires = _from(_rule_verdicts, "rule_fires")
+rule_waits = _from(_rule_verdicts, "rule_waits")
+rule_quiet = _from(_rule_verdicts, "rule_quiet")
+rule_target_down = _from(_rule_verdicts, "rule_target_down")
+am_valid = _from(_route_verdicts, "am_valid")
+route_page = _from(_route_verdicts, "route_page")
+route_escalate = _from(_route_verdicts, "route_escalate")
+route_ticket = _from(_route_verdicts, "route_ticket")
+route_default = _from(_route_verdicts, "route_default")
