@@ -120,6 +120,11 @@ def _docker(cfg: Settings) -> list[Row]:
                     "NVIDIA container runtime" if engine.gpu_runtime() else "none (CPU only)",
                     "install the NVIDIA Container Toolkit on a machine with a GPU",
                     required=False))
+    from .docker.building import BUILDX_HINT, buildkit
+
+    kit, why = buildkit(timeout=2)
+    rows.append(Row("BuildKit (buildx)", kit, why if kit else "not available: builds use "
+                    "the classic builder", BUILDX_HINT, required=False))
     return rows
 
 

@@ -118,3 +118,18 @@ def test_push_to_docker_hub(hello):
     finally:
         registry.logout()
         images.remove([ref])
+
+
+def test_a_pull_after_removing_the_local_copy_fetches_only_the_own_layers(private, mcfg,
+                                                                          tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {mcfg.base_image}\n"
+                                         "RUN head -c 300000 /dev/urandom > /blob\n")
+    built = cd.build(tmp_path, f"cloudlab-test-layers:{mcfg.run_id}", progress=False, cfg=mcfg)
+    ref = registry.tag(built.tag, registry.local_ref("course/layers", "1", mcfg))
+    digest = registry.push(ref, progress=False)
+    images.remove([built.id])  # by id: every name goes, the base image's layers stay
+    assert not images.present(built.tag)
+    fetched = registry.fetch(f"{registry.split(ref)[0]}@{digest}", progress=False)
+    pulled = fetched.layers.query("status == 'Pull complete'")["bytes_fetched"]
+    assert len(pulled) >= 1 and (pulled > 0).all()
+    assert "Already exists" in set(fetched.layers["status"]), "base layers are not fetched"
