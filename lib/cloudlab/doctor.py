@@ -162,6 +162,8 @@ def _tools() -> list[Row]:
              True),
         tool("haproxy", "checks the Swarm stack's load balancer config (the balancer "
              "itself runs in a container)", "apt-get install haproxy", False),
+        tool("iptables", "fences graded builds off the host (grading only)",
+             "apt-get install iptables; grade as root", False),
     ]
 
 

@@ -116,8 +116,16 @@ def local_ref(repository: str, tag: str = "latest", cfg: Settings | None = None)
 
 
 # ------------------------------------------------------------------- tag / push / pull
-def tag(image: str, ref: str) -> str:
-    """Give the local image ``image`` the name ``ref``; returns ``ref``."""
+def tag(image: str | Any, ref: str) -> str:
+    """Give the local image ``image`` the name ``ref``; returns ``ref``.
+
+    ``image`` is a name or id, or what ``cl.docker.build`` returned (its ``tag`` is used).
+    """
+    name = getattr(image, "tag", image)
+    if not isinstance(name, str) or not name:
+        raise RegistryError(f"cannot tag {image!r}: expected an image name or the result of "
+                            "cl.docker.build(...)")
+    image = name
     api = engine.client(timeout=30)
     try:
         found = api.images.get(image)

@@ -1,11 +1,12 @@
 """cloudlab.registry against a real private registry, moto's ECR and (when set) Docker Hub."""
 
+import contextlib
 import secrets
 
 import pytest
 import requests
 
-from cloudlab import config, images, project, registry, services
+from cloudlab import config, engine, images, project, registry, services
 from cloudlab import docker as cd
 from tests.conftest import free_port
 
@@ -40,6 +41,19 @@ def test_push_list_and_pull_by_digest(hello, private, mcfg):
     assert registry.delete("course/hello", "1.0", cfg=mcfg) == digest
     with pytest.raises(registry.RegistryError, match="404"):
         registry.manifest_digest("course/hello", "1.0", cfg=mcfg)
+
+
+def test_tag_accepts_what_build_returned(hello, mcfg):
+    built = cd.Build(tag=hello, id="", seconds=0.0)  # what cl.docker.build(...) returns
+    ref = registry.local_ref("course/built", "1.0", mcfg)
+    try:
+        assert registry.tag(built, ref) == ref
+        assert images.present(ref)
+    finally:
+        with contextlib.suppress(Exception):
+            engine.client().images.remove(ref)
+    with pytest.raises(registry.RegistryError, match="expected an image name"):
+        registry.tag(cd.Build(tag="", id="", seconds=0.0), ref)
 
 
 def test_auth_on_refuses_anonymous_and_accepts_the_login(hello, private, mcfg):
