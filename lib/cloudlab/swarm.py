@@ -160,7 +160,8 @@ def _remove_network(name: str) -> bool:
 
 # --------------------------------------------------------------------------- configs
 def haproxy_config(service: str = "predict", port: int = predict.PORT,
-                   slots: int = MAX_REPLICAS, resolve_every: str = "2s") -> str:
+                   slots: int = MAX_REPLICAS, resolve_every: str = "2s",
+                   per_server: int = 4) -> str:
     """HAProxy in front of a ``dnsrr`` service: ``slots`` servers filled from DNS.
 
     ``server-template`` keeps that many server slots and fills them with the addresses
@@ -181,6 +182,8 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    timeout queue 30s
+    timeout check 5s
     retries 2
     option redispatch
 
@@ -211,7 +214,9 @@ frontend stats
 backend {service}
     balance leastconn
     option httpchk GET /healthz
-    default-server inter 2s fall 2 rise 1
+    # at most {per_server} requests in flight per replica, the rest wait here: a busy
+    # replica still answers its health check and Prometheus's scrape in time
+    default-server inter 2s fall 3 rise 1 maxconn {per_server}
     server-template app {slots} tasks.{service}:{port} check resolvers docker init-addr none
 """
 
