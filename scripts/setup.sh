@@ -50,3 +50,10 @@ if "$VENV/bin/cloudlab" engine up; then
 else
   echo "warning: no Docker engine; Docker parts of the workbook will be skipped" >&2
 fi
+
+# 4. The Kubernetes binaries of the offline cluster (root on Linux; instant when cached):
+#    official releases when reachable, else a source build through the Go module proxy.
+if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
+  "$VENV/bin/cloudlab" k8s install \
+    || echo "warning: no Kubernetes binaries; the kwok backend is off (see cloudlab doctor)" >&2
+fi

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import contextlib
 
-from . import aws, engine, services, swarm
+from . import aws, dr, engine, services, swarm
 from .config import LABEL, Settings, settings
 from .proc import wait_for
 
 
 def sweep(run_id: str | None = None, cfg: Settings | None = None,
           stop_services: bool = True) -> dict[str, int]:
-    """Remove labelled containers, services, networks, volumes, images and AWS resources.
+    """Remove labelled containers, services, networks, volumes, images, AWS resources, clusters.
 
-    AWS resources (spot requests, instances, EFS file systems) are swept in the current
-    AWS mode (the moto server when it is up, real AWS with credentials); then the local
-    services are stopped unless ``stop_services`` is False.
+    AWS resources (spot requests, instances, EFS file systems, S3 buckets, SQS queues,
+    CloudWatch alarms) are swept in the current AWS mode (the moto server when it is up,
+    real AWS with credentials); then the local services are stopped unless
+    ``stop_services`` is False.
 
     With ``run_id`` only that run's leftovers go; without, every cloudlab-labelled thing.
     Returns counts per kind of resource removed.
@@ -54,6 +55,10 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
                 counts["images"] += 1
         counts["swarm left"] = swarm.sweep(run_id, cfg)
     counts.update(aws.sweep(run_id, cfg))
+    from . import k8s  # kwok/kind clusters named after the run id
+
+    counts["clusters"] = k8s.sweep(run_id, cfg)
     if stop_services:
         services.down(cfg=cfg)
+        dr.Downstream(cfg, port=0).stop()  # the reliability notebook's local downstream
     return counts

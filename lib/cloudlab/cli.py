@@ -1,4 +1,5 @@
-"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, cleanup.
+"""The ``cloudlab`` command: doctor, services, images, engine, run, grade, k8s, manifests,
+cleanup.
 
 >>> main(["services", "status"])             # doctest: +SKIP
 0
@@ -81,6 +82,24 @@ def _grade(args: argparse.Namespace) -> int:
         names = release(course, args.assignment)
         print(f"released {len(names)} assignment(s) into {course.release}: "
               f"{', '.join(names) or 'none (no folders in solutions/)'}")
+        if args.classmate:
+            from .grading import classmate
+
+            print(f"published the classmate's image: {classmate.publish(course)}")
+        return 0
+    if args.action == "registry":
+        from .grading.roster import course_registry
+
+        registry, auth = course_registry(course)
+        if args.state == "up":
+            auth.start()
+            registry.start()
+            print(f"course registry at {registry.url} (accounts from the roster; tokens from "
+                  f"{auth.url})")
+        else:
+            registry.stop()
+            auth.stop()
+            print("course registry stopped")
         return 0
     if args.action == "collect":
         from .grading.collect import collect
@@ -108,6 +127,16 @@ def _grade(args: argparse.Namespace) -> int:
         path = export(course, args.output or course.state / "grades.csv", args.assignment)
         print(f"wrote {path}")
         return 0
+    if args.action == "publish":
+        from .grading.publish import publish
+
+        print(publish(course, args.dest, push=args.push).text())
+        return 0
+    if args.action == "roster":
+        from .grading.roster import generate
+
+        print(generate(course, args.roster, instructor=args.instructor).text())
+        return 0
     if args.action == "feedback":
         from .grading.feedback import feedback
 
@@ -122,6 +151,58 @@ def _grade(args: argparse.Namespace) -> int:
         print(report.text())
         failed += not report.ok
     return 1 if failed else 0
+
+
+def _k8s(args: argparse.Namespace) -> int:
+    from . import k8s
+    from .config import settings
+
+    if args.action == "install":
+        result = k8s.install.install(official=not args.from_source)
+        print(result)
+        return 0
+    if args.action == "up":
+        cluster = k8s.Cluster(args.backend, nodes=args.nodes, kubeconfig=args.kubeconfig,
+                              name=args.names[0] if args.names else None).start()
+        print(f"cluster {cluster.name} ({args.backend}) up in {cluster.up_seconds:.1f} s, "
+              f"Kubernetes {cluster.version()}")
+        print(f"  export KUBECONFIG={cluster.kubeconfig}")
+        print(f"  stop it with: cloudlab k8s down {cluster.name}")
+        return 0
+    if args.action == "down":
+        if args.names:
+            for name in args.names:
+                if not k8s.ours(name):
+                    print(f"error: {name!r} is not a cloudlab cluster", file=sys.stderr)
+                    return 1
+                k8s.down(name)
+                print(f"deleted {name}")
+        else:
+            print(f"deleted {k8s.sweep()} cluster(s)")
+        return 0
+    for backend, avail in k8s.available().items():
+        print(f"{backend:<11} {'available' if avail else 'unavailable':<12} {avail.reason}")
+    rec = k8s.install.record()
+    if rec:
+        print(f"binaries: {', '.join(f'{k} {v}' for k, v in rec['versions'].items())} "
+              f"({rec.get('when', '?')})")
+    cfg = settings()
+    for name in k8s.clusters():
+        procs = k8s.kwok.processes(cfg, name)
+        up = sum(p.running for p in procs)
+        print(f"\ncluster {name}: {up}/{len(procs)} processes running")
+        for p in procs:
+            print(f"  {p}")
+    return 0
+def _manifests(args: argparse.Namespace) -> int:
+    from . import manifests
+
+    report = manifests.validate(args.files, version=args.version, kubeconfig=args.kubeconfig,
+                                context=args.context)
+    print(report if not report.ok else f"{len(args.files)} file(s): no problems "
+          f"(schemas of Kubernetes {args.version}, semantic checks"
+          f"{', server dry run' if args.kubeconfig else ''})")
+    return 0 if report.ok else 1
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -161,6 +242,17 @@ def parser() -> argparse.ArgumentParser:
 
     _grade_parser(sub)
 
+    k = sub.add_parser("k8s", help="Kubernetes: install the binaries, start/stop a cluster")
+    k.add_argument("action", choices=["install", "up", "down", "status"])
+    k.add_argument("names", nargs="*", help="cluster name(s) for up/down (default: generated "
+                                            "/ every cloudlab cluster)")
+    k.add_argument("--backend", default="kwok", choices=["kwok", "kind", "kubeconfig"])
+    k.add_argument("--nodes", type=int, default=2, help="simulated nodes (kwok)")
+    k.add_argument("--kubeconfig", help="for --backend kubeconfig")
+    k.add_argument("--from-source", action="store_true",
+                   help="install: skip the official downloads, build with Go")
+    k.set_defaults(func=_k8s)
+
     c = sub.add_parser("cleanup", help="remove everything the workbook created")
     c.add_argument("--run-id", help="only this run's resources")
     c.add_argument("--keep-services", action="store_true", help="leave local services up")
@@ -170,11 +262,13 @@ def parser() -> argparse.ArgumentParser:
 
 def _grade_parser(sub) -> None:
     g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
-                                     "feedback, validate")
+                                     "feedback, validate, roster, registry, publish")
     g.add_argument("--course", help="course root (default: this checkout)")
     acts = g.add_subparsers(dest="action", required=True)
     a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
+    a.add_argument("--classmate", action="store_true", help="also publish docker-hub's "
+                   "classmate image, with this course's secret message, to the registry")
     a = acts.add_parser("collect", help="copy submissions (folder or zip) into the course")
     a.add_argument("path", help="a folder or .zip: <student>/<assignment>/... or "
                                 "<assignment>_<student>_attempt_<time>_<file>")
@@ -195,10 +289,28 @@ def _grade_parser(sub) -> None:
     a = acts.add_parser("feedback", help="HTML feedback per submission (no hidden tests)")
     a.add_argument("assignment", nargs="?")
     a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a = acts.add_parser("publish", help="write the student edition (no solutions, hidden "
+                                        "tests or secrets); optionally push it")
+    a.add_argument("dest", help="a new folder (or an earlier edition, which is replaced)")
+    a.add_argument("--push", metavar="REMOTE", help="commit and force-push it to this git remote")
+    a = acts.add_parser("roster", help="per-student credentials for the course registry")
+    a.add_argument("roster", help="student ids, one a line (or CSV: id[,dockerhub])")
+    a.add_argument("--instructor", default="instructor", help="the account that may push "
+                                                             "anywhere (default: instructor)")
+    a = acts.add_parser("registry", help="the course registry with the roster's accounts")
+    a.add_argument("state", choices=["up", "down"])
     a = acts.add_parser("validate", help="run a notebook's tests; exit 1 if any fails")
     a.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     a.add_argument("--timeout", type=int, default=300, help="seconds per cell")
     g.set_defaults(func=_grade)
+
+    from .manifests import K8S_VERSION
+    m = sub.add_parser("manifests", help="check Kubernetes YAML: schemas, semantics, dry run")
+    m.add_argument("files", nargs="+", metavar="FILE")
+    m.add_argument("--version", default=K8S_VERSION, help="Kubernetes version of the schemas")
+    m.add_argument("--kubeconfig", help="also ask this cluster (server-side dry run)")
+    m.add_argument("--context", help="the kubeconfig context to use")
+    m.set_defaults(func=_manifests)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

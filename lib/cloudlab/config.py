@@ -27,6 +27,8 @@ from .errors import ConfigError
 
 PREFIX = "CLOUDLAB_"
 LABEL = "org.cloudlab.run-id"  # every container, volume, network and instance carries it
+# public registries the workbook may reach (the doctor probes them, Docker Hub pushes use them)
+PUBLIC_REGISTRIES = {"Docker Hub": ("registry-1.docker.io", 443)}
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "aws_mode": ("local", "aws"),

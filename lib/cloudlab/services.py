@@ -160,6 +160,22 @@ class Service:
         self.pidfile.unlink(missing_ok=True)
         self._owned = False
 
+    def restart(self, timeout: float | None = None) -> Service:
+        """Stop and start again to pick up new config, when running (no-op when not).
+
+        Whether this object stops the service on leaving its ``with`` block is kept: a
+        restart does not make a shared course service ours.
+        """
+        if self.pid() is None:
+            return self
+        owned = self._owned
+        try:
+            self.stop()
+            self.start(timeout)
+        finally:
+            self._owned = owned
+        return self
+
     def status(self) -> Status:
         pid = self.pid()
         return Status(self.name, pid is not None, pid, self.url,
@@ -232,6 +248,10 @@ class Registry(Service):
         }
         if self.htpasswd.exists():  # written by cloudlab.registry when auth is turned on
             config["auth"] = {"htpasswd": {"realm": "cloudlab", "path": str(self.htpasswd)}}
+        token = self.dir / "token.yml"
+        if token.exists():  # a course registry: per-namespace rights (cloudlab.grading.roster)
+            config["auth"] = {"token": yaml.safe_load(token.read_text())}
+            config["storage"]["delete"]["enabled"] = False
         (self.dir / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def healthy(self) -> bool:
@@ -251,6 +271,8 @@ class Prometheus(Service):
     name = "prometheus"
     binary = "prometheus"
     health_path = "/-/ready"
+    scrape_interval = "5s"
+    evaluation_interval = "5s"
 
     @property
     def port(self) -> int:
@@ -277,7 +299,8 @@ class Prometheus(Service):
         self.targets_dir.mkdir(exist_ok=True)
         self.rules_dir.mkdir(exist_ok=True)
         config = {
-            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+            "global": {"scrape_interval": self.scrape_interval,
+                       "evaluation_interval": self.evaluation_interval},
             "rule_files": [str(self.rules_dir / "*.yml")],
             "alerting": {"alertmanagers": [
                 {"static_configs": [{"targets": [f"{self.cfg.host}:{self.cfg.alertmanager_port}"]}]}

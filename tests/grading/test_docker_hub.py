@@ -24,7 +24,7 @@ import pytest
 from cloudlab import config, images, registry, services
 from cloudlab import docker as cdocker
 from cloudlab.checks import docker_hub as hub
-from cloudlab.grading import Course, autograde, release, sandbox
+from cloudlab.grading import Course, autograde, classmate, release, sandbox
 from cloudlab.grading.hooks import hooks_for
 from cloudlab.grading.results import Result
 
@@ -50,6 +50,8 @@ VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None
                   "rule_size"),
     "wrongdigest": ([], {"IMAGE_DIGEST": "<the classmate's digest>"}, "q4_pushed"),
     "wronganswer": ([], {"CLASSMATE_SAYS": "Hello from Grace!"}, "q5_classmate"),
+    # a classmate's answers.json, copied: the image is real, but in someone else's namespace
+    "copied": ([], {}, "q4_pushed"),
 }
 BROKEN = [("dockerfile", "RUN pip install", "RUNN pip install")]
 
@@ -118,9 +120,10 @@ def graded(grading_image, docker_engine, tmp_path_factory):
     reg = services.registry(cfg)
     try:
         with reg:
-            classmate = hub.publish_classmate(cfg, start_registry=False)
-            assert hub.publish_classmate(cfg, start_registry=False) == classmate  # idempotent
-            _, repo, tag = hub.split_ref(classmate)
+            ref = classmate.publish(course, cfg)
+            secret = classmate.message(course)
+            assert classmate.publish(course, cfg) == ref and classmate.message(course) == secret
+            _, repo, tag = hub.split_ref(ref)
             other_digest = registry.manifest_digest(repo, tag, cfg=cfg)
             work = root / "build"
             work.mkdir()
@@ -131,16 +134,19 @@ def graded(grading_image, docker_engine, tmp_path_factory):
                 ref = f"{cfg.registry_host}/{student}/{hub.REPOSITORY}:{hub.VERSION}"
                 digest = registry.push(registry.tag(built.tag, ref), progress=False)
                 answers = {"IMAGE_REF": ref, "IMAGE_DIGEST": digest,
-                           "CLASSMATE_SAYS": hub.CLASSMATE_MESSAGE, **overrides}
+                           "CLASSMATE_SAYS": secret, **overrides}
                 if student == "wrongdigest":
                     answers["IMAGE_DIGEST"] = other_digest
+                if student == "copied":
+                    answers.update(json.loads(
+                        (course.submission("solution", NAME) / hub.ANSWERS).read_text()))
                 submit(course, student, notebook(course, edits), answers)
             submit(course, "untouched", notebook(course, [], answered=False), None)
             ref = f"{cfg.registry_host}/broken/{hub.REPOSITORY}:{hub.VERSION}"
             submit(course, "broken", notebook(course, BROKEN), {
                 "IMAGE_REF": ref, "IMAGE_DIGEST": registry.push(registry.tag(built.tag, ref),
                                                                 progress=False),
-                "CLASSMATE_SAYS": hub.CLASSMATE_MESSAGE})
+                "CLASSMATE_SAYS": secret})
             start = time.monotonic()
             results = autograde.autograde(course, NAME, workers=3, timeout=90, progress=False,
                                           image=grading_image, hook_timeout=300)
@@ -199,6 +205,7 @@ def test_the_messages_say_what_was_wrong(graded):
     assert "budget is 25 MB" in why("oversized", "rule_size")
     assert "another digest" in why("wrongdigest", "q4_pushed")
     assert "not what your classmate" in why("wronganswer", "q5_classmate")
+    assert "in solution's namespace" in why("copied", "q4_pushed")
 
 
 def test_a_dockerfile_with_a_syntax_error_gets_a_score_and_a_reason(graded):
@@ -269,8 +276,21 @@ def test_a_registry_that_is_down_is_a_clear_reason(cfg):
                "IMAGE_DIGEST": "sha256:" + "a" * 64}
     out = hub.pushed(answers, cfg.registry_host)
     assert not out["passed"] and "does not answer" in out["message"]
-    with pytest.raises(registry.RegistryError, match="does not answer"):
-        hub.publish_classmate(cfg, start_registry=False)
+
+
+def test_the_classmate_message_is_only_on_the_trusted_side(tmp_path):
+    import inspect
+
+    from cloudlab.grading import Course
+
+    assert "Grace's container" not in inspect.getsource(hub), "no answer in the public module"
+    answers = {"CLASSMATE_SAYS": "Hello from Grace's container! Your pull worked."}
+    assert not hub.classmate(answers, None)["passed"], "no secret: fail closed"
+    course = Course(tmp_path)
+    secret = classmate.message(course, create=True)
+    assert classmate.message(course) == secret and secret != classmate.message(
+        Course(tmp_path / "other"), create=True), "each course has its own"
+    assert hub.classmate({"CLASSMATE_SAYS": secret}, secret)["passed"]
 
 
 @pytest.mark.skipif(not (os.environ.get(registry.USER_VAR) and os.environ.get(registry.TOKEN_VAR)),

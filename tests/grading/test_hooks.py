@@ -82,7 +82,7 @@ def test_a_good_dockerfile_gets_full_marks(graded):
 @pytest.mark.parametrize("student, words", [
     ("wrong", "should print 'hello from docker'"),
     ("broken", "docker build failed"),
-    ("nobase", "not available on the grading machine"),
+    ("nobase", "FROM no-such-image-here:1 is not an image allowed here"),
 ])
 def test_a_bad_dockerfile_scores_zero_with_the_graders_message(graded, student, words):
     _, r = graded

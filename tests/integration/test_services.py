@@ -104,3 +104,15 @@ def test_a_service_that_dies_at_start_reports_its_log(cfg):
 def test_unknown_service_is_named(cfg):
     with pytest.raises(ServiceError, match="unknown service 'mongo'; known: moto"):
         services.get("mongo", cfg)
+
+
+def test_restart_picks_up_new_config_and_keeps_who_owns_it(cfg):
+    with services.registry(cfg) as svc:
+        first = svc.pid()
+        svc.restart()
+        assert svc.pid() not in (None, first) and svc.healthy()
+        assert svc._owned, "the with-block started it, so it still stops it"
+        pid = svc.pid()
+    assert _gone(svc, pid)
+    stopped = services.registry(cfg)
+    assert stopped.restart() is stopped and stopped.pid() is None, "a stopped one stays stopped"

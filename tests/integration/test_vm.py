@@ -72,3 +72,11 @@ def test_container_measurement_and_sizes(vm_cfg, docker_engine):
     assert any(a.startswith("container image: cloudlab/busybox") for a in sizes.index)
     assert not docker_engine.containers.list(
         all=True, filters={"label": f"org.cloudlab.run-id={vm_cfg.run_id}"})
+
+
+def test_the_detected_accelerator_really_boots(vm_cfg):
+    found = vm.accel(vm_cfg)
+    assert found.name in ("kvm", "tcg") and found.reason
+    with vm.VM(vm_cfg, accel=found.name) as machine:
+        assert machine.command()[1:3] == ["-accel", found.name]
+        assert machine.ready_line.startswith(vm.MARKER)

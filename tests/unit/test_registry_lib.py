@@ -84,3 +84,13 @@ def test_auth_toggle_on_a_stopped_registry_only_writes_the_file(cfg):
     assert not service.htpasswd.exists()
     with pytest.raises(ValueError, match="at least one user"):
         reg.enable_auth(service, {})
+
+
+def test_the_registry_subject_does_not_depend_on_the_command_line_face():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(reg))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {"doctor", "cli"} & {m.rsplit(".", 1)[-1] for m in imported if m}
+    assert "._owned" not in inspect.getsource(reg), "use Service.restart()"

@@ -39,8 +39,7 @@ import getpass
 import json
 import os
 import re
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +53,9 @@ GREETING = "Hello World!"
 REPOSITORY = "hello-cli"
 VERSION = "1.0"
 SIZE_BUDGET = 25_000_000  # bytes an image may add on top of its base
-CLASSMATE_REPOSITORY = "classmate/hello-cli"
-CLASSMATE_MESSAGE = "Hello from Grace's container! Your pull worked."
+CLASSMATE_REPOSITORY = "classmate/hello-cli"  # its message is the course's secret
+COURSE_REGISTRY_VAR = "CLOUDLAB_COURSE_REGISTRY"  # host:port of a shared course registry
+USER_VAR, PASSWORD_VAR = "CLOUDLAB_REGISTRY_USER", "CLOUDLAB_REGISTRY_PASSWORD"  # its account
 ANSWER_NAMES = ("IMAGE_REF", "IMAGE_DIGEST", "CLASSMATE_SAYS")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 STUB = "raise NotImplementedError()"
@@ -93,6 +93,7 @@ def _read(folder: Path, name: str) -> str | None:
 def files(folder: str | Path) -> dict[str, Any]:
     """Part A's three files exist, are filled in, and ``app.py`` is valid Python.
 
+    >>> import tempfile
     >>> files(tempfile.mkdtemp())["message"]
     'app.py, requirements.txt and Dockerfile are missing'
     """
@@ -364,20 +365,35 @@ def recorded(answers: Mapping[str, Any]) -> dict[str, Any]:
                   data={"host": host, "repository": repo, "tag": tag})
 
 
-def pushed(answers: Mapping[str, Any], course_registry: str) -> dict[str, Any]:
-    """The registry serves IMAGE_REF, with the digest recorded in IMAGE_DIGEST."""
+def pushed(answers: Mapping[str, Any], course_registry: str,
+           namespaces: Collection[str] | None = None, auth=None) -> dict[str, Any]:
+    """The registry serves IMAGE_REF, in the student's own namespace (one of
+    ``namespaces`` when given), with the digest recorded in IMAGE_DIGEST. The course
+    registry is asked with ``auth`` (the instructor's login when it has accounts).
+
+    >>> pushed({"IMAGE_REF": "127.0.0.1:5000/bob/hello-cli:1.0",
+    ...         "IMAGE_DIGEST": "sha256:" + "0" * 64}, "127.0.0.1:5000", {"ada"})["message"]
+    "IMAGE_REF is in bob's namespace: push your own image to ada/hello-cli"
+    """
     first = recorded(answers)
     if not first["passed"]:
         return first
     ref, digest = answers["IMAGE_REF"].strip(), answers["IMAGE_DIGEST"].strip()
     host, repo, tag = split_ref(ref)
-    local_names = {course_registry,
-                   course_registry.replace("127.0.0.1", "localhost")}
+    namespace = repo.split("/", 1)[0] if "/" in repo else ""
+    if namespaces is not None and namespace not in namespaces:
+        mine = f"{sorted(namespaces)[0]}/{REPOSITORY}"
+        where = f"in {namespace}'s namespace" if namespace else "in no namespace"
+        return result(False, f"IMAGE_REF is {where}: push your own image to {mine}",
+                      expected=mine, found=ref)
+    shared = os.environ.get(COURSE_REGISTRY_VAR, "")
+    course_hosts = {course_registry, course_registry.replace("127.0.0.1", "localhost"), shared}
     try:
-        if host in local_names:
+        if host and host in course_hosts:
             from .. import registry
 
-            served = registry.manifest_digest(repo, tag, registry=course_registry)
+            served = registry.manifest_digest(repo, tag, registry=host if host == shared
+                                              else course_registry, auth=auth)
         elif host in HUB_HOSTS:
             from .. import registry
 
@@ -401,13 +417,17 @@ def pushed(answers: Mapping[str, Any], course_registry: str) -> dict[str, Any]:
                                        "and push of a changed image gets a new digest)")
 
 
-def classmate(answers: Mapping[str, Any]) -> dict[str, Any]:
-    """CLASSMATE_SAYS is what the classmate's image prints for ``hello``."""
+def classmate(answers: Mapping[str, Any], expected: str | None) -> dict[str, Any]:
+    """CLASSMATE_SAYS is what the classmate's image prints for ``hello`` (``expected``: the
+    course's secret message, which only the grader holds)."""
     said = answers.get("CLASSMATE_SAYS")
     if not isinstance(said, str) or not said.strip():
         return result(False, "CLASSMATE_SAYS is not recorded",
                       hint="run your classmate's image with `hello` and save what it prints")
-    ok = said.strip() == CLASSMATE_MESSAGE
+    if not expected:
+        return result(False, "the grader has no classmate message for this course (the "
+                             "instructor publishes it: cloudlab grade release)")
+    ok = said.strip() == expected
     return result(ok, "that is what your classmate's container prints" if ok else
                   "CLASSMATE_SAYS is not what your classmate's container prints for `hello`",
                   found=said.strip()[:200],
@@ -560,16 +580,19 @@ def _safe(fn, *args) -> dict[str, Any]:
 def docker_side(ctx: HookContext) -> Results:
     """The grader's trusted checks: build, lint, run and inspect the submitted Dockerfile.
 
-    Runs on the grading host before the notebook, never inside the sandbox. The build gets
-    a network (pip installs the requirements) but no more than 1 GB and the hook's time
-    limit; ``hello`` runs without a network, locked down; the image's files are read from
-    an export of a container that is never started (nothing the student wrote runs to
+    Runs on the grading host before the notebook, never inside the sandbox. The build is
+    confined (:func:`cloudlab.grading.hooks.build_image`: its only way out is the package
+    index, for pip; CPU, memory, processes, time and disk are limited); ``hello`` runs
+    without a network, locked down; the image's files are read from an export of a
+    container that is never started (nothing the student wrote runs to
     answer the pip-cache and user questions). Returns a result per key of :data:`KEYS`.
     """
     from .. import images
     from ..config import settings
-    from ..grading import hooks
+    from ..grading import Course, hooks, roster
+    from ..grading import classmate as classmate_secret
 
+    course = Course(ctx.course) if ctx.course else None
     folder = Path(ctx.files)
     dockerfile = _read(folder, DOCKERFILE)
     answers = load_answers(folder)
@@ -578,14 +601,16 @@ def docker_side(ctx: HookContext) -> Results:
         "official_base": _safe(official_base, dockerfile),
         "lint_clean": _safe(lint_clean, dockerfile),
         "pinned": _safe(pinned, _read(folder, REQUIREMENTS), dockerfile),
-        "pushed": _safe(pushed, answers, settings().registry_host),
-        "classmate": _safe(classmate, answers),
+        "pushed": _safe(pushed, answers, settings().registry_host,
+                        roster.namespaces(course, ctx.student), _grader_login(course)),
+        "classmate": _safe(classmate, answers,
+                           classmate_secret.message(course) if course else None),
     }
     broken = syntax_error(dockerfile) if dockerfile is not None else None
     if broken:  # the engine would refuse it before the first step: say why, build nothing
         built = hooks.Built(False, "", f"docker build failed: {broken}")
     else:
-        built = hooks.build_image(ctx, DOCKERFILE, network="bridge",
+        built = hooks.build_image(ctx, DOCKERFILE, network="proxy",
                                   timeout=max(30.0, min(ctx.timeout - 60, 600)))
         if not built.ok and "Step 1/" not in built.log and "APIError" in built.message:
             built.message += " (the engine rejected the Dockerfile before its first step; " \
@@ -635,6 +660,17 @@ def docker_side(ctx: HookContext) -> Results:
     return out
 
 
+def _grader_login(course):
+    """The instructor's login to the course registry (None when it has no accounts)."""
+    from ..grading import roster
+
+    if course is None or not (roster.folder(course) / "credentials.json").exists():
+        return None
+    data = json.loads((roster.folder(course) / "credentials.json").read_text())
+    boss = next((u for u, e in data.items() if e.get("role") == "instructor"), None)
+    return roster.credentials(course, boss) if boss else None
+
+
 # ------------------------------------------------------- on the student's own machine
 def grading() -> bool:
     """True while the grader runs the notebook (in its sandbox, without Docker)."""
@@ -656,12 +692,14 @@ def docker_here() -> bool:
 
 
 def student() -> str:
-    """A registry-safe name for you: JupyterHub's user, else your login name.
+    """Your namespace in the course registry: your course account
+    (``CLOUDLAB_REGISTRY_USER``), else JupyterHub's user, else your login name.
 
     >>> re.fullmatch(r"[a-z0-9][a-z0-9._-]*", student()) is not None
     True
     """
-    raw = os.environ.get("JUPYTERHUB_USER") or os.environ.get("NB_USER") or ""
+    raw = (os.environ.get(USER_VAR) or os.environ.get("JUPYTERHUB_USER")
+           or os.environ.get("NB_USER") or "")
     if not raw:
         with contextlib.suppress(Exception):
             raw = getpass.getuser()
@@ -682,19 +720,33 @@ def target(cfg=None) -> str:
         creds = registry.dockerhub_credentials(cfg=cfg)
         if creds is not None:
             return f"{creds.username}/{REPOSITORY}:{VERSION}"
-    return f"{cfg.registry_host}/{student()}/{REPOSITORY}:{VERSION}"
+    return f"{course_registry(cfg)}/{student()}/{REPOSITORY}:{VERSION}"
+
+
+def course_registry(cfg=None) -> str:
+    """The course registry: ``CLOUDLAB_COURSE_REGISTRY`` (a shared one, reachable from
+    laptops) or the one on this machine (a JupyterHub course host, or a laptop's own)."""
+    from ..config import settings
+
+    return os.environ.get(COURSE_REGISTRY_VAR) or (cfg or settings()).registry_host
 
 
 def push_auth(cfg=None):
-    """Credentials for pushing to :func:`target` (None for the local registry)."""
+    """Credentials for pushing to :func:`target`: Docker Hub's, or your course registry
+    account (``CLOUDLAB_REGISTRY_USER`` and ``CLOUDLAB_REGISTRY_PASSWORD``); None when the
+    registry has no accounts (your own)."""
+    from .. import registry
     from ..config import settings
 
     cfg = cfg or settings()
-    if cfg.registry != "dockerhub" or grading():
+    if grading():
         return None
-    from .. import registry
-
-    return registry.dockerhub_credentials(cfg=cfg)
+    if cfg.registry == "dockerhub":
+        return registry.dockerhub_credentials(cfg=cfg)
+    password = os.environ.get(PASSWORD_VAR, "")
+    if password:  # the course registry's account the instructor gave you
+        return registry.Credentials(student(), password, course_registry(cfg))
+    return None
 
 
 def push_reason(cfg=None) -> str:
@@ -714,77 +766,19 @@ def push_reason(cfg=None) -> str:
 
 
 def classmate_ref(cfg=None) -> str:
-    """The classmate's image in the course registry."""
-    from ..config import settings
-
-    cfg = cfg or settings()
-    return f"{cfg.registry_host}/{CLASSMATE_REPOSITORY}:{VERSION}"
-
-
-CLASSMATE_APP = f'''\
-"""A classmate's hello-world CLI: `python classmate.py hello` greets whoever pulled it."""
-import argparse
-
-parser = argparse.ArgumentParser(description="a classmate's hello-world CLI")
-parser.add_argument("command", choices=["hello"])
-parser.parse_args()
-print({CLASSMATE_MESSAGE!r})
-'''
-
-CLASSMATE_DOCKERFILE = """\
-FROM {base}
-RUN useradd --create-home --no-log-init --uid 10001 grace
-WORKDIR /app
-COPY classmate.py .
-USER 10001
-ENTRYPOINT ["python", "classmate.py"]
-CMD ["hello"]
-"""
-
-
-def publish_classmate(cfg=None, *, start_registry: bool = True, progress: bool = False) -> str:
-    """Build the classmate's image and push it to the course registry; its reference.
-
-    Idempotent: when the registry already serves it, nothing is built. The registry is
-    started if needed (and left running: it is the course's registry, which the grader
-    reads too; ``cloudlab services down registry`` stops it).
-
-    >>> ref = publish_classmate()                               # doctest: +SKIP
-    >>> ref                                                     # doctest: +SKIP
-    '127.0.0.1:5000/classmate/hello-cli:1.0'
-    """
-    from .. import docker as cdocker
-    from .. import registry, services
-    from ..config import settings
-
-    cfg = cfg or settings()
-    ref = classmate_ref(cfg)
-    reg = services.registry(cfg)
-    if not reg.healthy():
-        if not start_registry:
-            raise registry.RegistryError(f"the course registry at {cfg.registry_host} does "
-                                         "not answer; start it: `cloudlab services up "
-                                         "registry`")
-        reg.start()
-    with contextlib.suppress(registry.RegistryError):
-        if VERSION in registry.tags(CLASSMATE_REPOSITORY, cfg.registry_host, cfg=cfg):
-            return ref
-    with tempfile.TemporaryDirectory(prefix="cloudlab-classmate-") as tmp:
-        folder = Path(tmp)
-        (folder / "classmate.py").write_text(CLASSMATE_APP)
-        (folder / "Dockerfile").write_text(CLASSMATE_DOCKERFILE.format(base=cfg.base_image))
-        built = cdocker.build(folder, f"cloudlab-classmate:{VERSION}", progress=progress,
-                              cfg=cfg)
-    registry.push(registry.tag(built.tag, ref), progress=progress)
-    return ref
+    """The classmate's image in the course registry (the instructor published it)."""
+    return f"{course_registry(cfg)}/{CLASSMATE_REPOSITORY}:{VERSION}"
 
 
 def setup(cfg=None) -> dict[str, Any]:
     """What the exercise's first cell needs: where to push, the classmate's image, Docker.
 
-    Without Docker (Binder, or the grader's sandbox) nothing is started and the parts that
-    need Docker say so when they run.
+    Without Docker (Binder, or the grader's sandbox) the parts that need Docker say so
+    when they run. The course registry is not started here: the course runs it (on the
+    course host, or at ``CLOUDLAB_COURSE_REGISTRY``); on a laptop without it, part B can
+    still push to a registry of your own and part D says it needs the course's.
     """
+    from .. import registry
     from ..config import settings
 
     cfg = cfg or settings()
@@ -795,12 +789,14 @@ def setup(cfg=None) -> dict[str, Any]:
     elif not info["docker"]:
         info["reason"] = NO_DOCKER
     else:
+        host = course_registry(cfg)
         try:
-            publish_classmate(cfg)
-        except Exception as exc:
-            info["reason"] = f"the classmate's image could not be published: {exc}"
-        why = push_reason(cfg)
-        info["reason"] = info["reason"] or why
+            registry.api_get("/v2/", registry=host, cfg=cfg)
+        except registry.RegistryError as exc:
+            if "401" not in str(exc):  # 401: up, with accounts (you log in to push)
+                info["reason"] = (f"the course registry at {host} does not answer: ask "
+                                  f"your instructor, or set {COURSE_REGISTRY_VAR}")
+        info["reason"] = info["reason"] or push_reason(cfg)
     return info
 
 

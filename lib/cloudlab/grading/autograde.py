@@ -25,8 +25,8 @@ from pathlib import Path
 
 from .. import engine
 from ..errors import CloudlabError
+from . import confine, release, sandbox
 from . import image as grading_image
-from . import release, sandbox
 from .course import Course
 from .results import Result
 
@@ -129,7 +129,7 @@ def autograde(course: Course, assignment: str | None = None, *,
     jobs = jobs_for(course, assignment, students)
     if not jobs:
         return []
-    swept = sandbox.sweep()
+    swept = sandbox.sweep() + confine.sweep()  # what a killed grader left: kernels, builds
     if swept:
         print(f"removed {swept} grading container(s) left by an earlier run", file=sys.stderr)
     course.logs.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from ..config import _project_root
 SOURCE = "solutions"
 RELEASE = "exercises"
 STATE = "course"
+GRADER_FILE = "grader.py"  # the trusted graders (hidden tests): never released
 
 
 def tools_on_path() -> None:
@@ -121,7 +122,7 @@ class Course:
         c.CourseDirectory.feedback_directory = os.path.join(STATE, "feedback")
         c.CourseDirectory.db_url = self.db_url
         c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
-                                    ".git"]
+                                    ".git", GRADER_FILE]
         for section, values in extra.items():
             for key, value in values.items():
                 c[section][key] = value

@@ -2,9 +2,10 @@
 
 The sandbox never sees the Docker socket. When an exercise needs to build and run what a
 student wrote (the ``docker-hub`` Dockerfile), its checker module registers a hook; the
-grader runs it on the host BEFORE the notebook, in containers of their own (no network by
-default, memory/CPU/pids limits, a time limit, labelled for the sweep, removed afterwards),
-and hands the results into the sandbox as a read-only JSON file. Test cells read them with
+grader runs it on the host BEFORE the notebook, in containers of their own (builds confined
+by :mod:`.confine`: an allow-listed network, CPU/memory/pids/time/disk limits, FROM checked;
+runs without a network; all labelled for the sweep and removed afterwards), and hands the
+results into the sandbox as a read-only JSON file. Test cells read them with
 ``cl.checks.trusted("key")``; the grader also applies them to those cells' scores itself,
 so they cannot be faked from inside the notebook.
 
@@ -23,14 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import re
-import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import confine
+from .confine import Built, Ran
 
 Results = dict[str, dict[str, Any]]
 Hook = Callable[["HookContext"], Results]
@@ -73,10 +74,25 @@ class HookContext:
     timeout: float = 300.0
     created_images: list[str] = field(default_factory=list)
     created_containers: list[str] = field(default_factory=list)
+    allowed_images: tuple[str, ...] = ()  # FROM / COPY --from may name these (and the base)
+    course: Path | None = None  # the course root: its roster and secrets (trusted side only)
+    builds: list[str] = field(default_factory=list)
+    _jail: confine.Jail | None = None
+
+    def jail(self) -> confine.Jail:
+        """The network this submission's builds use (started on first use)."""
+        if self._jail is None:
+            self._jail = confine.Jail(labels=self.labels).start()
+        return self._jail
 
     def cleanup(self) -> None:
         from ..engine import client
 
+        for build_id in self.builds:
+            confine.sweep(build_id)
+        if self._jail is not None:
+            self._jail.stop()
+            self._jail = None
         api = client(timeout=60)
         for cid in self.created_containers:
             with contextlib.suppress(Exception):
@@ -105,93 +121,32 @@ def run_hooks(ctx: HookContext, hooks: list[Hook]) -> tuple[Results, list[str]]:
     return results, notes
 
 
-@dataclass
-class Built:
-    ok: bool
-    tag: str
-    message: str
-    log: str = ""
-    seconds: float = 0.0
-
-
-@dataclass
-class Ran:
-    ok: bool
-    exit_code: int | None
-    output: str
-    timed_out: bool = False
-    seconds: float = 0.0
-
-
-_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.I | re.M)
-_ADD_URL = re.compile(r"^\s*ADD\s+(?:--\S+\s+)*(https?|git)://", re.I | re.M)
-
-
-def _bytes(size: str) -> int:
-    units = {"k": 2**10, "m": 2**20, "g": 2**30}
-    size = size.strip().lower().rstrip("b")
-    return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
-
-
-def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: str = "none",
+def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: str = "proxy",
                 memory: str = "1g", timeout: float | None = None,
-                allow_pull: bool = False) -> Built:
-    """Build the student's ``dockerfile`` from their files, with limits; never raises."""
-    from ..engine import client
-    from ..images import present
+                limits: confine.Limits | None = None) -> Built:
+    """Build the student's ``dockerfile`` from their files, confined; never raises.
 
-    start = time.monotonic()
-    path = ctx.files / dockerfile
-    if not path.is_file():
-        return Built(False, "", f"there is no {dockerfile} in the submission")
-    text = path.read_text(errors="replace")
-    if _ADD_URL.search(text):
-        return Built(False, "", "ADD with a URL is not allowed in a graded build (use COPY)")
-    stages = set()
-    for base, alias in _FROM.findall(text):
-        if not allow_pull and base.lower() != "scratch" and base not in stages \
-                and not present(base):
-            return Built(False, "", f"the base image {base} is not available on the grading "
-                                    "machine")
-        if alias:
-            stages.add(alias)
-    tag = f"cloudlab-graded-{uuid.uuid4().hex[:12]}:latest"
-    ctx.created_images.append(tag)
-    limit = timeout or ctx.timeout
-    lines: list[str] = []
-    error: str | None = None
-    api = client(timeout=int(limit) + 30).api
-    timer: threading.Timer | None = None
+    ``network="none"``: no network at all; anything else (``"proxy"``): the hook's
+    :class:`~.confine.Jail`, whose only way out is the package index. ``FROM`` and
+    ``COPY --from`` may name the course's base image (plus ``ctx.allowed_images``) and
+    earlier stages. Limits: :class:`~.confine.Limits` (``memory`` and ``timeout`` override
+    theirs); every image and container of the build is removed by ``ctx.cleanup()``.
+    """
+    from ..config import settings
+
+    limits = limits or confine.Limits()
+    limits = confine.Limits(cpus=limits.cpus, memory=memory, pids=limits.pids,
+                            seconds=timeout or min(limits.seconds, ctx.timeout),
+                            disk=limits.disk, output=limits.output)
     try:
-        stream = api.build(path=str(ctx.files), dockerfile=dockerfile, tag=tag, rm=True,
-                           forcerm=True, network_mode=network, labels=ctx.labels, decode=True,
-                           container_limits={"memory": _bytes(memory),
-                                             "memswap": _bytes(memory)})
-        timer = threading.Timer(limit, lambda: _close(stream))
-        timer.start()
-        for chunk in stream:
-            if "stream" in chunk:
-                lines.append(chunk["stream"].rstrip())
-            if "error" in chunk:
-                error = chunk["error"].strip()
-    except Exception as exc:  # the engine's own words (say, a Dockerfile parse error)
-        reason = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
-        error = error or f"the build stopped: {reason}"
-    finally:
-        if timer is not None:
-            timer.cancel()
-    seconds = time.monotonic() - start
-    log = "\n".join(lines)[-8000:]
-    if error is None and seconds >= limit:
-        error = f"the build took longer than {limit:g} s"
-    if error:
-        return Built(False, tag, f"docker build failed: {error[:500]}", log, seconds)
-    return Built(True, tag, "the image builds", log, seconds)
-
-
-def _close(stream: Any) -> None:
-    with contextlib.suppress(Exception):
-        stream.close()
+        jail = ctx.jail() if network != "none" else None
+    except Exception as exc:  # fail closed: no confinement, no build
+        return Built(False, "", f"the grader could not confine the build: {exc}"[:500])
+    done = confine.build(ctx.files, dockerfile, jail=jail, limits=limits, labels=ctx.labels,
+                         allowed_images={settings().base_image, *ctx.allowed_images})
+    if done.build_id:
+        ctx.builds.append(done.build_id)
+    return done
 
 
 def run_image(ctx: HookContext, tag: str, command: list[str] | str | None = None, *,

@@ -94,7 +94,7 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
                                 labels={**sandbox.SandboxSpec(image, assignment, "").labels(),
                                         sandbox.GRADER_LABEL: "artefact",
                                         sandbox.SUBMISSION_LABEL: f"{student}/{assignment}"},
-                                timeout=hook_timeout)
+                                timeout=hook_timeout, course=course.root)
         trusted_results, hook_notes = hooks.run_hooks(ctx, found_hooks)
         notes += hook_notes
         trusted_file = stage / "trusted.json"

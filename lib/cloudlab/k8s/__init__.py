@@ -1,0 +1,42 @@
+"""Kubernetes for real, offline: one :class:`Cluster`, three backends, kubectl's verbs.
+
+The default backend, ``kwok``, runs the real control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler) from binaries cached by ``cloudlab k8s install``,
+with kwok's simulated nodes and pods and metrics-server on kwok's emulated usage. ``kind``
+and ``kubeconfig`` (any existing cluster) use the same verbs.
+
+>>> import cloudlab as cl
+>>> sorted(cl.k8s.BACKENDS)
+['kind', 'kubeconfig', 'kwok']
+>>> with cl.k8s.Cluster() as k:              # doctest: +SKIP
+...     with k.namespace() as ns:
+...         k.apply(manifests, namespace=ns)
+...         k.wait_ready("app=web", 3, namespace=ns)
+"""
+
+from __future__ import annotations
+
+from . import gke, install, kwok
+from .cluster import (
+    BACKENDS,
+    Availability,
+    Cluster,
+    availability,
+    cluster_name,
+    clusters,
+    down,
+    ours,
+    sweep,
+    to_yaml,
+)
+from .install import PINNED, InstallError, installed
+
+
+def available() -> dict[str, Availability]:
+    """Every backend's availability, each with its exact reason."""
+    return {b: availability(b) for b in BACKENDS}
+
+
+__all__ = ["BACKENDS", "PINNED", "Availability", "Cluster", "InstallError", "availability",
+           "available", "cluster_name", "clusters", "down", "gke", "install", "installed", "kwok",
+           "ours", "sweep", "to_yaml"]

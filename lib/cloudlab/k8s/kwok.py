@@ -1,0 +1,267 @@
+"""The offline backend: a real control plane over real etcd, with kwok's simulated nodes.
+
+``kwokctl create cluster --runtime binary`` starts etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, the kwok controller and metrics-server as local
+processes from the cached binaries (see :mod:`cloudlab.k8s.install`). The nodes are
+Node objects that kwok keeps Ready; pods scheduled on them get a Running status and an IP
+from kwok, but **no process runs**. Their CPU and memory usage is emulated by kwok from
+the pod's annotations (``kwok.x-k8s.io/usage-cpu``), served on the kubelet's
+``/metrics/resource`` path, scraped by the real metrics-server: so the real HPA controller
+acts on it.
+
+>>> [doc["kind"] for doc in config_docs()]
+['ClusterResourceUsage', 'Metric', 'KwokctlConfiguration']
+>>> node("kwok-node-1")["metadata"]["annotations"]["kwok.x-k8s.io/node"]
+'fake'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..config import Settings
+from ..errors import CloudlabError
+from ..proc import alive
+from . import install
+
+CPU_ANNOTATION = "kwok.x-k8s.io/usage-cpu"
+MEMORY_ANNOTATION = "kwok.x-k8s.io/usage-memory"
+DEFAULT_CPU = "1m"
+DEFAULT_MEMORY = "16Mi"
+
+# What each process of the control plane does (shown by Cluster.processes()).
+ROLES = {
+    "etcd": "the cluster's database: every object you apply is stored here, nowhere else",
+    "kube-apiserver": "the only door: authenticates, validates, stores in etcd, serves watches",
+    "kube-controller-manager": "the control loops: Deployment -> ReplicaSet -> Pods, "
+                               "EndpointSlices, the HorizontalPodAutoscaler...",
+    "kube-scheduler": "picks a node for every pod that has none",
+    "kwok-controller": "plays the kubelets (simulated): keeps the fake nodes Ready, marks pods "
+                       "Running, emulates their CPU/memory; runs no container",
+    "metrics-server": "scrapes CPU/memory per pod (from kwok here) and serves the "
+                      "metrics.k8s.io API that the HPA reads",
+}
+
+
+def _usage(annotation: str, default: str) -> str:
+    return (f'"{annotation}" in pod.metadata.annotations '
+            f'? Quantity(pod.metadata.annotations["{annotation}"]) : Quantity("{default}")')
+
+
+def config_docs(patched: list[str] | None = None, hpa_sync: str = "5s",
+                metric_resolution: str = "5s") -> list[dict]:
+    """kwok resources (usage from annotations, the kubelet resource metrics) + patches.
+
+    The control-plane patches only shorten periods so a notebook sees the HPA act within
+    a minute: the HPA sync period (15 s by default) and metrics-server's resolution.
+    """
+    docs: list[dict] = [
+        {"kind": "ClusterResourceUsage", "apiVersion": "kwok.x-k8s.io/v1alpha1",
+         "metadata": {"name": "usage-from-annotation"},
+         "spec": {"usages": [{"usage": {
+             "cpu": {"expression": _usage(CPU_ANNOTATION, DEFAULT_CPU)},
+             "memory": {"expression": _usage(MEMORY_ANNOTATION, DEFAULT_MEMORY)}}}]}},
+        {"kind": "Metric", "apiVersion": "kwok.x-k8s.io/v1alpha1",
+         "metadata": {"name": "metrics-resource"},
+         "spec": {"path": "/metrics/nodes/{nodeName}/metrics/resource", "metrics": _METRICS}},
+    ]
+    patches = []
+    if patched is None or "kube-controller-manager" in patched:
+        patches.append({"name": "kube-controller-manager", "extraArgs": [
+            {"key": "horizontal-pod-autoscaler-sync-period", "value": hpa_sync}]})
+    if patched is None or "metrics-server" in patched:
+        patches.append({"name": "metrics-server", "extraArgs": [
+            {"key": "metric-resolution", "value": metric_resolution}]})
+    docs.append({"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+                 "componentsPatches": patches})
+    return docs
+
+
+def config_yaml(patched: list[str] | None = None) -> str:
+    return yaml.safe_dump_all(config_docs(patched), sort_keys=False)
+
+
+def _metric(name: str, dimension: str, kind: str, value: str, labels: tuple[str, ...] = ()
+            ) -> dict:
+    exprs = {"container": "container.name", "namespace": "pod.metadata.namespace",
+             "pod": "pod.metadata.name"}
+    out: dict = {"name": name, "dimension": dimension, "kind": kind, "help": name,
+                 "value": value}
+    if labels:
+        out["labels"] = [{"name": lb, "value": exprs[lb]} for lb in labels]
+    return out
+
+
+# The kubelet's /metrics/resource, as kwok's documentation gives it.
+_METRICS = [
+    _metric("scrape_error", "node", "gauge", "0"),
+    _metric("container_start_time_seconds", "container", "gauge", "pod.SinceSecond()",
+            ("container", "namespace", "pod")),
+    _metric("container_cpu_usage_seconds_total", "container", "counter",
+            'pod.CumulativeUsage("cpu", container.name)', ("container", "namespace", "pod")),
+    _metric("container_memory_working_set_bytes", "container", "gauge",
+            'pod.Usage("memory", container.name)', ("container", "namespace", "pod")),
+    _metric("pod_cpu_usage_seconds_total", "pod", "counter", 'pod.CumulativeUsage("cpu")',
+            ("namespace", "pod")),
+    _metric("pod_memory_working_set_bytes", "pod", "gauge", 'pod.Usage("memory")',
+            ("namespace", "pod")),
+    _metric("node_cpu_usage_seconds_total", "node", "counter", 'node.CumulativeUsage("cpu")'),
+    _metric("node_memory_working_set_bytes", "node", "gauge", 'node.Usage("memory")'),
+]
+
+
+def node(name: str, cpu: str = "4", memory: str = "16Gi", pods: int = 110) -> dict:
+    """A fake node kwok manages; metrics-server reads its emulated kubelet metrics."""
+    capacity = {"cpu": cpu, "memory": memory, "pods": str(pods)}
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0",
+                            "metrics.k8s.io/resource-metrics-path":
+                                f"/metrics/nodes/{name}/metrics/resource"},
+            "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                       "kubernetes.io/arch": "amd64", "type": "kwok"},
+        },
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of the control plane."""
+
+    name: str
+    pid: int | None
+    running: bool
+    role: str
+    command: str = ""
+
+    def __str__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "not running"
+        return f"{self.name:<24} {state:<11} {self.role}"
+
+
+def workdir_root(cfg: Settings) -> Path:
+    """``KWOK_WORKDIR`` for our clusters: under the workbook's state dir, not ~/.kwok."""
+    return cfg.state_dir / "kwok"
+
+
+def cluster_dir(cfg: Settings, name: str) -> Path:
+    return workdir_root(cfg) / "clusters" / name
+
+
+def env(cfg: Settings) -> dict[str, str]:
+    return {**os.environ, "KWOK_WORKDIR": str(workdir_root(cfg))}
+
+
+def names(cfg: Settings) -> list[str]:
+    """The kwok clusters under our state dir (up or half torn down)."""
+    root = workdir_root(cfg) / "clusters"
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def pids(cfg: Settings, name: str) -> dict[str, int]:
+    """Component -> pid, from kwokctl's pid files."""
+    out = {}
+    for f in sorted((cluster_dir(cfg, name) / "pids").glob("*.pid")):
+        with contextlib.suppress(ValueError, OSError):
+            out[f.stem] = int(f.read_text().strip())
+    return out
+
+
+def processes(cfg: Settings, name: str) -> list[Process]:
+    """The control plane's processes with what each does, read from the live system."""
+    out = []
+    for comp, pid in pids(cfg, name).items():
+        running = alive(pid)
+        cmd = ""
+        if running:
+            with contextlib.suppress(OSError):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        out.append(Process(comp, pid, running, ROLES.get(comp, ""), cmd.strip()))
+    order = list(ROLES)
+    return sorted(out, key=lambda p: order.index(p.name) if p.name in order else 99)
+
+
+def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120) -> None:
+    """``kwokctl create cluster`` with the cached binaries; raises with kwokctl's output."""
+    bins = install.paths()
+    conf = cluster_dir(cfg, name).with_suffix(".kwok.yaml")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(config_yaml())
+    cmd = [str(bins["kwokctl"]), "create", "cluster", "--name", name, "--runtime", "binary",
+           "--config", str(conf), "--kubeconfig", str(kubeconfig), "--quiet-pull",
+           "--enable-metrics-server", "--wait", f"{int(timeout)}s",
+           # RBAC and admission as on a real cluster: a namespaced service account is
+           # confined to its namespace (graders rely on it)
+           "--kube-authorization", "--kube-admission",
+           "--kube-apiserver-binary", str(bins["kube-apiserver"]),
+           "--kube-controller-manager-binary", str(bins["kube-controller-manager"]),
+           "--kube-scheduler-binary", str(bins["kube-scheduler"]),
+           "--kwok-controller-binary", str(bins["kwok"]),
+           "--etcd-binary", str(bins["etcd"]),
+           "--metrics-server-binary", str(bins["metrics-server"])]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env(cfg), timeout=timeout + 30,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise CloudlabError(f"kwokctl could not create cluster {name!r} (exit "
+                            f"{done.returncode}):\n{(done.stdout + done.stderr).strip()[-3000:]}"
+                            f"{_component_logs(cfg, name)}")
+
+
+def delete(cfg: Settings, name: str, timeout: float = 60) -> None:
+    """Stop every process of cluster ``name`` and remove its files; idempotent.
+
+    ``kwokctl delete cluster`` first; then whatever pid is still alive gets SIGTERM, then
+    SIGKILL, and the cluster's folder (etcd data, certificates, logs) is removed.
+    """
+    before = pids(cfg, name)
+    if cluster_dir(cfg, name).exists():
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run([str(install.paths()["kwokctl"]), "delete", "cluster", "--name", name],
+                           capture_output=True, env=env(cfg), timeout=timeout,
+                           stdin=subprocess.DEVNULL)
+    for pid in before.values():
+        _terminate(pid)
+    shutil.rmtree(cluster_dir(cfg, name), ignore_errors=True)
+    cluster_dir(cfg, name).with_suffix(".kwok.yaml").unlink(missing_ok=True)
+
+
+def _terminate(pid: int, timeout: float = 10) -> None:
+    if not alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _component_logs(cfg: Settings, name: str, lines: int = 15) -> str:
+    out = []
+    for log in sorted((cluster_dir(cfg, name) / "logs").glob("*.log")):
+        text = log.read_text(errors="replace").strip().splitlines()[-lines:]
+        if text:
+            out.append(f"\n--- {log.name} (last {len(text)} lines) ---\n" + "\n".join(text))
+    return "".join(out)
+
+
+def logs(cfg: Settings, name: str, component: str, lines: int = 40) -> str:
+    """The tail of one control-plane component's log."""
+    path = cluster_dir(cfg, name) / "logs" / f"{component}.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

@@ -1,0 +1,71 @@
+"""cl.hpa against the real HPA controller: the same usage, the same decision.
+
+kwok emulates each pod's CPU use; metrics-server serves it; the real
+kube-controller-manager's HPA controller scales the Deployment. cl.hpa, fed the same
+per-pod numbers, must ask for the same replica count.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cloudlab import hpa
+from cloudlab import manifests as mf
+
+k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the cluster) is not in this "
+                          "branch yet; the comparison needs the real controller")
+
+REQUEST_M = 100          # the container's CPU request, millicores
+TARGET = 50              # averageUtilization, percent
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from cloudlab import config
+    avail = k8s.available().get("kwok")
+    if not avail:
+        pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
+    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
+                      run_id="test-hpa-controller")
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+        k8s_wait = getattr(c, "metrics_ready", None)
+        if k8s_wait is not None:
+            from cloudlab.proc import wait_for
+            wait_for(c.metrics_ready, timeout=90, what="the metrics API")
+        yield c
+
+
+def _deploy(cluster, ns, behavior=None):
+    objs = mf.app("web", "hello-cli:1.1", replicas=2, min_replicas=1, max_replicas=10,
+                  cpu_percent=TARGET, cpu=f"{REQUEST_M}m", namespace=ns)
+    if behavior:
+        objs[2]["spec"]["behavior"] = behavior
+    cluster.apply(objs, namespace=ns)
+    cluster.wait_ready("app.kubernetes.io/name=web", 2, namespace=ns)
+
+
+def _first_decision(cluster, ns, timeout=120):
+    from cloudlab.proc import wait_for
+    return wait_for(lambda: (h := cluster.hpa("web", namespace=ns))["desired"] not in (None, 2)
+                    and h, timeout=timeout, interval=1, what="the HPA controller to act")
+
+
+@pytest.mark.parametrize("millicores", [150, 90])
+def test_scale_up_matches_the_controller(cluster, millicores):
+    with cluster.namespace() as ns:
+        _deploy(cluster, ns)
+        cluster.emulate_cpu(millicores, selector="app.kubernetes.io/name=web", namespace=ns)
+        seen = _first_decision(cluster, ns)
+        percent = millicores * 100 / REQUEST_M
+        ours = hpa.Autoscaler(1, 10).step(0, 2, hpa.Metric(TARGET, [percent, percent]))
+        assert seen["desired"] == ours.replicas, (seen, ours)
+
+
+def test_scale_down_without_a_window_matches_the_controller(cluster):
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": 0}}
+    with cluster.namespace() as ns:
+        _deploy(cluster, ns, behavior)
+        cluster.emulate_cpu(10, selector="app.kubernetes.io/name=web", namespace=ns)
+        seen = _first_decision(cluster, ns)
+        ours = hpa.Autoscaler(1, 10, behavior=behavior).step(0, 2, hpa.Metric(TARGET, [10, 10]))
+        assert seen["desired"] == ours.replicas == 1, (seen, ours)

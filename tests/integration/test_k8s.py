@@ -1,0 +1,208 @@
+"""The kwok cluster for real: every verb, the HPA on emulated CPU, and nothing left behind.
+
+One cluster serves the verb tests (module scope keeps the CPU cost low); the leak tests
+start their own, because tearing down is what they check.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cloudlab import UnavailableError, config
+from cloudlab.k8s import Cluster, availability, install, kwok
+from cloudlab.k8s import sweep as k8s_sweep
+from cloudlab.proc import wait_for
+
+KWOK = availability("kwok")
+pytestmark = pytest.mark.skipif(not KWOK, reason=f"kwok backend unavailable: {KWOK.reason}")
+
+APP = "app.kubernetes.io/name=web"
+
+
+def settings(tmp_path_factory, tag: str) -> config.Settings:
+    return config.load(env={}, state_dir=tmp_path_factory.mktemp(f"k8s-{tag}"),
+                       run_id=f"test-k8s-{tag}-{secrets.token_hex(2)}")
+
+
+def web(replicas: int = 3, image: str = "hello:1.0", cpu: str = "100m") -> list[dict]:
+    labels = {"app.kubernetes.io/name": "web"}
+    container = {"name": "web", "image": image, "imagePullPolicy": "IfNotPresent",
+                 "ports": [{"containerPort": 5000, "name": "http"}],
+                 "resources": {"requests": {"cpu": cpu}},
+                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}}}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                  "template": {"metadata": {"labels": labels},
+                               "spec": {"containers": [container]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}},
+    ]
+
+
+def ours_running(cluster_dir) -> list[str]:
+    """Processes whose command line mentions the cluster's folder (kwokctl's children)."""
+    done = subprocess.run(["pgrep", "-af", str(cluster_dir)], capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory):
+    with Cluster("kwok", nodes=2, cfg=settings(tmp_path_factory, "verbs")) as k:
+        yield k
+
+
+def test_the_control_plane_is_real_processes(kube):
+    procs = {p.name: p for p in kube.processes()}
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                 "kwok-controller", "metrics-server"):
+        assert procs[name].running and procs[name].role, name
+        assert str(install.bin_dir()) in procs[name].command or name == "kwok-controller"
+    assert kube.version() == f"v{install.PINNED['kubernetes']}"
+    assert len(kube.get("nodes")["items"]) == 2 and kube.ports()
+
+
+def test_apply_service_endpoints_and_scale(kube):
+    with kube.namespace() as ns:
+        out = kube.apply(web(3), namespace=ns)
+        assert any("serverside-applied" in line for line in out)
+        assert kube.wait_ready(APP, 3, namespace=ns) == 3
+        pods = kube.pods(namespace=ns, selector=APP)
+        assert {p["phase"] for p in pods} == {"Running"} and all(p["ip"] for p in pods)
+        wait_for(lambda: len(kube.endpoints("web", namespace=ns)) == 3, timeout=30,
+                 what="3 endpoints")
+        assert all(e.endswith(":5000") for e in kube.endpoints("web", namespace=ns))
+        kube.scale("deployment/web", 5, namespace=ns)
+        kube.rollout_status("deployment/web", namespace=ns, timeout=60)
+        assert kube.ready_pods(namespace=ns, selector=APP) == 5
+        wait_for(lambda: len(kube.endpoints("web", namespace=ns)) == 5, timeout=30,
+                 what="5 endpoints")
+        assert ns in kube.namespaces()
+    wait_for(lambda: ns not in kube.namespaces(), timeout=60, what=f"{ns} to go")
+
+
+def test_rolling_update_then_undo(kube):
+    with kube.namespace() as ns:
+        kube.apply(web(2), namespace=ns)
+        kube.rollout_status("deployment/web", namespace=ns, timeout=60)
+        kube.set_image("deployment/web", "web", "hello:2.0", namespace=ns)
+        kube.rollout_status("deployment/web", namespace=ns, timeout=60)
+        sets = kube.replicasets(namespace=ns, selector=APP)
+        assert [(r["revision"], r["image"]) for r in sets] == [(1, "hello:1.0"),
+                                                                (2, "hello:2.0")]
+        assert sets[0]["desired"] == 0 and sets[1]["ready"] == 2
+        assert "2" in kube.rollout_history("deployment/web", namespace=ns)
+        kube.rollout_undo("deployment/web", namespace=ns)
+        kube.rollout_status("deployment/web", namespace=ns, timeout=60)
+        images = {p["image"] for p in kube.pods(namespace=ns, selector=APP)
+                  if not p["deleting"]}
+        assert images == {"hello:1.0"}
+
+
+def test_dry_run_wait_get_delete(kube):
+    with kube.namespace() as ns:
+        kube.apply(web(1), namespace=ns, dry_run=True)
+        assert not kube.exists("deployment", "web", namespace=ns)
+        kube.apply(web(1), namespace=ns)
+        kube.wait("deployment/web", condition="condition=Available", namespace=ns, timeout=60)
+        assert kube.get("deployment", "web", namespace=ns)["spec"]["replicas"] == 1
+        kube.delete("deployment", "web", namespace=ns)
+        assert not kube.exists("deployment", "web", namespace=ns)
+        with pytest.raises(Exception, match="refusing"):
+            kube.delete("pods", namespace=ns)
+
+
+def test_no_logs_or_port_forward_without_real_pods(kube):
+    assert not kube.real_pods
+    with pytest.raises(UnavailableError, match="no container or process runs"):
+        kube.logs("deployment/web")
+    with pytest.raises(UnavailableError, match="no container or process runs"):
+        kube.run_pod("once", "busybox", command=["echo", "hi"])
+
+
+def test_the_real_hpa_scales_on_emulated_cpu(kube):
+    """metrics-server reads kwok's emulated usage; kube-controller-manager's HPA acts on it."""
+    wait_for(kube.metrics_ready, timeout=90, what="the metrics API")
+    with kube.namespace() as ns:
+        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+               "metadata": {"name": "web"},
+               "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                           "name": "web"},
+                        "minReplicas": 1, "maxReplicas": 6,
+                        "metrics": [{"type": "Resource", "resource": {
+                            "name": "cpu", "target": {"type": "Utilization",
+                                                      "averageUtilization": 50}}}]}}
+        kube.apply([*web(2), hpa], namespace=ns)
+        kube.wait_ready(APP, 2, namespace=ns)
+        kube.emulate_cpu(150, selector=APP, namespace=ns)  # 150% of the 100m request
+        wait_for(lambda: (kube.top_pods(namespace=ns, selector=APP) or {"": 0}).values(),
+                 timeout=60, what="pod metrics")
+        # 2 pods at 150 % against a 50 % target: ceil(2 * 150 / 50) = 6
+        status = wait_for(lambda: (h := kube.hpa("web", namespace=ns))["desired"] == 6 and h,
+                          timeout=120, interval=1, what="the HPA to ask for 6 replicas")
+        assert status["cpu_percent"] == 150
+
+
+def test_teardown_leaves_no_process_port_or_folder(tmp_path_factory):
+    cfg = settings(tmp_path_factory, "leak")
+    k = Cluster("kwok", nodes=1, cfg=cfg)
+    with pytest.raises(RuntimeError, match="boom"), k:
+        pids, ports = kwok.pids(cfg, k.name), k.ports()
+        assert pids and ports and ours_running(kwok.cluster_dir(cfg, k.name))
+        raise RuntimeError("boom")
+    assert not any(os.path.exists(f"/proc/{p}") for p in pids.values())
+    assert not set(ports) & set(_listening())
+    assert not ours_running(kwok.cluster_dir(cfg, k.name))
+    assert not kwok.cluster_dir(cfg, k.name).exists() and not k.kubeconfig.exists()
+    k.stop()  # idempotent
+
+
+def test_interrupt_midway_through_start_leaves_nothing(tmp_path_factory, monkeypatch):
+    cfg = settings(tmp_path_factory, "interrupt")
+    k = Cluster("kwok", nodes=1, cfg=cfg)
+
+    def interrupted(*args, **kwargs):  # the control plane is up, the nodes not yet
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(k, "apply", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        k.start()
+    assert not ours_running(kwok.cluster_dir(cfg, k.name))
+    assert not kwok.cluster_dir(cfg, k.name).exists()
+
+
+def test_cleanup_removes_a_crashed_runs_cluster(tmp_path_factory):
+    cfg = settings(tmp_path_factory, "crash")
+    other = Cluster("kwok", cfg=cfg)  # a run that died before its teardown: no stop()
+    kwok.create(cfg, other.name, other.kubeconfig)
+    assert ours_running(kwok.cluster_dir(cfg, other.name))
+    assert k8s_sweep("some-other-run", cfg) == 0  # scoped by run id
+    assert k8s_sweep(cfg.run_id, cfg) == 1
+    assert not ours_running(kwok.cluster_dir(cfg, other.name))
+    assert kwok.names(cfg) == []
+
+
+@pytest.mark.parametrize("backend", ["kind", "kubeconfig"])
+def test_other_backends_use_the_same_verbs(backend, tmp_path_factory):
+    avail = availability(backend)
+    if not avail:
+        pytest.skip(f"{backend} backend unavailable here: {avail.reason}")
+    with Cluster(backend, cfg=settings(tmp_path_factory, backend)) as k, k.namespace() as ns:
+        k.apply(web(1, image="registry.k8s.io/pause:3.10"), namespace=ns)
+        k.wait_ready(APP, 1, namespace=ns, timeout=180)
+        assert k.real_pods and len(k.endpoints("web", namespace=ns)) == 1
+
+
+def _listening() -> list[int]:
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A":
+                ports.append(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
