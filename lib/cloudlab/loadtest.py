@@ -132,6 +132,7 @@ class Result:
     failures: object  # DataFrame: method, name, error, occurrences
     started: float  # wall clock (time.time()) when Locust started
     seconds: float
+    duration: float = 0.0  # the profile's length: later rows are Locust shutting down
 
     def by_users(self):
         """Requests/s and latency percentiles against the number of users.
@@ -140,6 +141,8 @@ class Result:
         current requests/s and of the percentiles Locust reported.
         """
         frame = self.history[self.history["users"] > 0]
+        if self.duration:
+            frame = frame[frame["t"] <= self.duration]
         cols = ["rps", "fail_rps", *PERCENTILES.values()]
         return frame.groupby("users")[cols].mean().round(1)
 
@@ -293,7 +296,7 @@ class LoadTest:
                          ["Method", "Name", "Error", "Occurrences"])
         history = _history(history_csv, self.started)
         result = Result(history, stats, failures, self.started,
-                        round(time.time() - self.started, 1))
+                        round(time.time() - self.started, 1), self.duration)
         total = result.total
         if total["requests"] and total["failures"] == total["requests"]:
             reason = failures["Error"].iloc[0] if len(failures) else "unknown"

@@ -23,6 +23,7 @@ own ports are published, in host mode, on 127.0.0.1.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import re
@@ -271,8 +272,8 @@ def lb_image(cfg: Settings | None = None, progress: bool = False) -> str:
     return wanted
 
 
-def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 2,
-            cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
+def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4,
+            cpu_limit: float = 0.15, cpu_reservation: float = 0.15,
             labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The stack as a compose document (what ``docker stack deploy -c`` reads).
 
@@ -333,7 +334,7 @@ class Stack:
     """
 
     def __init__(self, name: str | None = None, *, replicas: int = 2, version: str = "v1",
-                 work: int = 2, cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
+                 work: int = 4, cpu_limit: float = 0.15, cpu_reservation: float = 0.15,
                  lb_port: int | None = None, prometheus_port: int | None = None,
                  prometheus: bool = True, cfg: Settings | None = None) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
@@ -405,6 +406,7 @@ class Stack:
         image = predict.image(self.cfg, progress=progress)
         lb = lb_image(self.cfg, progress=progress)
         self.write(image)
+        atexit.register(self.stop)  # a notebook kernel that exits mid-way still cleans up
         self.swarm.start()
         try:
             deploy(self.compose_file, self.name, cfg=self.cfg)
@@ -437,6 +439,7 @@ class Stack:
     def stop(self, timeout: float = 60) -> None:
         """Remove the side containers and the stack, wait until nothing of them remains,
         then leave the swarm if this stack joined it; idempotent."""
+        atexit.unregister(self.stop)
         try:
             for box in (self.lb, self.prometheus):
                 if box is not None:
@@ -576,7 +579,7 @@ class Stack:
         """Set the replica count through the Docker API; waits until they run healthy."""
         if not 1 <= replicas <= MAX_REPLICAS:
             raise ValueError(f"replicas={replicas}: choose 1-{MAX_REPLICAS}")
-        self.service(service).scale(replicas)
+        set_replicas(self.service(service), replicas)
         if wait:
             wait_for(lambda: self.running(service) == replicas, timeout=timeout, interval=0.5,
                      what=f"{self.service_name(service)} to run {replicas} replicas")
@@ -671,6 +674,31 @@ def remove(name: str, timeout: float = 60) -> None:
         return not left
 
     wait_for(gone, timeout=timeout, interval=0.5, what=f"stack {name} to be removed")
+
+
+def set_replicas(service: Any, replicas: int) -> None:
+    """``POST /services/{id}/update`` with the service's own spec, only the count changed.
+
+    (The Docker SDK's ``Service.scale`` re-creates the spec from its arguments; on a
+    service deployed by ``docker stack deploy`` that differs enough to restart every
+    task. Sending the spec back unchanged but for the count only adds or removes tasks.)
+    """
+    import docker.errors
+
+    api = engine.client(timeout=30).api
+    for attempt in range(3):
+        service.reload()
+        spec = service.attrs["Spec"]
+        spec["Mode"]["Replicated"]["Replicas"] = int(replicas)
+        answer = api._post_json(api._url("/services/{0}/update", service.id), data=spec,
+                                params={"version": service.attrs["Version"]["Index"]})
+        try:
+            api._raise_for_status(answer)
+            return
+        except docker.errors.APIError as exc:
+            if "update out of sequence" not in str(exc) or attempt == 2:
+                raise SwarmError(f"scaling {service.name} to {replicas}: "
+                                 f"{exc.explanation or exc}") from None
 
 
 def _free_port() -> int:
