@@ -273,7 +273,7 @@ def lb_image(cfg: Settings | None = None, progress: bool = False) -> str:
 
 
 def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4,
-            cpu_limit: float = 0.15, cpu_reservation: float = 0.15,
+            cpu_limit: float = 0.25, cpu_reservation: float = 0.15,
             labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The stack as a compose document (what ``docker stack deploy -c`` reads).
 
@@ -286,7 +286,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4
     'dnsrr'
     """
     labels = dict(labels or {})
-    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "4s", "timeout": "5s",
+    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "2s", "timeout": "5s",
               "retries": 3, "start_period": "30s"}
     return {
         "version": "3.9",
@@ -305,7 +305,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4
                     "resources": {"limits": {"cpus": str(cpu_limit), "memory": "256M"},
                                   "reservations": {"cpus": str(cpu_reservation)}},
                     "update_config": {"parallelism": 1, "delay": "1s", "order": "start-first",
-                                      "failure_action": "rollback", "monitor": "6s"},
+                                      "failure_action": "rollback", "monitor": "4s"},
                     "rollback_config": {"parallelism": 2, "delay": "0s",
                                         "order": "stop-first"},
                     "restart_policy": {"condition": "any", "delay": "2s"},
@@ -334,7 +334,7 @@ class Stack:
     """
 
     def __init__(self, name: str | None = None, *, replicas: int = 2, version: str = "v1",
-                 work: int = 4, cpu_limit: float = 0.15, cpu_reservation: float = 0.15,
+                 work: int = 4, cpu_limit: float = 0.25, cpu_reservation: float = 0.15,
                  lb_port: int | None = None, prometheus_port: int | None = None,
                  prometheus: bool = True, cfg: Settings | None = None) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
