@@ -10,7 +10,7 @@ comes back as pandas DataFrames.
 
 >>> result = run("http://127.0.0.1:8080", ramp(users=20, seconds=30))      # doctest: +SKIP
 >>> result.history[["t", "users", "rps", "p95_ms"]].tail(1)                 # doctest: +SKIP
->>> ramp(users=10, seconds=20, hold=10)
+>>> ramp(users=10, seconds=20, hold=10, start=0)
 [Stage(t=20.0, users=10, spawn_rate=0.5), Stage(t=30.0, users=10, spawn_rate=0.5)]
 """
 

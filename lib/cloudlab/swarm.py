@@ -4,16 +4,19 @@
 it joined it itself (the engine is left as it was found, ``docker_gwbridge`` included).
 :class:`Stack` writes a compose file and ``docker stack deploy``\\s it: the prediction
 service (``endpoint_mode: dnsrr``, health check, ``update_config`` with automatic
-rollback, a CPU reservation and limit), HAProxy from Debian in front of it (it
-re-resolves ``tasks.predict`` through Docker's DNS every few seconds) and Prometheus
-from Debian's package scraping every replica. Then it scales, rolls updates and rolls
-back. Every service, container and network carries the run-id label.
+rollback, a CPU reservation and limit); beside it, on the stack's network, HAProxy from
+Debian (it re-resolves ``tasks.predict`` through Docker's DNS every two seconds) and
+Prometheus from Debian's package (it finds every replica the same way). Then it scales,
+rolls updates and rolls back. Every service, container and network carries the run-id
+label.
 
 Why this shape, measured on this machine: the kernel has no IPVS, so Swarm's virtual IPs
 and routing mesh do not work; ``dnsrr`` services and a load balancer inside the overlay
 network do. The host has no route to the overlay's task addresses, so whatever talks to
-single replicas (the balancer, Prometheus) sits on the stack's network, and only their
-own ports are published, in host mode, on 127.0.0.1.
+single replicas (the balancer, Prometheus) sits on the stack's network. A stack file
+cannot publish a port on 127.0.0.1 only (the schema rejects ``host_ip``; a Swarm port
+opens on every interface), so those two are plain containers attached to the stack's
+attachable network, publishing on 127.0.0.1.
 
 >>> with Stack(replicas=2) as stack:                              # doctest: +SKIP
 ...     stack.scale(4)
@@ -724,5 +727,6 @@ def describe(doc: dict[str, Any]) -> str:
 
 
 __all__ = ["Stack", "Swarm", "SwarmError", "check_compose", "compose", "deploy",
-           "haproxy_config", "prometheus_config", "remove", "stacks", "state"]
+           "haproxy_config", "lb_image", "prometheus_config", "remove", "set_replicas",
+           "stacks", "state", "sweep"]
 
