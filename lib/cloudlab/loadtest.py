@@ -42,11 +42,19 @@ LOCUSTFILE = '''\
 import json
 import os
 import random
+import time
 
-from locust import HttpUser, LoadTestShape, between, task
+from locust import HttpUser, LoadTestShape, between, events, task
 
 SETUP = json.loads(os.environ["CLOUDLAB_LOCUST"])
 ROWS = SETUP["rows"]
+
+
+@events.test_start.add_listener
+def started(environment, **kwargs):
+    """Note when the profile's clock starts (the stages count from here)."""
+    with open("started", "w") as f:
+        f.write(repr(time.time()))
 
 
 class Predictor(HttpUser):
@@ -292,6 +300,8 @@ class LoadTest:
         if not stats_csv.exists():
             raise ServiceError(f"Locust wrote no statistics{_tail(self.log)}")
         stats = pd.read_csv(stats_csv)
+        with contextlib.suppress(OSError, ValueError):  # the profile's own zero, when known
+            self.started = float((self.workdir / "started").read_text())
         failures = _read(Path(f"{self.prefix}_failures.csv"),
                          ["Method", "Name", "Error", "Occurrences"])
         history = _history(history_csv, self.started)
