@@ -116,6 +116,16 @@ def _docker(cfg: Settings) -> list[Row]:
     except Exception as exc:
         rows.append(Row("base image", False, f"cannot inspect: {exc}",
                         "cloudlab images bootstrap"))
+    try:
+        from . import swarm
+
+        now = swarm.state()
+        rows.append(Row("Docker Swarm", now in ("inactive", "active"),
+                        f"{now} (notebook 10 joins a single-node swarm and leaves it after, "
+                        "unless the engine was already in one)",
+                        "docker swarm leave --force, then retry", required=False))
+    except Exception as exc:
+        rows.append(Row("Docker Swarm", False, f"cannot inspect: {exc}", required=False))
     rows.append(Row("GPU runtime", engine.gpu_runtime(),
                     "NVIDIA container runtime" if engine.gpu_runtime() else "none (CPU only)",
                     "install the NVIDIA Container Toolkit on a machine with a GPU",
