@@ -10,7 +10,7 @@ the pod's annotations (``kwok.x-k8s.io/usage-cpu``), served on the kubelet's
 acts on it.
 
 >>> [doc["kind"] for doc in config_docs()]
-['ClusterResourceUsage', 'Metric']
+['ClusterResourceUsage', 'Metric', 'KwokctlConfiguration']
 >>> node("kwok-node-1")["metadata"]["annotations"]["kwok.x-k8s.io/node"]
 'fake'
 """
@@ -68,6 +68,10 @@ def config_docs() -> list[dict]:
         {"kind": "Metric", "apiVersion": "kwok.x-k8s.io/v1alpha1",
          "metadata": {"name": "metrics-resource"},
          "spec": {"path": "/metrics/nodes/{nodeName}/metrics/resource", "metrics": _METRICS}},
+        # every component listens on loopback only (kwokctl's default is 0.0.0.0: an etcd
+        # without authentication open to the network)
+        {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+         "options": {"bindAddress": "127.0.0.1"}},
     ]
     return docs
 
@@ -137,6 +141,7 @@ class Process:
     running: bool
     role: str
     command: str = ""
+    binary: str = ""  # the program file the process runs (links resolved)
 
     def __str__(self) -> str:
         state = f"pid {self.pid}" if self.running else "not running"
@@ -184,11 +189,12 @@ def processes(cfg: Settings, name: str) -> list[Process]:
     out = []
     for comp, pid in pids(cfg, name).items():
         running = alive(pid)
-        cmd = ""
+        cmd = exe = ""
         if running:
             with contextlib.suppress(OSError):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        out.append(Process(comp, pid, running, ROLES.get(comp, ""), cmd.strip()))
+                exe = os.path.realpath(f"/proc/{pid}/exe")
+        out.append(Process(comp, pid, running, ROLES.get(comp, ""), cmd.strip(), exe))
     order = list(ROLES)
     return sorted(out, key=lambda p: order.index(p.name) if p.name in order else 99)
 
