@@ -173,7 +173,8 @@ def _adopt(cache: Path | None, progress: Progress) -> bool:
     """Binaries are present but unrecorded (say, a bootstrap build): check versions, record."""
     found = versions(cache)
     want = {name: PINNED["kubernetes"] for name in KUBE_COMMANDS}
-    want |= {"etcd": PINNED["etcd"].lstrip("v"), "kwok": PINNED["kwok"].lstrip("v")}
+    want |= {"etcd": PINNED["etcd"].lstrip("v"), "kwok": PINNED["kwok"].lstrip("v"),
+             "metrics-server": PINNED["metrics-server"].lstrip("v")}
     wrong = {n: found.get(n) for n, v in want.items() if found.get(n) != v}
     if wrong:
         progress("cached binaries have other versions "
@@ -219,7 +220,7 @@ def _kustomize_release(version: str, env: Mapping[str, str] | None) -> str:
         info = subprocess.run([go, "mod", "download", "-json",
                                f"sigs.k8s.io/metrics-server@{version}"], capture_output=True,
                               text=True, env=None if env is None else dict(env), timeout=300)
-        source = Path(json.loads(info.stdout)["Dir"]) / "manifests" / "release"
+        source = Path(json.loads(info.stdout)["Dir"]) / "manifests" / "overlays" / "release"
         done = subprocess.run([kubectl, "kustomize", str(source)], capture_output=True,
                               text=True, timeout=60)
     except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
@@ -249,7 +250,14 @@ def versions(cache: Path | None = None) -> dict[str, str | None]:
 
 def _write_record(cache: Path | None, sources: dict[str, str], seconds: float,
                   step_seconds: dict[str, float], adopted: bool = False) -> None:
+    before = record(cache)
+    full = set(sources) >= set(BINARIES) and all(not v.startswith("adopted")
+                                                  for v in sources.values())
+    cold = before.get("cold_build_seconds") if before.get("versions") == PINNED else None
+    if cold is None and full and not adopted and seconds:
+        cold = round(seconds, 1)  # this run fetched or built everything: the cold time
     data = {"versions": PINNED, "sources": sources, "seconds": round(seconds, 1),
+            "cold_build_seconds": cold,
             "step_seconds": step_seconds or ESTIMATE, "adopted": adopted,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "platform": f"{platform.system().lower()}/{_arch()}"}
@@ -403,8 +411,8 @@ class SourceBuild:
                               before=lambda: self._module(edir, "etcdbuild")))
         if "metrics-server" in names:
             mod = "sigs.k8s.io/metrics-server/cmd/metrics-server"
-            ms_ld = ("-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion="
-                     f"{PINNED['metrics-server']}")
+            # metrics-server --version reports client-go's version variable
+            ms_ld = f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={PINNED['metrics-server']}"
             steps.append(Step("metrics-server", [[go, "get", f"{mod}@{PINNED['metrics-server']}"],
                                                  [go, "build", "-trimpath", "-ldflags", ms_ld,
                                                   "-o", str(self.target / "metrics-server"),
