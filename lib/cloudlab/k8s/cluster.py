@@ -181,6 +181,8 @@ class Cluster:
                 self.context = f"kind-{self.name}"
             wait_for(self._nodes_ready, timeout=self.start_timeout,
                      what=f"the nodes of {self.name} to be Ready")
+            if self.backend == "kwok":
+                kwok.check_running(self.cfg, self.name)
         except BaseException:
             self.stop()
             raise

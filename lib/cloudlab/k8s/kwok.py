@@ -57,8 +57,12 @@ def _usage(annotation: str, default: str) -> str:
             f'? Quantity(pod.metadata.annotations["{annotation}"]) : Quantity("{default}")')
 
 
-def config_docs() -> list[dict]:
-    """kwok resources: pod usage from annotations, and the kubelet's resource metrics."""
+def config_docs(metrics_manifests: Path | None = None) -> list[dict]:
+    """kwok resources (pod usage from annotations, the kubelet's resource metrics) and
+    kwokctl's options (loopback only; metrics-server's manifests from a local folder)."""
+    options: dict = {"bindAddress": "127.0.0.1"}
+    if metrics_manifests is not None:
+        options["metricsServerManifests"] = [str(metrics_manifests)]
     docs: list[dict] = [
         {"kind": "ClusterResourceUsage", "apiVersion": "kwok.x-k8s.io/v1alpha1",
          "metadata": {"name": "usage-from-annotation"},
@@ -71,19 +75,19 @@ def config_docs() -> list[dict]:
         # every component listens on loopback only (kwokctl's default is 0.0.0.0: an etcd
         # without authentication open to the network)
         {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-         "options": {"bindAddress": "127.0.0.1"}},
+         "options": options},
     ]
     return docs
 
 
-def config_yaml() -> str:
-    return yaml.safe_dump_all(config_docs(), sort_keys=False)
+def config_yaml(metrics_manifests: Path | None = None) -> str:
+    return yaml.safe_dump_all(config_docs(metrics_manifests), sort_keys=False)
 
 
-# Shorter periods than the defaults, so a notebook sees the HPA act within a minute: the
-# HPA controller's sync period (15 s by default) and metrics-server's resolution (15 s).
-EXTRA_ARGS = ("kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",
-              "metrics-server=metric-resolution=5s")
+# A shorter HPA sync period than the default 15 s, so a notebook sees the controller act
+# sooner (metrics-server keeps its 15 s resolution: it refuses anything at or below its
+# 10 s kubelet request timeout).
+EXTRA_ARGS = ("kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",)
 
 
 def _metric(name: str, dimension: str, kind: str, value: str, labels: tuple[str, ...] = ()
@@ -157,15 +161,17 @@ def cluster_dir(cfg: Settings, name: str) -> Path:
     return workdir_root(cfg) / "clusters" / name
 
 
+def config_path(cfg: Settings, name: str) -> Path:
+    """Our kwokctl config for cluster ``name`` (beside, not inside, kwokctl's clusters/)."""
+    return workdir_root(cfg) / f"{name}.kwok.yaml"
+
+
 def env(cfg: Settings) -> dict[str, str]:
     """kwokctl's environment: our workdir, our kubectl first on PATH, local manifests."""
     out = {**os.environ, "KWOK_WORKDIR": str(workdir_root(cfg))}
     kubectl = which("kubectl")
     if kubectl:  # kwokctl runs `kubectl kustomize`; otherwise it would download a kubectl
         out["PATH"] = os.pathsep.join([str(Path(kubectl).parent), out.get("PATH", "")])
-    manifests = install.metrics_manifests()
-    if (manifests / "kustomization.yaml").is_file():
-        out["KWOK_METRICS_SERVER_MANIFESTS"] = str(manifests)
     return out
 
 
@@ -188,7 +194,7 @@ def processes(cfg: Settings, name: str) -> list[Process]:
     """The control plane's processes with what each does, read from the live system."""
     out = []
     for comp, pid in pids(cfg, name).items():
-        running = alive(pid)
+        running = running_pid(pid)
         cmd = exe = ""
         if running:
             with contextlib.suppress(OSError):
@@ -202,9 +208,11 @@ def processes(cfg: Settings, name: str) -> list[Process]:
 def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120) -> None:
     """``kwokctl create cluster`` with the cached binaries; raises with kwokctl's output."""
     bins = install.paths()
-    conf = cluster_dir(cfg, name).with_suffix(".kwok.yaml")
+    conf = config_path(cfg, name)
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(config_yaml())
+    manifests = install.metrics_manifests()
+    conf.write_text(config_yaml(manifests if (manifests / "kustomization.yaml").is_file()
+                                else None))
     cmd = [str(bins["kwokctl"]), "create", "cluster", "--name", name, "--runtime", "binary",
            "--config", str(conf), "--kubeconfig", str(kubeconfig), "--quiet-pull",
            "--enable", "metrics-server", "--wait", f"{int(timeout)}s",
@@ -241,7 +249,26 @@ def delete(cfg: Settings, name: str, timeout: float = 60) -> None:
     for pid in before.values():
         _terminate(pid)
     shutil.rmtree(cluster_dir(cfg, name), ignore_errors=True)
-    cluster_dir(cfg, name).with_suffix(".kwok.yaml").unlink(missing_ok=True)
+    config_path(cfg, name).unlink(missing_ok=True)
+
+
+def running_pid(pid: int) -> bool:
+    """Alive and not a zombie (a crashed component stays a zombie until reaped)."""
+    if not alive(pid):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def check_running(cfg: Settings, name: str) -> None:
+    """Raise with the log tail of every control-plane process that is not running."""
+    dead = [p.name for p in processes(cfg, name) if not p.running]
+    if dead:
+        tails = "".join(f"\n--- {d}.log (last lines) ---\n{logs(cfg, name, d, 12)}"
+                        for d in dead)
+        raise CloudlabError(f"cluster {name!r}: {', '.join(dead)} exited{tails}")
 
 
 def _terminate(pid: int, timeout: float = 10) -> None:
