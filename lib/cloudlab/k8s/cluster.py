@@ -169,7 +169,13 @@ class Cluster:
         try:
             if self.backend == "kwok":
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-                kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                try:
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                except CloudlabError as exc:  # a port taken meanwhile by another cluster
+                    if "address already in use" not in str(exc):
+                        raise
+                    kwok.delete(self.cfg, self.name)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
                 self.context = f"kwok-{self.name}"
                 self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)
                             for i in range(1, self.nodes + 1)])
