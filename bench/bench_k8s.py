@@ -43,9 +43,9 @@ def cluster_for_bench(state: Path, nodes: int = 2) -> Cluster:
 
 def cold_build() -> tuple[float | None, str]:
     rec = install.record()
-    if rec and not rec.get("adopted") and rec.get("seconds"):
+    if rec.get("cold_build_seconds"):
         sources = set(rec.get("sources", {}).values())
-        return rec["seconds"], f"install record ({', '.join(sorted(sources))}, {rec['when']})"
+        return rec["cold_build_seconds"], f"install record ({', '.join(sorted(sources))})"
     log = install.build_dir() / "build.log"
     seconds = install.build_seconds(log)
     return seconds, f"build log {log}" if seconds else "no finished build recorded"
