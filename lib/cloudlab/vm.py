@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -95,11 +96,16 @@ def accel(cfg: Settings | None = None, open_device: Callable[[], str] = _open_kv
     """KVM when ``/dev/kvm`` opens and a guest really boots with it, else software (tcg).
 
     Each probe returns '' on success or the reason it failed (injectable for tests). The
-    real probe boots a guest, so its answer is kept for the process (``fresh`` re-probes).
+    real probe boots a guest, so its answer is kept for the process and, in the state
+    folder's ``cache/vm/accel.json``, for this boot of the machine (``fresh`` re-probes).
     """
     real = open_device is _open_kvm and try_qemu is None
-    if real and _ACCEL and not fresh:
-        return _ACCEL[0]
+    if real and not fresh:
+        if _ACCEL:
+            return _ACCEL[0]
+        if known := _remembered(cfg):
+            _ACCEL[:] = [known]
+            return known
     found = Accel("kvm", True, "KVM works: /dev/kvm opens and the guest boots with -accel kvm")
     for probe in (open_device, try_qemu or (lambda: _qemu_kvm(cfg))):
         why = probe()
@@ -108,10 +114,38 @@ def accel(cfg: Settings | None = None, open_device: Callable[[], str] = _open_kv
             break
     if real:
         _ACCEL[:] = [found]
+        _remember(found, cfg)
     return found
 
 
 _ACCEL: list[Accel] = []  # the real probe's answer, once per process
+
+
+def _machine() -> str:
+    """This boot of this machine with this qemu: a probe's answer holds while it holds."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+    return f"{boot} {which(QEMU) or '-'}"
+
+
+def _remembered(cfg: Settings | None) -> Accel | None:
+    """The real probe's answer from an earlier process of this boot (it takes seconds)."""
+    path, machine = cache_dir(cfg) / "accel.json", _machine()
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not machine or data.get("machine") != machine:
+        return None
+    return Accel(data["name"], data["name"] == "kvm", data["reason"])
+
+
+def _remember(found: Accel, cfg: Settings | None) -> None:
+    if machine := _machine():
+        (cache_dir(cfg) / "accel.json").write_text(json.dumps(
+            {"machine": machine, "name": found.name, "reason": found.reason}))
 
 
 def cache_dir(cfg: Settings | None = None) -> Path:

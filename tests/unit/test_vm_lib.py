@@ -75,3 +75,13 @@ def test_sizes_lists_what_is_cached(monkeypatch, tmp_path):
     (vm.cache_dir(cfg) / "vmlinuz-6.1").write_bytes(b"k" * 2_000_000)
     table = vm.sizes(cfg)
     assert table.to_dict("records") == [{"artefact": "VM: kernel (vmlinuz)", "mb": 2.0}]
+
+
+def test_the_real_probes_answer_is_remembered_for_this_boot_only(monkeypatch, tmp_path):
+    cfg = config.load(env={}, state_dir=tmp_path)
+    monkeypatch.setattr(vm, "_machine", lambda: "boot-1 /usr/bin/qemu")
+    assert vm._remembered(cfg) is None
+    vm._remember(vm.Accel("tcg", False, "KVM not usable: the guest hung"), cfg)
+    assert vm._remembered(cfg) == vm.Accel("tcg", False, "KVM not usable: the guest hung")
+    monkeypatch.setattr(vm, "_machine", lambda: "boot-2 /usr/bin/qemu")  # a reboot
+    assert vm._remembered(cfg) is None
