@@ -38,6 +38,7 @@ import yaml
 
 from .config import Settings, settings
 from .errors import CloudlabError, CommandError, ServiceError
+from .lifecycle import Managed
 from .proc import run, wait_for
 
 # -- the 68-95-99.7 rule ------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def expected_delay(*, scrape_interval: float, evaluation_interval: float, for_: 
 # -- the webhook receiver -----------------------------------------------------------------------
 
 
-class Receiver:
+class Receiver(Managed):
     """A webhook receiver on 127.0.0.1 that records each notification with its arrival time.
 
     >>> with Receiver() as hook:                                 # doctest: +SKIP
@@ -408,16 +409,6 @@ class Receiver:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> Receiver:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _record(self, path: str, body: dict[str, Any]) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import CloudlabError, ConfigError
+from .lifecycle import Managed
 
 log = logging.getLogger("cloudlab.autoscale")
 
@@ -100,7 +101,7 @@ def prometheus_reader(url: str, job: str = "predict", window: str = "10s",
     return read
 
 
-class Autoscaler:
+class Autoscaler(Managed):
     """The control loop; ``step()`` is one pass, ``start()`` runs it in a thread.
 
     The decision is :class:`cloudlab.hpa.Autoscaler`'s (the one implementation of the
@@ -231,16 +232,6 @@ class Autoscaler:
         if thread is not None:
             self._stop.set()
             thread.join(timeout=self.period + 10)
-
-    def __enter__(self) -> Autoscaler:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def frame(self):
         """Every decision as a DataFrame (t, current, wanted, replicas, reason, detail...)."""

@@ -50,6 +50,7 @@ import requests
 from . import aws
 from .config import LABEL, Settings, settings
 from .errors import CloudlabError, UnavailableError
+from .lifecycle import Managed
 from .services import Service
 
 NAMESPACE = "Cloudlab/DR"
@@ -121,7 +122,7 @@ class Drill:
         return self
 
 
-class BackupBucket:
+class BackupBucket(Managed):
     """A versioned S3 bucket for backups, with tags, lifecycle, encryption, no public access.
 
     ``noncurrent_days`` is how long an overwritten version is kept before the lifecycle
@@ -177,12 +178,6 @@ class BackupBucket:
         if self.created:
             aws.delete_bucket(self.name, self.cfg)
             self.created = False
-
-    def __enter__(self) -> BackupBucket:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<BackupBucket s3://{self.name}>"
@@ -306,7 +301,7 @@ class Backoff:
         return [self.delay(n) for n in range(1, attempts + 1)]
 
 
-class Queue:
+class Queue(Managed):
     """An SQS queue with a dead-letter queue: after ``max_receives`` failed receives a
     message moves there instead of being retried forever. Long polling is on.
     """
@@ -353,12 +348,6 @@ class Queue:
                 with contextlib.suppress(Exception):
                     self.sqs.delete_queue(QueueUrl=url)
                 setattr(self, attr, None)
-
-    def __enter__(self) -> Queue:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def attributes(self, url: str | None = None) -> dict[str, str]:
         return self.sqs.get_queue_attributes(QueueUrl=url or self.url,
@@ -431,7 +420,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class Worker:
+class Worker(Managed):
     """Consumes a :class:`Queue` in a thread and POSTs each message to ``url``.
 
     A failed delivery is not retried in a loop: the message's visibility timeout is set
@@ -463,12 +452,6 @@ class Worker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-
-    def __enter__(self) -> Worker:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _loop(self) -> None:
         sqs = self.queue.sqs
@@ -549,7 +532,7 @@ def alarm_state(values: list[float], threshold: float, comparison: str) -> str:
     return "ALARM" if all(_COMPARE[comparison](v, threshold) for v in values) else "OK"
 
 
-class Alarms:
+class Alarms(Managed):
     """CloudWatch alarms created by this run (tagged); deleted by :meth:`stop`."""
 
     def __init__(self, cfg: Settings | None = None, namespace: str = NAMESPACE) -> None:
@@ -628,12 +611,6 @@ class Alarms:
             with contextlib.suppress(Exception):
                 self.cw.delete_alarms(AlarmNames=self.names)
             self.names = []
-
-    def __enter__(self) -> Alarms:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 # -- the serverless pillars, evaluated ------------------------------------------------

@@ -25,6 +25,7 @@ import pandas as pd
 from . import aws
 from .config import Settings, settings
 from .errors import CloudlabError
+from .lifecycle import Managed
 from .proc import GiveUp, wait_for
 
 MARKETS = ("spot", "on-demand")
@@ -201,7 +202,7 @@ def _action(method: str) -> str:
     return "".join(p.capitalize() for p in method.split("_"))
 
 
-class Fleet:
+class Fleet(Managed):
     """Instances launched from one :class:`LaunchRequest`; terminated on any way out.
 
     ``start`` runs the whole flow: guardrails, type check, DryRun, launch, wait for
@@ -318,12 +319,6 @@ class Fleet:
             raise LaunchError("could not clean up everything: " + "; ".join(errors)
                               + f". Run `cloudlab cleanup --run-id {self.cfg.run_id}`")
         self.spot_request_ids, self.instance_ids = [], []
-
-    def __enter__(self) -> Fleet:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (f"<Fleet {self.request.count} x {self.request.instance_type} "

@@ -24,10 +24,11 @@ import pandas as pd
 
 from . import aws, busybox, engine
 from .config import Settings, settings
+from .lifecycle import Managed
 from .proc import wait_for
 
 
-class FileSystem:
+class FileSystem(Managed):
     """An EFS file system with one mount target per availability zone (up to ``zones``)."""
 
     def __init__(self, cfg: Settings | None = None, name: str = "cloudlab-efs", zones: int = 2,
@@ -107,12 +108,6 @@ class FileSystem:
         if fs_id is not None:
             aws.delete_file_system(fs_id, self.cfg, timeout=self.timeout)
 
-    def __enter__(self) -> FileSystem:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"<FileSystem {self.id or '(not created)'}>"
 
@@ -137,7 +132,7 @@ class SharedRun:
                    for _, g in self.lines.groupby("writer"))
 
 
-class SharedVolume:
+class SharedVolume(Managed):
     """A labelled Docker volume that several containers mount at once (local "EFS")."""
 
     mount = "/shared"
@@ -211,9 +206,3 @@ class SharedVolume:
         if api is not None:
             with contextlib.suppress(Exception):
                 api.volumes.get(self.name).remove(force=True)
-
-    def __enter__(self) -> SharedVolume:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from .config import Settings, settings
 from .errors import CloudlabError, ServiceError
+from .lifecycle import Managed
 from .proc import alive
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -164,7 +165,7 @@ class Result:
                 "p95_ms": float(row["95%"])}
 
 
-class LoadTest:
+class LoadTest(Managed):
     """A headless Locust run in its own process; ``start()``/``stop()`` or ``with``.
 
     ``wait()`` blocks until the profile ends (showing progress) and returns a
@@ -313,16 +314,6 @@ class LoadTest:
             raise ServiceError(f"every one of {total['requests']} requests to {self.url} "
                                f"failed; the first error: {reason}")
         return result
-
-    def __enter__(self) -> LoadTest:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
         if self._tmp is not None:
             with contextlib.suppress(OSError):
                 self._tmp.cleanup()

@@ -33,6 +33,7 @@ import requests
 from . import busybox, engine
 from .config import Settings, settings
 from .errors import CommandError
+from .lifecycle import Managed
 from .proc import run, wait_for
 
 MOUNT = "/srv"
@@ -98,7 +99,7 @@ class Deploy:
 
 
 @dataclass
-class Pipeline:
+class Pipeline(Managed):
     """The shared volume, a deployer, ``servers`` web servers, and the deploy job.
 
     ``start``/``stop`` (or ``with``) create and remove all of it; ``stop`` is idempotent
@@ -168,12 +169,6 @@ class Pipeline:
             with contextlib.suppress(Exception):
                 self._api.volumes.get(self.volume).remove(force=True)
             self._api = None
-
-    def __enter__(self) -> Pipeline:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- the job ---------------------------------------------------------------------
     def _sh(self, script: str) -> str:

@@ -179,13 +179,6 @@ class Server(docker.Container):
             raise ServiceError(f"/predict answered {answer.status_code}: {answer.text.strip()}")
         return answer.json()
 
-    def __enter__(self) -> Server:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
 
 def serve(**options: Any) -> Server:
     """A :class:`Server` (not started): use it in a ``with`` block."""

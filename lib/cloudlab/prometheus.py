@@ -37,6 +37,7 @@ import yaml
 
 from .config import Settings, settings
 from .errors import CloudlabError, ServiceError
+from .lifecycle import Managed
 from .proc import run, wait_for
 
 Time = float | int | datetime | pd.Timestamp | str | None
@@ -397,7 +398,7 @@ class _RandomCollector:
         yield metric
 
 
-class Exporter:
+class Exporter(Managed):
     """A ``/metrics`` endpoint on 127.0.0.1 serving its own prometheus_client registry.
 
     Subclasses add metrics in :meth:`setup` and may run a background loop in
@@ -464,16 +465,6 @@ class Exporter:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> Any:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None else "stopped"

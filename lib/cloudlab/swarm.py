@@ -39,6 +39,7 @@ import yaml
 from . import engine, images, predict
 from .config import LABEL, Settings, settings
 from .errors import CloudlabError, CommandError, ServiceError, UnavailableError
+from .lifecycle import Managed
 from .proc import run, wait_for
 
 GWBRIDGE = "docker_gwbridge"
@@ -70,7 +71,7 @@ def _network_exists(name: str) -> bool:
         return False
 
 
-class Swarm:
+class Swarm(Managed):
     """A single-node swarm on the local engine; leaves on ``stop()`` only if it joined.
 
     >>> with Swarm() as swarm:                                     # doctest: +SKIP
@@ -113,16 +114,6 @@ class Swarm:
         self.joined = False
         _leave(self._had_gwbridge)
         self.marker.unlink(missing_ok=True)
-
-    def __enter__(self) -> Swarm:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _leave(had_gwbridge: bool) -> None:
@@ -320,7 +311,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4
 
 
 # ----------------------------------------------------------------------------- stack
-class Stack:
+class Stack(Managed):
     """The prediction service as a swarm stack, with a balancer and Prometheus beside it.
 
     ``start()`` joins a swarm if needed, builds the images once, deploys the stack (the
@@ -453,16 +444,6 @@ class Stack:
         finally:
             self.deployed = False
             self.swarm.stop()
-
-    def __enter__(self) -> Stack:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- looking at it -----------------------------------------------------------------
     def _services(self) -> list[Any]:

@@ -38,6 +38,7 @@ import pandas as pd
 from . import busybox
 from .config import Settings, settings
 from .errors import CloudlabError, CommandError, UnavailableError
+from .lifecycle import Managed
 from .proc import GiveUp, run, wait_for, which
 
 KERNEL_PACKAGE = "linux-image-cloud-amd64"  # Debian's metapackage for the small cloud kernel
@@ -230,7 +231,7 @@ def initramfs(cfg: Settings | None = None, init: str = INIT) -> Path:
     return path
 
 
-class Launch:
+class Launch(Managed):
     """A process whose readiness is a marker line on its output; a context manager.
 
     A reader thread stamps the moment the marker arrives, so the measurement does not
@@ -309,12 +310,6 @@ class Launch:
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None
-
-    def __enter__(self) -> Launch:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class VM(Launch):

@@ -25,6 +25,7 @@ import docker.types
 from .. import engine
 from ..config import LABEL, Settings, settings
 from ..errors import CloudlabError, CommandError, UnavailableError
+from ..lifecycle import Managed
 from ..proc import wait_for
 from .building import BOOTSTRAP_HINT
 
@@ -89,7 +90,7 @@ def _mounts(volumes: Mapping[str, str] | None, cfg: Settings) -> list[docker.typ
     return mounts
 
 
-class Container:
+class Container(Managed):
     """A container: ``start()``/``stop()`` or a ``with`` block (stopped and removed after).
 
     >>> with Container("python:3.11-slim", ["sleep", "30"], cpus=0.5) as box:  # doctest: +SKIP
@@ -194,16 +195,6 @@ class Container:
             return
         with contextlib.suppress(docker.errors.NotFound):
             box.remove(force=True, v=True)
-
-    def __enter__(self) -> Container:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- looking at it ------------------------------------------------------------------
     @property

@@ -50,6 +50,7 @@ from typing import Any
 from .. import engine
 from ..config import LABEL, settings
 from ..errors import CloudlabError, CommandError
+from ..lifecycle import Managed
 from ..proc import alive, which
 from ..proc import run as run_command
 from . import buildproxy
@@ -129,7 +130,7 @@ def default_allow() -> list[str]:
     return sorted(set(found))
 
 
-class Jail:
+class Jail(Managed):
     """An internal Docker network whose only way out is an allow-listing proxy.
 
     ``allow`` is a list of ``host:port`` (default :func:`default_allow`); with an empty
@@ -226,12 +227,6 @@ class Jail:
         with contextlib.suppress(Exception):
             _firewall("-D", self.bridge)
         self.proxy_ip = None
-
-    def __enter__(self) -> Jail:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 RULE = ["-j", "REJECT"]  # refused at once: a probe of the host fails fast, sends nothing

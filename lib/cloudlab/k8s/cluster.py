@@ -33,6 +33,7 @@ import yaml
 
 from ..config import Settings, settings
 from ..errors import CloudlabError, CommandError, UnavailableError
+from ..lifecycle import Managed
 from ..proc import run, wait_for, which
 from ..services import port_in_use
 from . import install, kwok
@@ -119,7 +120,7 @@ def cluster_name(run_id: str, suffix: str = "") -> str:
     return name[:50].rstrip("-")
 
 
-class Cluster:
+class Cluster(Managed):
     """A Kubernetes cluster you can talk to with kubectl's verbs.
 
     ``backend``: ``kwok`` (default, offline), ``kind``, or ``kubeconfig`` (an existing
@@ -210,12 +211,6 @@ class Cluster:
                 run(["kind", "delete", "cluster", "--name", self.name], timeout=120)
         self.kubeconfig.unlink(missing_ok=True)
         self._started = False
-
-    def __enter__(self) -> Cluster:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<Cluster {self.name} backend={self.backend}>"
