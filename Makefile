@@ -31,9 +31,11 @@ test-quick: ## unit tests only (no services, seconds)
 	@test -x $(PY) || bash scripts/setup.sh --python-only
 	@$(PYTEST) -m unit tests
 
-bench: setup ## benchmarks (performance targets live here, not in tests)
-	@if ls bench/*.py >/dev/null 2>&1; then for b in bench/*.py; do $(PY) $$b || exit 1; done; \
-	else echo "no benchmarks yet"; fi
+bench: setup ## every bench/*.py, then one report: bench/REPORT.md + plots (targets live here)
+	@rm -rf bench/results bench/plots; rc=0; $(CL) services up >/dev/null || rc=1; \
+	 for b in $(filter-out bench/report.py,$(wildcard bench/[a-z]*.py)); do \
+	   echo "== $$b"; $(PY) $$b || rc=1; done; \
+	 $(PY) bench/report.py || rc=1; exit $$rc
 
 lint: ## ruff on the library, tests and scripts
 	@$(VENV)/bin/ruff check lib tests scripts

@@ -1,12 +1,14 @@
 """nbgrader configuration of the workbook (``cloudlab grade ...`` uses the same layout).
 
-solutions/<assignment>/  nbgrader source: solutions + hidden tests (instructors only)
+solutions/<assignment>/  nbgrader source: solutions, and grader.py with the hidden tests
+                         (instructors only; grader.py is never released)
 exercises/<assignment>/  nbgrader release: generated, committed, checked for drift
 course/                  gitignored course state: gradebook.db, submitted/, autograded/,
                          feedback/, results/, logs/
 
 Plain ``nbgrader`` commands run from the repository root work on the same folders, but
-``cloudlab grade autograde`` is the one that sandboxes student code: prefer it.
+``cloudlab grade autograde`` is the one that sandboxes student code and scores with the
+trusted graders: plain ``nbgrader autograde`` only records the notebooks' self-checks.
 """
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
@@ -18,6 +20,7 @@ c.CourseDirectory.submitted_directory = "course/submitted"
 c.CourseDirectory.autograded_directory = "course/autograded"
 c.CourseDirectory.feedback_directory = "course/feedback"
 c.CourseDirectory.db_url = "sqlite:///course/gradebook.db?timeout=30"
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".git"]
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".git",
+                            "grader.py"]
 
 c.Execute.shutdown_kernel = "immediate"

@@ -8,7 +8,8 @@ new Alertmanager group and pays ``group_wait`` as a first notification does.
 The expected window comes from the configured intervals (``cl.alerting.expected_delay``):
 the breach waits up to one scrape interval to be seen and up to one evaluation interval
 to be judged, then ``for`` and ``group_wait``. Everything runs on private ports and
-state, and is stopped at the end.
+state, and is stopped at the end. Records ``bench/results/alerting.json``
+(``bench/_report.py``).
 
     .venv/bin/python bench/alerting.py [--trials 5] [--seed 0]
 """
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import Figure, at_most, info, save, skipped
 
 from cloudlab import alerting, config, services
 from cloudlab import prometheus as prom
@@ -40,7 +43,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -52,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     pservice = services.prometheus(cfg)
     for svc in (pservice, services.alertmanager(cfg)):
         if svc.executable() is None:
-            print(f"skipped: {svc.binary} not installed ({svc.install_hint()})")
-            return 0
+            return skipped(f"{svc.binary} not installed ({svc.install_hint()})")
     scrape = prom.seconds(pservice.scrape_interval)
     rules = {"groups": [{"name": "bench", "interval": f"{EVALUATION:g}s", "rules": [
         {"alert": "Breach", "expr": "cloudlab_bench_value > 0", "for": f"{FOR:g}s",
@@ -84,16 +86,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"trial {trial}: breach -> webhook {delays[-1]:.2f} s", flush=True)
     low, high = alerting.expected_delay(scrape_interval=scrape, evaluation_interval=EVALUATION,
                                         for_=FOR, group_wait=GROUP_WAIT)
-    print(f"\nbreach -> webhook over {len(delays)} trials: median "
-          f"{statistics.median(delays):.2f} s, min {min(delays):.2f} s, max {max(delays):.2f} s")
-    print(f"expected from the intervals: {low:.1f}-{high:.1f} s (scrape {scrape:g} s, "
-          f"evaluation {EVALUATION:g} s, for {FOR:g} s, group_wait {GROUP_WAIT:g} s)")
     shutil.rmtree(state, ignore_errors=True)
-    outside = [d for d in delays if d > high + 1.0]
-    if outside:
-        print(f"{len(outside)} trial(s) took longer than expected + 1 s", file=sys.stderr)
-        return 1
-    return 0
+    intervals = (f"scrape {scrape:g} s, evaluation {EVALUATION:g} s, for {FOR:g} s, "
+                 f"group_wait {GROUP_WAIT:g} s")
+    return [
+        info("expected breach -> webhook, fastest", low, "s", intervals),
+        info("expected breach -> webhook, slowest", high, "s", intervals),
+        info("breach -> webhook, median", statistics.median(delays), "s",
+             f"{len(delays)} trials, min {min(delays):.2f} s"),
+        at_most("breach -> webhook, slowest trial", max(delays), "s", round(high + 1.0, 2),
+                "the expected slowest + 1 s"),
+    ]
 
 
 def _trial(notification: dict) -> str | None:
@@ -102,4 +105,4 @@ def _trial(notification: dict) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(save("alerting", main()))

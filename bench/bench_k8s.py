@@ -10,7 +10,8 @@ Records, with the issue's goals:
   10 pods are Ready and the Service has 10 endpoints.
 
 The fourth figure of the issue, grading 30 `kubernetes` submissions, belongs to the
-exercise's grader (it reuses :func:`cluster_for_bench`).
+exercise's grader (``bench/kubernetes_grading.py``). Records
+``bench/results/bench_k8s.json`` (``bench/_report.py``).
 
     .venv/bin/python bench/bench_k8s.py [--runs 2]
 """
@@ -23,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _report import Figure, at_most, info, save, skipped
 
 from cloudlab import config
 from cloudlab import manifests as mf
@@ -40,9 +43,9 @@ def cluster_for_bench(state: Path, nodes: int = 2) -> Cluster:
 
 def cold_build() -> tuple[float | None, str]:
     rec = install.record()
-    if rec and not rec.get("adopted") and rec.get("seconds"):
+    if rec.get("cold_build_seconds"):
         sources = set(rec.get("sources", {}).values())
-        return rec["seconds"], f"install record ({', '.join(sorted(sources))}, {rec['when']})"
+        return rec["cold_build_seconds"], f"install record ({', '.join(sorted(sources))})"
     log = install.build_dir() / "build.log"
     seconds = install.build_seconds(log)
     return seconds, f"build log {log}" if seconds else "no finished build recorded"
@@ -59,17 +62,17 @@ def apply_to_ready(k: Cluster, replicas: int = 10) -> float:
         return time.monotonic() - started
 
 
-def main() -> int:
+def main() -> list[Figure]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2, help="cluster starts to time (default 2)")
     args = ap.parse_args()
     seconds, source = cold_build()
-    print(f"cold build of the binaries : {f'{seconds / 60:.1f} min' if seconds else 'n/a'}"
-          f"  ({source})")
+    build = info("cold build of the binaries", seconds / 60 if seconds else None, "min",
+                 source)
     avail = availability("kwok")
     if not avail:
-        print(f"kwok backend unavailable, nothing else to time: {avail.reason}")
-        return 0
+        return [build, *skipped(f"kwok backend unavailable, nothing else to time: "
+                                f"{avail.reason}")]
     ups, applies = [], []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="bench-k8s-") as tmp:
@@ -78,13 +81,13 @@ def main() -> int:
             with k:
                 ups.append(time.monotonic() - started)
                 applies.append(apply_to_ready(k))
-    best_up = min(ups)
-    print(f"cluster up (warm)          : {', '.join(f'{s:.1f} s' for s in ups)}  "
-          f"(goal <= {UP_GOAL:.0f} s: {'met' if best_up <= UP_GOAL else 'NOT met'})")
-    print(f"apply to Ready, 10 replicas: {', '.join(f'{s:.1f} s' for s in applies)}")
-    print("grading 30 submissions     : measured by the kubernetes exercise's benchmark")
-    return 0 if best_up <= UP_GOAL else 1
-
+    return [
+        build,
+        at_most("cluster up (warm), best", min(ups), "s", UP_GOAL,
+                "runs: " + ", ".join(f"{s:.1f} s" for s in ups)),
+        info("apply to Ready, 10 replicas, best", min(applies), "s",
+             "runs: " + ", ".join(f"{s:.1f} s" for s in applies)),
+    ]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(save("bench_k8s", main()))

@@ -5,7 +5,8 @@ Targets (issue 4):
 * and within 15 MB of its base image;
 * a rebuild after a one-line code change, with a warm cache, takes at most 2 s.
 
-Prints what it measured and whether each target is met; exits 1 when one is missed.
+Records its figures in ``bench/results/docker_images.json`` (see ``bench/_report.py``),
+prints them and exits 1 when a target is missed.
 Run: ``.venv/bin/python bench/docker_images.py`` (or ``make bench``).
 """
 
@@ -16,16 +17,17 @@ import sys
 import tempfile
 import time
 
+from _report import Figure, at_least, at_most, holds, info, save, skipped
+
 import cloudlab as cl
 
 REBUILDS = 3
 
 
-def main() -> int:
+def main() -> list[Figure]:
     cfg = cl.settings()
     if not cl.engine.available():
-        print(f"docker_images: skipped, no Docker engine ({cl.engine.start_hint()})")
-        return 0
+        return skipped(f"no Docker engine ({cl.engine.start_hint()})")
     base = cfg.base_image
     full = cl.project.full_base_of(base)
     for tag in (base, full):
@@ -47,28 +49,21 @@ def main() -> int:
         smaller = 1 - best["size_mb"] / naive["size_mb"]
         over_base = best["size_mb"] - base_mb
         rebuild = statistics.median(times)
-        results = [
-            ("naive image", f"{naive['size_mb']:.1f} MB (FROM {naive['base']})", None),
-            ("optimised image", f"{best['size_mb']:.1f} MB (FROM {best['base']})", None),
-            ("optimised vs naive", f"{smaller:.0%} smaller (target >= 40%)", smaller >= 0.40),
-            ("optimised vs its base", f"+{over_base:.1f} MB over {base} (target <= 15 MB)",
-             over_base <= 15),
-            ("rebuild after a 1-line change",
-             f"median {rebuild:.2f} s of {REBUILDS} (target <= 2 s), naive "
-             f"{naive['rebuild_s']:.2f} s", rebuild <= 2.0),
-            ("both print", f"{naive['output']!r} / {best['output']!r}",
-             naive["output"] == best["output"] == "Hello World!"),
+        return [
+            info("base image", base_mb, "MB", base),
+            info("naive image", naive["size_mb"], "MB", f"FROM {naive['base']}"),
+            info("optimised image", best["size_mb"], "MB", f"FROM {best['base']}"),
+            at_least("optimised smaller than naive", 100 * smaller, "%", 40),
+            at_most("optimised over its base", over_base, "MB", 15, base),
+            at_most("rebuild after a 1-line change", rebuild, "s", 2,
+                    f"median of {REBUILDS}, warm cache; naive {naive['rebuild_s']:.2f} s"),
+            holds("both images print Hello World!",
+                  naive["output"] == best["output"] == "Hello World!",
+                  f"{naive['output']!r} / {best['output']!r}"),
         ]
     finally:
         cl.images.remove_labelled(cfg.run_id)
-    width = max(len(r[0]) for r in results)
-    for name, value, ok in results:
-        mark = "" if ok is None else ("  [met]" if ok else "  [MISSED]")
-        print(f"{name:<{width}}  {value}{mark}")
-    missed = [r[0] for r in results if r[2] is False]
-    print("docker_images:", "all targets met" if not missed else f"missed: {', '.join(missed)}")
-    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(save("docker_images", main()))

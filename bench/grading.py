@@ -7,8 +7,9 @@ partial, a third wrong) are graded twice on this machine, in two identical cours
 * ``nbgrader``: the stock ``nbgrader autograde demo`` command, kernels on the host, one
   submission after another (its only mode).
 
-Both runs must agree on every score. Prints both times and the ratio (target: >= 2x).
-The grading image is built (or found cached) before timing starts.
+Both runs must agree on every score. Records both times and the ratio (target: >= 2x) in
+``bench/results/grading.json`` (see ``bench/_report.py``). The grading image is built (or
+found cached) before timing starts.
 
     .venv/bin/python bench/grading.py [--submissions 60] [--workers N]
 """
@@ -29,7 +30,9 @@ FIXTURES = ROOT / "tests" / "grading" / "fixtures"
 sys.path.insert(0, str(FIXTURES))
 
 import submissions as S  # noqa: E402
+from _report import Figure, at_least, holds, info, save, skipped  # noqa: E402
 
+from cloudlab import engine  # noqa: E402
 from cloudlab.grading import Course, autograde, image, release  # noqa: E402
 
 KINDS = ("correct", "partial", "wrong")
@@ -58,11 +61,13 @@ def scores(course: Course) -> dict[str, float]:
         return {s.student.id: float(s.score) for s in gb.assignment_submissions("demo")}
 
 
-def main() -> int:
+def main() -> list[Figure]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--submissions", type=int, default=60)
     p.add_argument("--workers", type=int, default=autograde.default_workers())
     args = p.parse_args()
+    if not engine.available():
+        return skipped(f"the sandboxes need a Docker engine ({engine.start_hint()})")
 
     with tempfile.TemporaryDirectory(prefix="cloudlab-bench-") as tmp:
         ours = build_course(Path(tmp) / "sandboxed", args.submissions)
@@ -85,22 +90,22 @@ def main() -> int:
                               capture_output=True, text=True)
         host = time.perf_counter() - start
         if done.returncode != 0:
-            print(done.stderr[-3000:], file=sys.stderr)
-            return 1
+            raise RuntimeError(f"nbgrader autograde failed:\n{done.stderr[-3000:]}")
 
-        same = scores(ours) == scores(Course(theirs))
         n = args.submissions
-        print(f"\n{n} submissions of 'demo' ({', '.join(KINDS)}), {os.cpu_count()} cores")
-        print(f"  cloudlab sandboxed, {args.workers} workers : {sandboxed:7.1f} s "
-              f"({n / sandboxed:.2f} submissions/s)")
-        print(f"  nbgrader autograde, host, sequential: {host:7.1f} s "
-              f"({n / host:.2f} submissions/s)")
-        print(f"  ratio (nbgrader / cloudlab)         : {host / sandboxed:7.2f}x")
-        print(f"  same scores in both gradebooks      : {same}")
-        if bad:
-            print(f"  NOT graded by cloudlab: {[(r.student, r.status, r.reason) for r in bad]}")
-        return 0 if same and not bad else 1
+        same = scores(ours) == scores(Course(theirs))
+        where = f"{n} submissions of 'demo' ({', '.join(KINDS)}), {os.cpu_count()} cores"
+        return [
+            info("cloudlab: sandboxed, parallel", sandboxed, "s",
+                 f"{args.workers} workers, {n / sandboxed:.2f} submissions/s; {where}"),
+            info("nbgrader autograde: host, sequential", host, "s",
+                 f"{n / host:.2f} submissions/s"),
+            at_least("grading ratio (nbgrader / cloudlab)", host / sandboxed, "x", 2),
+            holds("same scores in both gradebooks", same),
+            holds("every submission graded by cloudlab", not bad,
+                  "; ".join(f"{r.student}: {r.status} ({r.reason})" for r in bad)),
+        ]
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(save("grading", main()))

@@ -4,8 +4,9 @@ Every submission is graded the trusted way: the notebook in its sandbox, the pre
 reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
 cluster and waiting for Ready pods and endpoints; the replica function run in a fresh
 locked-down container. The cluster is started before timing starts (its start-up is the
-k8s benchmark's). Prints the time, the rate and the score distribution; exits 0 with the
-reason when the cluster is not available here.
+k8s benchmark's). Records the time, the rate and the score distribution in
+``bench/results/kubernetes_grading.json`` (``bench/_report.py``), or the reason when the
+cluster is not available here.
 
     .venv/bin/python bench/kubernetes_grading.py [--submissions 30] [--workers N]
 """
@@ -23,6 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _report import Figure, at_least, holds, info, save, skipped
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "grading" / "fixtures"))
 
@@ -36,14 +39,13 @@ def missing() -> str | None:
     return None if kwok else f"kwok backend unavailable: {getattr(kwok, 'reason', '')}"
 
 
-def main() -> int:
+def main() -> list[Figure]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--submissions", type=int, default=30)
     p.add_argument("--workers", type=int, default=None)
     args = p.parse_args()
     if why := missing():
-        print(f"kubernetes grading benchmark skipped: {why}")
-        return 0
+        return skipped(why)
 
     import k8s_submissions as S
 
@@ -59,7 +61,7 @@ def main() -> int:
         course = Course(root)
         release.release(course, S.NAME)
         for i in range(args.submissions):
-            edits, _ = S.VARIANTS[kinds[i % len(kinds)]]   # a mix: full marks and one miss
+            edits, _ = S.VARIANTS[kinds[i % len(kinds)]]
             S.submit(course, f"student{i:03d}", S.notebook(course, edits))
         tag = image.ensure(course)
         cfg = config.load(env={}, state_dir=root / "state",
@@ -74,14 +76,14 @@ def main() -> int:
                                           image=tag, progress=False)
             seconds = time.perf_counter() - start
     bad = [r for r in results if r.status != "graded"]
-    rate = len(results) / seconds
-    print(f"kubernetes grading: {len(results)} submissions in {seconds:.1f} s "
-          f"({rate:.2f}/s, {workers} workers; goal >= 1/s)")
-    print("scores:", dict(sorted(Counter(r.score for r in results).items())))
-    if bad:
-        print("NOT graded:", ", ".join(f"{r.student} ({r.reason})" for r in bad))
-    return 1 if bad else 0
-
+    scores = dict(sorted(Counter(r.score for r in results).items()))
+    return [
+        info("kubernetes grading", seconds, "s",
+             f"{len(results)} submissions, {workers} workers; scores {scores}"),
+        at_least("kubernetes grading rate", len(results) / seconds, "submissions/s", 1),
+        holds("every submission graded", not bad,
+              ", ".join(f"{r.student} ({r.reason})" for r in bad)),
+    ]
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(save("kubernetes_grading", main()))

@@ -204,16 +204,22 @@ class ToolResult:
         return self.passed
 
 
+def tool_output(cmd: Sequence[str], *, cwd: str | Path | None = None,
+                timeout: float = 60) -> tuple[bool, str]:
+    """Run promtool/amtool: (exit code 0, its stdout and stderr without amtool's chatter)."""
+    done = run(cmd, check=False, timeout=timeout, cwd=cwd)
+    text = "\n".join(ln for ln in (done.stdout + done.stderr).splitlines()
+                     if "overrides the --alertmanager.url" not in ln).strip()
+    return done.returncode == 0, text
+
+
 def test_rules(test_file: str | Path, timeout: float = 60) -> ToolResult:
     """``promtool test rules FILE``: passed, and promtool's report (failures included)."""
     try:
-        done = run(["promtool", "test", "rules", str(test_file)], timeout=timeout,
-                   check=False, cwd=Path(test_file).parent)
+        return ToolResult(*tool_output(["promtool", "test", "rules", str(test_file)],
+                                       cwd=Path(test_file).parent, timeout=timeout))
     except CommandError as exc:  # not installed, or timed out
         return ToolResult(False, str(exc))
-    if done.returncode is None:
-        return ToolResult(False, "promtool timed out")
-    return ToolResult(done.returncode == 0, (done.stdout + done.stderr).strip())
 
 
 def rule_tests(rules: str | Mapping[str, Any], tests: Sequence[Mapping[str, Any]], *,
@@ -233,8 +239,7 @@ def rule_tests(rules: str | Mapping[str, Any], tests: Sequence[Mapping[str, Any]
 def check_config(config: str | Path | Mapping[str, Any]) -> ToolResult:
     """``amtool check-config``: is this a valid Alertmanager config?"""
     with _config_file(config) as path:
-        done = run(["amtool", "check-config", str(path)], check=False, timeout=30)
-        return ToolResult(done.returncode == 0, (done.stdout + done.stderr).strip())
+        return ToolResult(*tool_output(["amtool", "check-config", str(path)], timeout=30))
 
 
 def routes(config: str | Path | Mapping[str, Any], labels: Mapping[str, str]) -> list[str]:
@@ -254,12 +259,10 @@ def routes_test(config: str | Path | Mapping[str, Any], labels: Mapping[str, str
                 expect: Sequence[str]) -> ToolResult:
     """``amtool config routes test --verify.receivers``: does ``labels`` reach ``expect``?"""
     with _config_file(config) as path:
-        done = run(["amtool", "config", "routes", "test", f"--config.file={path}",
-                    f"--verify.receivers={','.join(expect)}", *_label_args(labels)],
-                   check=False, timeout=30)
-    text = "\n".join(ln for ln in (done.stdout + done.stderr).splitlines()
-                     if "overrides the --alertmanager.url" not in ln).strip()
-    return ToolResult(done.returncode == 0, text)
+        return ToolResult(*tool_output(["amtool", "config", "routes", "test",
+                                        f"--config.file={path}",
+                                        f"--verify.receivers={','.join(expect)}",
+                                        *_label_args(labels)], timeout=30))
 
 
 def _label_args(labels: Mapping[str, str]) -> list[str]:

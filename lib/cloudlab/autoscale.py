@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import requests
-
 from .errors import CloudlabError, ConfigError
 
 log = logging.getLogger("cloudlab.autoscale")
@@ -81,22 +79,19 @@ def prometheus_reader(url: str, job: str = "predict", window: str = "10s",
                       timeout: float = 3) -> Callable[[], Sample]:
     """Read per-replica CPU and request rate from the Prometheus at ``url``.
 
-    The one function that talks to Prometheus; any failure becomes
-    :class:`MetricsUnavailable`.
+    The one function that talks to Prometheus (through :mod:`cloudlab.prometheus`); any
+    failure to read becomes :class:`MetricsUnavailable`.
     """
+    from . import prometheus
+
     def query(expr: str) -> dict[str, float]:
         try:
-            answer = requests.get(f"{url}/api/v1/query", params={"query": expr},
-                                  timeout=timeout)
-            answer.raise_for_status()
-            body = answer.json()
-        except (requests.RequestException, ValueError) as exc:
-            raise MetricsUnavailable(f"Prometheus at {url} cannot be read: "
-                                     f"{type(exc).__name__}: {exc}") from None
-        if body.get("status") != "success":
-            raise MetricsUnavailable(f"Prometheus refused {expr!r}: {body.get('error')}")
-        return {r["metric"].get("instance", "?"): float(r["value"][1])
-                for r in body["data"]["result"]}
+            frame = prometheus.query(expr, url=url, timeout=timeout)
+        except CloudlabError as exc:
+            raise MetricsUnavailable(f"Prometheus at {url} cannot be read: {exc}") from None
+        if frame.empty or "instance" not in frame:
+            return {}
+        return dict(zip(frame["instance"], frame["value"].astype(float), strict=True))
 
     def read() -> Sample:
         return Sample(cpu=query(CPU_QUERY.format(job=job, window=window)),
@@ -356,3 +351,112 @@ def replay(series=None, *, period: float = 3.0, **options: Any):
         scaler.step()
         t += period
     return scaler.frame()
+
+
+# --------------------------------------------------------------------------- timeline
+def timeline(result: Any, prometheus_url: str, scaler: Autoscaler | None = None,
+             step: float = 2.0, job: str = "predict"):
+    """One table on one time axis: Locust's users, requests/s and p95, each replica's CPU
+    and the replica count Prometheus saw (plus the autoscaler's target, when given).
+
+    ``t`` is seconds since Locust started; ``cpu <address>`` columns are cores used.
+    """
+    import pandas as pd
+
+    from . import prometheus
+
+    start, end = result.started, result.started + result.seconds
+    frame = result.history[["t", "users", "rps", "p95_ms"]].copy()
+    cpu = prometheus.query_range(CPU_QUERY.format(job=job, window="10s"), start, end, step,
+                                 url=prometheus_url)
+    seen = prometheus.query_range(f'count(up{{job="{job}"}} == 1)', start, end, step,
+                                  url=prometheus_url)
+    grid = pd.DataFrame({"t": [round(i * step, 1) for i in range(int((end - start) / step) + 1)]})
+    if not cpu.empty:
+        cpu["t"] = (cpu["timestamp"].astype("int64") / 1e9 - start).round(1)
+        wide = cpu.pivot_table(index="t", columns="instance", values="value").add_prefix("cpu ")
+        grid = pd.merge_asof(grid, wide.reset_index(), on="t", direction="nearest",
+                             tolerance=step)
+    if not seen.empty:
+        seen["t"] = (seen["timestamp"].astype("int64") / 1e9 - start).round(1)
+        grid = pd.merge_asof(grid, seen[["t", "value"]].rename(columns={"value": "replicas"}),
+                             on="t", direction="nearest", tolerance=step)
+    if scaler is not None and scaler.decisions:
+        decided = pd.DataFrame({"t": [round(d.time - start, 1) for d in scaler.decisions],
+                                "target replicas": [d.replicas for d in scaler.decisions]})
+        grid = pd.merge_asof(grid, decided.sort_values("t"), on="t", direction="backward")
+    return pd.merge_asof(grid, frame.sort_values("t"), on="t", direction="nearest",
+                         tolerance=step)
+
+
+def plot_timeline(frame, title: str = "", axes=None):
+    """Users, requests/s, p95, CPU per replica and replicas, stacked on one time axis."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(5, 1, figsize=(10, 10), sharex=True)
+    cpu_cols = [c for c in frame.columns if c.startswith("cpu ")]
+    panels = [("users", ["users"]), ("requests/s", ["rps"]), ("p95 latency (ms)", ["p95_ms"]),
+              ("CPU per replica (cores)", cpu_cols),
+              ("replicas", [c for c in ("replicas", "target replicas") if c in frame])]
+    for ax, (label, cols) in zip(axes, panels, strict=True):
+        for col in cols:
+            ax.plot(frame["t"], frame[col], label=col.removeprefix("cpu "),
+                    drawstyle="steps-post" if "replicas" in col else "default")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if len(cols) > 1 and len(cols) <= 8:
+            ax.legend(fontsize=7, loc="upper right")
+    axes[-1].set_xlabel("seconds since the load test started")
+    if title:
+        axes[0].set_title(title)
+    return axes
+
+
+# ------------------------------------------------------------------------- experiment
+@dataclass
+class Experiment:
+    """One load test against a stack, with or without the autoscaler, and its figures."""
+
+    autoscaler: bool
+    result: Any  # cloudlab.loadtest.Result
+    frame: Any  # timeline(): one row per step
+    decisions: Any  # the autoscaler's decisions (empty when it was off)
+    scale_out_s: float | None  # spike start -> a second replica serving (Prometheus saw it)
+    p95_peak_ms: float | None  # Locust's p95 over the second half of the peak
+    replicas_end: int  # replicas asked for when the test ended
+
+    def summary(self) -> dict[str, Any]:
+        return {"autoscaler": "on" if self.autoscaler else "off",
+                "scale-out (s)": self.scale_out_s, "p95 at peak (ms)": self.p95_peak_ms,
+                "replicas at end": self.replicas_end,
+                "requests": self.result.total["requests"],
+                "failures": self.result.total["failures"]}
+
+
+def experiment(stack: Any, stages: list, *, autoscaler: bool = True, start_replicas: int = 1,
+               progress: bool = True, **options: Any) -> Experiment:
+    """Reset the stack to ``start_replicas``, run Locust's ``stages`` (the peak is the stage
+    with the most users) with the autoscaler on or off, and measure the elasticity."""
+    from . import loadtest
+
+    stack.scale(start_replicas)
+    peak = max(range(len(stages)), key=lambda i: stages[i].users)
+    begin = stages[peak - 1].t if peak else 0.0
+    end = stages[peak].t
+    scaler = for_stack(stack, **options) if autoscaler else None
+    with contextlib.ExitStack() as stop:
+        if scaler is not None:
+            stop.enter_context(scaler)
+        result = loadtest.run(stack.url, stages, progress=progress)
+    frame = timeline(result, stack.prometheus_url, scaler)
+    more = frame[(frame["t"] >= begin) & (frame.get("replicas", 0) > start_replicas)] \
+        if "replicas" in frame else frame.iloc[0:0]
+    half = result.history[(result.history["t"] >= (begin + end) / 2)
+                          & (result.history["t"] <= end)]
+    return Experiment(
+        autoscaler, result, frame,
+        scaler.frame() if scaler else None,
+        round(float(more["t"].iloc[0]) - begin, 1) if len(more) else None,
+        round(float(half["p95_ms"].mean()), 1) if len(half) else None,
+        stack.desired())

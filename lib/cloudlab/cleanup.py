@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import aws, dr, engine, services, swarm
+from . import aws, dr, engine, images, services, swarm
 from .config import LABEL, Settings, settings
 from .proc import wait_for
 
@@ -22,11 +22,14 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
     ``stop_services`` is False.
 
     With ``run_id`` only that run's leftovers go; without, every cloudlab-labelled thing.
+    Either way, untagged images left by rebuilds of local builds are removed when they
+    are older than ten minutes and no container uses them (:func:`images.sweep_dangling`).
     Returns counts per kind of resource removed.
     """
     cfg = cfg or settings()
     flt = {"label": f"{LABEL}={run_id}" if run_id else LABEL}
-    counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0, "images": 0}
+    counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0, "images": 0,
+              "dangling_images": 0}
     if engine.version() is not None:
         api = engine.client(timeout=60)
         with contextlib.suppress(Exception):  # not a swarm manager: nothing to remove
@@ -53,6 +56,8 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
             with contextlib.suppress(Exception):
                 api.images.remove(image.id, force=True)
                 counts["images"] += 1
+        # what rebuilds under the same tag left untagged (local builds only, unused, old)
+        counts["dangling_images"] = images.sweep_dangling(api=api)
         counts["swarm left"] = swarm.sweep(run_id, cfg)
     counts.update(aws.sweep(run_id, cfg))
     from . import k8s  # kwok/kind clusters named after the run id

@@ -172,8 +172,10 @@ def _k8s(args: argparse.Namespace) -> int:
     if args.action == "down":
         if args.names:
             for name in args.names:
-                if not k8s.ours(name):
-                    print(f"error: {name!r} is not a cloudlab cluster", file=sys.stderr)
+                if name not in k8s.clusters():
+                    known = ", ".join(k8s.clusters()) or "none"
+                    print(f"error: no cloudlab cluster named {name!r} (known: {known})",
+                          file=sys.stderr)
                     return 1
                 k8s.down(name)
                 print(f"deleted {name}")

@@ -116,10 +116,25 @@ def _docker(cfg: Settings) -> list[Row]:
     except Exception as exc:
         rows.append(Row("base image", False, f"cannot inspect: {exc}",
                         "cloudlab images bootstrap"))
+    try:
+        from . import swarm
+
+        now = swarm.state()
+        rows.append(Row("Docker Swarm", now in ("inactive", "active"),
+                        f"{now} (notebook 10 joins a single-node swarm and leaves it after, "
+                        "unless the engine was already in one)",
+                        "docker swarm leave --force, then retry", required=False))
+    except Exception as exc:
+        rows.append(Row("Docker Swarm", False, f"cannot inspect: {exc}", required=False))
     rows.append(Row("GPU runtime", engine.gpu_runtime(),
                     "NVIDIA container runtime" if engine.gpu_runtime() else "none (CPU only)",
                     "install the NVIDIA Container Toolkit on a machine with a GPU",
                     required=False))
+    from .docker.building import BUILDX_HINT, buildkit
+
+    kit, why = buildkit(timeout=2)
+    rows.append(Row("BuildKit (buildx)", kit, why if kit else "not available: builds use "
+                    "the classic builder", BUILDX_HINT, required=False))
     return rows
 
 
@@ -157,6 +172,8 @@ def _tools() -> list[Row]:
              True),
         tool("haproxy", "checks the Swarm stack's load balancer config (the balancer "
              "itself runs in a container)", "apt-get install haproxy", False),
+        tool("iptables", "fences graded builds off the host (grading only)",
+             "apt-get install iptables; grade as root", False),
     ]
 
 

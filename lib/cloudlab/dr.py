@@ -30,6 +30,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -136,8 +137,9 @@ class BackupBucket:
         self.noncurrent_days = noncurrent_days
         self.created = False
 
-    @property
+    @functools.cached_property
     def s3(self):
+        """One boto3 client, reused (clients are thread-safe)."""
         return aws.client("s3", self.cfg)
 
     def start(self) -> BackupBucket:
@@ -319,8 +321,9 @@ class Queue:
         self.url: str | None = None
         self.dlq_url: str | None = None
 
-    @property
+    @functools.cached_property
     def sqs(self):
+        """One boto3 client, reused (clients are thread-safe)."""
         return aws.client("sqs", self.cfg)
 
     def start(self) -> Queue:
@@ -554,8 +557,9 @@ class Alarms:
         self.namespace = namespace
         self.names: list[str] = []
 
-    @property
+    @functools.cached_property
     def cw(self):
+        """One boto3 client, reused (clients are thread-safe)."""
         return aws.client("cloudwatch", self.cfg)
 
     def start(self) -> Alarms:

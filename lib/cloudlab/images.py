@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import engine
 from .config import Settings, settings
@@ -181,6 +182,43 @@ def remove_labelled(run_id: str) -> int:
             api.images.remove(image.id, force=True)
             gone += 1
     return gone
+
+
+def sweep_dangling(min_age: float = 600, api: Any = None) -> int:
+    """Remove untagged (dangling) images that carry the local-build label; how many went.
+
+    Images built on the offline base inherit its ``org.cloudlab.local-build`` label, and a
+    rebuild under the same tag leaves the previous image untagged. Only those go, and only
+    when older than ``min_age`` seconds and used by no container (removal is never
+    forced), so a build running elsewhere on the same engine keeps its layers.
+    """
+    import time
+
+    import docker
+
+    api = api or engine.client(timeout=60)
+    used = {c.attrs.get("Image") for c in api.containers.list(all=True)}
+    gone = 0
+    for image in api.images.list(filters={"dangling": True, "label": LOCAL_BUILD_LABEL}):
+        created = image.attrs.get("Created", "")
+        age = time.time() - _epoch(created)
+        if image.tags or image.id in used or age < min_age:
+            continue
+        with contextlib.suppress(docker.errors.APIError):
+            api.images.remove(image.id, force=False, noprune=False)
+            gone += 1
+    return gone
+
+
+def _epoch(created: str) -> float:
+    """Seconds since the epoch of a Docker ``Created`` timestamp (nanoseconds allowed)."""
+    from datetime import datetime
+
+    stamp = created.rstrip("Z").split(".")[0]
+    try:
+        return datetime.fromisoformat(stamp + "+00:00").timestamp()
+    except ValueError:
+        return float("inf")  # unreadable: treat as brand new, never remove
 
 
 def _suite() -> str:

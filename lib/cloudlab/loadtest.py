@@ -10,7 +10,7 @@ comes back as pandas DataFrames.
 
 >>> result = run("http://127.0.0.1:8080", ramp(users=20, seconds=30))      # doctest: +SKIP
 >>> result.history[["t", "users", "rps", "p95_ms"]].tail(1)                 # doctest: +SKIP
->>> ramp(users=10, seconds=20, hold=10)
+>>> ramp(users=10, seconds=20, hold=10, start=0)
 [Stage(t=20.0, users=10, spawn_rate=0.5), Stage(t=30.0, users=10, spawn_rate=0.5)]
 """
 
@@ -42,11 +42,19 @@ LOCUSTFILE = '''\
 import json
 import os
 import random
+import time
 
-from locust import HttpUser, LoadTestShape, between, task
+from locust import HttpUser, LoadTestShape, between, events, task
 
 SETUP = json.loads(os.environ["CLOUDLAB_LOCUST"])
 ROWS = SETUP["rows"]
+
+
+@events.test_start.add_listener
+def started(environment, **kwargs):
+    """Note when the profile's clock starts (the stages count from here)."""
+    with open("started", "w") as f:
+        f.write(repr(time.time()))
 
 
 class Predictor(HttpUser):
@@ -132,6 +140,7 @@ class Result:
     failures: object  # DataFrame: method, name, error, occurrences
     started: float  # wall clock (time.time()) when Locust started
     seconds: float
+    duration: float = 0.0  # the profile's length: later rows are Locust shutting down
 
     def by_users(self):
         """Requests/s and latency percentiles against the number of users.
@@ -140,6 +149,8 @@ class Result:
         current requests/s and of the percentiles Locust reported.
         """
         frame = self.history[self.history["users"] > 0]
+        if self.duration:
+            frame = frame[frame["t"] <= self.duration]
         cols = ["rps", "fail_rps", *PERCENTILES.values()]
         return frame.groupby("users")[cols].mean().round(1)
 
@@ -289,11 +300,13 @@ class LoadTest:
         if not stats_csv.exists():
             raise ServiceError(f"Locust wrote no statistics{_tail(self.log)}")
         stats = pd.read_csv(stats_csv)
+        with contextlib.suppress(OSError, ValueError):  # the profile's own zero, when known
+            self.started = float((self.workdir / "started").read_text())
         failures = _read(Path(f"{self.prefix}_failures.csv"),
                          ["Method", "Name", "Error", "Occurrences"])
         history = _history(history_csv, self.started)
         result = Result(history, stats, failures, self.started,
-                        round(time.time() - self.started, 1))
+                        round(time.time() - self.started, 1), self.duration)
         total = result.total
         if total["requests"] and total["failures"] == total["requests"]:
             reason = failures["Error"].iloc[0] if len(failures) else "unknown"

@@ -332,3 +332,108 @@ def measure(folder: str | Path, step: int | str, tag: str, *, progress: bool = F
         "cached_steps": f"{again.cached_steps}/{len(again.steps)}",
         "output": output,
     }
+
+
+# ----------------------------------------------------------- the project, used for real
+def home(cfg: Settings | None = None) -> Path:
+    """Where generated projects go: ``projects/`` in the checkout (git-ignored), visible in
+    JupyterLab's file browser; ``~/cloudlab-projects`` for an installed package."""
+    from .config import _project_root
+
+    root = _project_root()
+    return root / "projects" if root else Path.home() / "cloudlab-projects"
+
+
+def make(folder: str | Path, targets: list[str], timeout: float = 600):
+    """Run ``make TARGETS`` in the project with this Python's tools first on the PATH.
+
+    So ``python``, ``pytest``, ``pylint`` and ``hadolint`` are the workbook's own; a
+    failing target raises :class:`~cloudlab.errors.CommandError` with make's output.
+    """
+    import os
+    import sys
+
+    from .proc import run
+
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "NO_COLOR": "1", "PY_COLORS": "0",  # plain text for a notebook
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}  # only the project's own test setup
+    return run(["make", "--no-print-directory", *targets], cwd=folder, env=env,
+               timeout=timeout, hint="`make install` installs the project's tools")
+
+
+def conclusions(results: Any, size_tolerance_mb: float = 0.5,
+                time_tolerance_s: float = 0.3) -> list[str]:
+    """What the results table of :func:`measure` (one row per step) says, in sentences.
+
+    Every statement is computed from the table: sizes, rebuild times and cached steps of
+    each step against the one before it. Differences within the tolerances are called
+    "no measurable" change rather than given a sign they do not deserve.
+    """
+    r = results.set_index("step")
+    order = list(r.index)
+
+    def before(step: str) -> str | None:
+        i = order.index(step)
+        return order[i - 1] if i else None
+
+    def steps_of(step: str) -> tuple[int, int]:
+        cached, total = str(r.loc[step, "cached_steps"]).split("/")
+        return int(cached), int(total)
+
+    def size_change(a: str, b: str) -> str:
+        delta = r.loc[b, "size_mb"] - r.loc[a, "size_mb"]
+        if abs(delta) < size_tolerance_mb:
+            return "no measurable size change"
+        return f"size {'+' if delta > 0 else '-'}{abs(delta):.1f} MB"
+
+    def time_change(a: str, b: str) -> str:
+        x, y = r.loc[a, "rebuild_s"], r.loc[b, "rebuild_s"]
+        if abs(y - x) <= max(time_tolerance_s, 0.25 * max(x, y)):
+            return f"about the same rebuild time ({x:.1f} s vs {y:.1f} s)"
+        return f"rebuild {'slower' if y > x else 'faster'}: {x:.1f} s -> {y:.1f} s"
+
+    out: list[str] = []
+    if "slim base" in r.index and (prev := before("slim base")):
+        if r.loc[prev, "base"] == r.loc["slim base", "base"]:
+            out.append(f"**The base image** was not compared here: the naive step already "
+                       f"used {r.loc['slim base', 'base']} (the full image is not on this "
+                       "machine), so this step changed nothing measurable.")
+        else:
+            a, b = r.loc[prev, "size_mb"], r.loc["slim base", "size_mb"]
+            share = (a - b) / a if a else 0.0
+            largest = (r["size_mb"].shift() - r["size_mb"]).idxmax() == "slim base"
+            out.append(f"**The base image**: {r.loc[prev, 'base']} -> "
+                       f"{r.loc['slim base', 'base']} took the image from {a:.0f} MB to "
+                       f"{b:.0f} MB ({share:.0%} less"
+                       + ("; no other step saved as much)." if largest else ")."))
+    for name in ("exec-form CMD", "non-root user"):
+        if name in r.index and (prev := before(name)):
+            out.append(f"**{name}**: {size_change(prev, name)}, "
+                       f"{time_change(prev, name)}.")
+    if "pinned requirements" in r.index and (prev := before("pinned requirements")):
+        n_prev, n_pin = steps_of(prev)[1], steps_of("pinned requirements")[1]
+        layers = ("the number of build steps stayed at " f"{n_pin}: the dropped "
+                  "`pip install --upgrade pip` shared one `RUN` with the install, so no "
+                  "layer was saved" if n_prev == n_pin else
+                  f"the number of build steps went from {n_prev} to {n_pin}")
+        out.append(f"**Pinning** makes the build repeatable; {layers}; "
+                   f"{size_change(prev, 'pinned requirements')}.")
+    if "--no-cache-dir" in r.index and (prev := before("--no-cache-dir")):
+        out.append(f"**--no-cache-dir**: {size_change(prev, '--no-cache-dir')} with this "
+                   "one small dependency (real dependency sets save far more).")
+    if "layer order" in r.index and (prev := before("layer order")):
+        (c0, t0), (c1, t1) = steps_of(prev), steps_of("layer order")
+        out.append(f"**Layer order**: after a code change {c1} of {t1} steps came from the "
+                   f"cache (before: {c0} of {t0}); {time_change(prev, 'layer order')}.")
+    if "multi-stage" in r.index and (prev := before("multi-stage")):
+        out.append(f"**Multi-stage**: {size_change(prev, 'multi-stage')} against the "
+                   f"single-stage image; {time_change(prev, 'multi-stage')}.")
+    if len(order) > 1:
+        first, last = order[0], order[-1]
+        out.append(f"**Overall**: {r.loc[first, 'size_mb']:.0f} MB -> "
+                   f"{r.loc[last, 'size_mb']:.0f} MB, rebuild {r.loc[first, 'rebuild_s']:.1f} s"
+                   f" -> {r.loc[last, 'rebuild_s']:.1f} s.")
+    return out
+

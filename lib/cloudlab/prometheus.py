@@ -323,6 +323,13 @@ def alerts(*, url: str | None = None, cfg: Settings | None = None) -> pd.DataFra
     return pd.DataFrame(rows, columns=["alertname", "state", "active_at", "value", "labels"])
 
 
+def intervals(*, url: str | None = None, cfg: Settings | None = None) -> dict[str, float]:
+    """The running server's global scrape and evaluation intervals, in seconds."""
+    loaded = yaml.safe_load(api("status/config", url=url, cfg=cfg)["yaml"])["global"]
+    return {"scrape": seconds(loaded["scrape_interval"]),
+            "evaluation": seconds(loaded["evaluation_interval"])}
+
+
 def reload(*, cfg: Settings | None = None) -> None:
     """Tell the local Prometheus to re-read its config and rule files."""
     prom = _service(cfg)

@@ -116,8 +116,16 @@ def local_ref(repository: str, tag: str = "latest", cfg: Settings | None = None)
 
 
 # ------------------------------------------------------------------- tag / push / pull
-def tag(image: str, ref: str) -> str:
-    """Give the local image ``image`` the name ``ref``; returns ``ref``."""
+def tag(image: str | Any, ref: str) -> str:
+    """Give the local image ``image`` the name ``ref``; returns ``ref``.
+
+    ``image`` is a name or id, or what ``cl.docker.build`` returned (its ``tag`` is used).
+    """
+    name = getattr(image, "tag", image)
+    if not isinstance(name, str) or not name:
+        raise RegistryError(f"cannot tag {image!r}: expected an image name or the result of "
+                            "cl.docker.build(...)")
+    image = name
     api = engine.client(timeout=30)
     try:
         found = api.images.get(image)
@@ -158,6 +166,23 @@ def push(ref: str, *, auth: Credentials | None = None, progress: bool = True,
 def pull(ref: str, *, auth: Credentials | None = None, progress: bool = True,
          timeout: int = 600):
     """Pull ``ref`` (a tag or ``repo@sha256:...``); returns the SDK image."""
+    return fetch(ref, auth=auth, progress=progress, timeout=timeout).image
+
+
+@dataclass
+class Fetched:
+    """A pull: the image, and what happened to each of its layers."""
+
+    image: Any
+    layers: Any  # DataFrame: layer, status (Pull complete / Already exists), bytes_fetched
+
+
+def fetch(ref: str, *, auth: Credentials | None = None, progress: bool = True,
+          timeout: int = 600) -> Fetched:
+    """Pull ``ref`` and report each layer: downloaded ("Pull complete", with its size)
+    or skipped because the engine already had it ("Already exists")."""
+    import pandas as pd
+
     repo, version = split(ref)
     api = engine.client(timeout=timeout)
     kwargs = {"auth_config": auth.auth_config()} if auth else {}
@@ -169,7 +194,10 @@ def pull(ref: str, *, auth: Credentials | None = None, progress: bool = True,
                 bar.update(chunk)
         except docker.errors.APIError as exc:
             raise _explain("pull", ref, exc.explanation or str(exc)) from None
-    return api.images.get(ref)
+    layers = pd.DataFrame([{"layer": layer, "status": bar.status.get(layer, ""),
+                            "bytes_fetched": bar.layers.get(layer, (0, 0))[1]}
+                           for layer in bar.order], columns=["layer", "status", "bytes_fetched"])
+    return Fetched(api.images.get(ref), layers)
 
 
 def _short(ref: str) -> str:
@@ -202,6 +230,8 @@ class _Progress:
         self.enabled = enabled
         self.desc = desc
         self.layers: dict[str, tuple[int, int]] = {}
+        self.status: dict[str, str] = {}  # each layer's latest status line
+        self.order: list[str] = []  # layers in the order the engine first mentioned them
         self.bar = None
 
     def __enter__(self) -> _Progress:
@@ -215,6 +245,10 @@ class _Progress:
     def update(self, chunk: Mapping[str, Any]) -> None:
         layer, status = chunk.get("id", ""), chunk.get("status", "")
         detail = chunk.get("progressDetail") or {}
+        if layer and status and not status.startswith(("Pulling from", "Digest", "Status")):
+            if layer not in self.status:
+                self.order.append(layer)
+            self.status[layer] = status
         if layer and detail.get("total"):
             self.layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
         elif layer and status in ("Pushed", "Layer already exists", "Pull complete",

@@ -4,16 +4,19 @@
 it joined it itself (the engine is left as it was found, ``docker_gwbridge`` included).
 :class:`Stack` writes a compose file and ``docker stack deploy``\\s it: the prediction
 service (``endpoint_mode: dnsrr``, health check, ``update_config`` with automatic
-rollback, a CPU reservation and limit), HAProxy from Debian in front of it (it
-re-resolves ``tasks.predict`` through Docker's DNS every few seconds) and Prometheus
-from Debian's package scraping every replica. Then it scales, rolls updates and rolls
-back. Every service, container and network carries the run-id label.
+rollback, a CPU reservation and limit); beside it, on the stack's network, HAProxy from
+Debian (it re-resolves ``tasks.predict`` through Docker's DNS every two seconds) and
+Prometheus from Debian's package (it finds every replica the same way). Then it scales,
+rolls updates and rolls back. Every service, container and network carries the run-id
+label.
 
 Why this shape, measured on this machine: the kernel has no IPVS, so Swarm's virtual IPs
 and routing mesh do not work; ``dnsrr`` services and a load balancer inside the overlay
 network do. The host has no route to the overlay's task addresses, so whatever talks to
-single replicas (the balancer, Prometheus) sits on the stack's network, and only their
-own ports are published, in host mode, on 127.0.0.1.
+single replicas (the balancer, Prometheus) sits on the stack's network. A stack file
+cannot publish a port on 127.0.0.1 only (the schema rejects ``host_ip``; a Swarm port
+opens on every interface), so those two are plain containers attached to the stack's
+attachable network, publishing on 127.0.0.1.
 
 >>> with Stack(replicas=2) as stack:                              # doctest: +SKIP
 ...     stack.scale(4)
@@ -23,6 +26,7 @@ own ports are published, in host mode, on 127.0.0.1.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import re
@@ -160,7 +164,8 @@ def _remove_network(name: str) -> bool:
 
 # --------------------------------------------------------------------------- configs
 def haproxy_config(service: str = "predict", port: int = predict.PORT,
-                   slots: int = MAX_REPLICAS, resolve_every: str = "2s") -> str:
+                   slots: int = MAX_REPLICAS, resolve_every: str = "2s",
+                   per_server: int = 4) -> str:
     """HAProxy in front of a ``dnsrr`` service: ``slots`` servers filled from DNS.
 
     ``server-template`` keeps that many server slots and fills them with the addresses
@@ -181,6 +186,8 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    timeout queue 30s
+    timeout check 5s
     retries 2
     option redispatch
 
@@ -211,7 +218,9 @@ frontend stats
 backend {service}
     balance leastconn
     option httpchk GET /healthz
-    default-server inter 2s fall 2 rise 1
+    # at most {per_server} requests in flight per replica, the rest wait here: a busy
+    # replica still answers its health check and Prometheus's scrape in time
+    default-server inter 2s fall 3 rise 1 maxconn {per_server}
     server-template app {slots} tasks.{service}:{port} check resolvers docker init-addr none
 """
 
@@ -266,8 +275,8 @@ def lb_image(cfg: Settings | None = None, progress: bool = False) -> str:
     return wanted
 
 
-def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 2,
-            cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
+def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 4,
+            cpu_limit: float = 0.25, cpu_reservation: float = 0.15,
             labels: dict[str, str] | None = None) -> dict[str, Any]:
     """The stack as a compose document (what ``docker stack deploy -c`` reads).
 
@@ -280,7 +289,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 2
     'dnsrr'
     """
     labels = dict(labels or {})
-    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "4s", "timeout": "5s",
+    health = {"test": ["CMD", *predict.HEALTH_CMD], "interval": "2s", "timeout": "5s",
               "retries": 3, "start_period": "30s"}
     return {
         "version": "3.9",
@@ -299,7 +308,7 @@ def compose(*, image: str, replicas: int = 2, version: str = "v1", work: int = 2
                     "resources": {"limits": {"cpus": str(cpu_limit), "memory": "256M"},
                                   "reservations": {"cpus": str(cpu_reservation)}},
                     "update_config": {"parallelism": 1, "delay": "1s", "order": "start-first",
-                                      "failure_action": "rollback", "monitor": "6s"},
+                                      "failure_action": "rollback", "monitor": "4s"},
                     "rollback_config": {"parallelism": 2, "delay": "0s",
                                         "order": "stop-first"},
                     "restart_policy": {"condition": "any", "delay": "2s"},
@@ -328,7 +337,7 @@ class Stack:
     """
 
     def __init__(self, name: str | None = None, *, replicas: int = 2, version: str = "v1",
-                 work: int = 2, cpu_limit: float = 0.5, cpu_reservation: float = 0.25,
+                 work: int = 4, cpu_limit: float = 0.25, cpu_reservation: float = 0.15,
                  lb_port: int | None = None, prometheus_port: int | None = None,
                  prometheus: bool = True, cfg: Settings | None = None) -> None:
         if not 1 <= replicas <= MAX_REPLICAS:
@@ -400,6 +409,7 @@ class Stack:
         image = predict.image(self.cfg, progress=progress)
         lb = lb_image(self.cfg, progress=progress)
         self.write(image)
+        atexit.register(self.stop)  # a notebook kernel that exits mid-way still cleans up
         self.swarm.start()
         try:
             deploy(self.compose_file, self.name, cfg=self.cfg)
@@ -432,6 +442,7 @@ class Stack:
     def stop(self, timeout: float = 60) -> None:
         """Remove the side containers and the stack, wait until nothing of them remains,
         then leave the swarm if this stack joined it; idempotent."""
+        atexit.unregister(self.stop)
         try:
             for box in (self.lb, self.prometheus):
                 if box is not None:
@@ -571,7 +582,7 @@ class Stack:
         """Set the replica count through the Docker API; waits until they run healthy."""
         if not 1 <= replicas <= MAX_REPLICAS:
             raise ValueError(f"replicas={replicas}: choose 1-{MAX_REPLICAS}")
-        self.service(service).scale(replicas)
+        set_replicas(self.service(service), replicas)
         if wait:
             wait_for(lambda: self.running(service) == replicas, timeout=timeout, interval=0.5,
                      what=f"{self.service_name(service)} to run {replicas} replicas")
@@ -668,6 +679,31 @@ def remove(name: str, timeout: float = 60) -> None:
     wait_for(gone, timeout=timeout, interval=0.5, what=f"stack {name} to be removed")
 
 
+def set_replicas(service: Any, replicas: int) -> None:
+    """``POST /services/{id}/update`` with the service's own spec, only the count changed.
+
+    (The Docker SDK's ``Service.scale`` re-creates the spec from its arguments; on a
+    service deployed by ``docker stack deploy`` that differs enough to restart every
+    task. Sending the spec back unchanged but for the count only adds or removes tasks.)
+    """
+    import docker.errors
+
+    api = engine.client(timeout=30).api
+    for attempt in range(3):
+        service.reload()
+        spec = service.attrs["Spec"]
+        spec["Mode"]["Replicated"]["Replicas"] = int(replicas)
+        answer = api._post_json(api._url("/services/{0}/update", service.id), data=spec,
+                                params={"version": service.attrs["Version"]["Index"]})
+        try:
+            api._raise_for_status(answer)
+            return
+        except docker.errors.APIError as exc:
+            if "update out of sequence" not in str(exc) or attempt == 2:
+                raise SwarmError(f"scaling {service.name} to {replicas}: "
+                                 f"{exc.explanation or exc}") from None
+
+
 def _free_port() -> int:
     import socket
 
@@ -691,5 +727,6 @@ def describe(doc: dict[str, Any]) -> str:
 
 
 __all__ = ["Stack", "Swarm", "SwarmError", "check_compose", "compose", "deploy",
-           "haproxy_config", "prometheus_config", "remove", "stacks", "state"]
+           "haproxy_config", "lb_image", "prometheus_config", "remove", "set_replicas",
+           "stacks", "state", "sweep"]
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from cloudlab.proc import run, wait_for
-from tests.conftest import ROOT, free_port
+from cloudlab.proc import run
+from tests.browser.lab import jupyterlab
+from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None,
@@ -24,30 +22,9 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None,
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory) -> Iterator[str]:
-    """A JupyterLab server on 127.0.0.1 (no token), stopped after the module."""
-    port = free_port()
-    home = tmp_path_factory.mktemp("lab-home")
-    log = home / "lab.log"
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"),
-           "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-             f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",
-             "--IdentityProvider.token=", "--ServerApp.password=",
-             f"--ServerApp.root_dir={ROOT}"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{url}/api/status", timeout=2).ok,
-                 timeout=60, what="JupyterLab", log=log)
+    """A JupyterLab server on the workbook, stopped after the module."""
+    with jupyterlab(ROOT, tmp_path_factory.mktemp("lab-home")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _render(url: str, profile: Path) -> str:

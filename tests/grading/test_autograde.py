@@ -8,6 +8,7 @@ run of the honest submissions proves the scores do not depend on the number of w
 from __future__ import annotations
 
 import csv
+import io
 import socket
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ import submissions as S
 from gradingkit import make_course, tree_digest
 
 from cloudlab import engine
-from cloudlab.grading import autograde, export, feedback, release, sandbox
+from cloudlab.grading import autograde, export, feedback, sandbox
 from cloudlab.grading.results import Result
 
 HONEST = {"alice": "correct", "bob": "untouched", "carol": "partial"}
@@ -130,10 +131,10 @@ def test_every_submission_ends_with_a_verdict_and_a_reason(batch):
             assert r.reason, r.student
 
 
-EXPECTED = {  # kind: (status, score, words in the reason)
+EXPECTED = {  # kind: (status, score, words in the reason); scores are the trusted graders'
     "forkbomb": ("graded", 6, ""),
-    "infinite": ("timed out", 2, f"time limit of {TIMEOUT} s"),
-    "memoryhog": ("crashed", 2, "out of memory"),
+    "infinite": ("timed out", 3, f"time limit of {TIMEOUT} s"),  # q2 loops: only q2 lost
+    "memoryhog": ("crashed", 3, "out of memory"),
     "network": ("graded", 6, ""),
     "snoop": ("graded", 6, "links are not followed"),
     "vandal": ("graded", 6, ""),
@@ -145,6 +146,12 @@ EXPECTED = {  # kind: (status, score, words in the reason)
     "wrong-assignment": ("invalid", 0, "belongs to assignment 'other'"),
     "tamper": ("graded", 0, "flagged for review"),
     "shadow": ("graded", 0, ""),
+    "transformer": ("graded", 0, ""),
+    "eqtrue": ("graded", 0, ""),
+    "rebind": ("graded", 0, ""),
+    "helper": ("graded", 0, ""),
+    "dupid": ("graded", 0, "repeats the grade id of another cell"),
+    "outputs": ("graded", 4, "truncated"),  # q1's source needs a live kernel (get_ipython)
 }
 
 
@@ -210,10 +217,52 @@ def test_huge_output_is_capped_before_it_reaches_the_gradebook(batch):
     assert path.stat().st_size < 2_000_000
 
 
-def test_dead_kernels_keep_the_scores_of_the_cells_before(batch):
-    r = batch.results["memoryhog"]
-    assert [t.passed for t in r.tests] == [True, False, False]
+def test_display_updates_widget_state_and_errors_are_capped_too(batch):
+    path = batch.course.autograded / "outputs" / "demo" / "demo.ipynb"
+    assert path.stat().st_size < 2_000_000
+    nb = nbformat.read(str(path), as_version=4)
+    assert "widgets" not in nb.metadata
+    answer = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                  == "q1_answer")
+    assert sum(o.get("output_type") == "error" for o in answer.outputs) <= 3
+
+
+def test_a_dead_kernel_costs_only_the_answer_that_killed_it(batch):
+    r = batch.results["memoryhog"]  # the trusted graders run each answer on its own
+    assert [t.passed for t in r.tests] == [True, False, True]
     assert "out of memory" in r.tests[1].message
+
+
+@pytest.mark.parametrize("kind", S.ATTACKS)
+def test_attacks_on_the_in_kernel_tests_score_nothing(batch, kind):
+    """Each of these passed every in-kernel test cell with wrong answers before."""
+    r = batch.results[kind]
+    assert r.status == "graded" and r.score == 0, r.reason
+    assert [t.passed for t in r.tests] == [False, False, False], r.reason
+    from nbgrader.api import Gradebook
+
+    with Gradebook(batch.course.db_url) as gb:
+        assert gb.find_submission("demo", kind).score == 0
+
+
+def test_a_repeated_locked_grade_id_is_scanned_and_flagged(batch):
+    r = batch.results["dupid"]
+    assert "installs a custom exception handler" in r.flags
+    assert "repeats the grade id of another cell" in r.flags
+
+
+def test_objects_that_equal_anything_are_not_plain_data(batch):
+    message = batch.results["eqtrue"].tests[0].message
+    assert "<a Anything object, not plain data>" in message
+
+
+def test_the_graders_hidden_cases_never_reach_the_kernel_or_feedback(batch):
+    grader = (batch.course.source / "demo" / "grader.py").read_text()
+    assert "hidden-marker" in grader
+    for student in batch.results:
+        folder = batch.course.autograded / student / "demo"
+        for path in folder.glob("*.ipynb"):
+            assert "hidden-marker" not in path.read_text(), path
 
 
 def test_the_gradebook_is_consistent(batch):
@@ -239,14 +288,9 @@ def test_no_grading_container_is_left_behind(batch, docker_engine):
 
 def test_feedback_never_shows_hidden_tests(batch):
     assert len(batch.feedback_files) == len(batch.results)
-    hidden = release.hidden_lines(batch.course.source / "demo" / "demo.ipynb")
-    assert hidden
     for path in batch.feedback_files:
         html = path.read_text()
-        assert "hidden-marker" not in html, path
-        assert not [line for line in hidden if line in html], path
-    snoop = (batch.course.feedback / "snoop" / "demo" / "demo.html").read_text()
-    assert "HISTORY:" in snoop and "[hidden test text removed]" in snoop
+        assert "hidden-marker" not in html and "BEGIN HIDDEN" not in html, path
     carol = (batch.course.feedback / "carol" / "demo" / "demo.html").read_text()
     assert "mean([1, 2, 3, 4]) should be 2.5" in carol and "3 / 6" in carol
 
@@ -254,6 +298,7 @@ def test_feedback_never_shows_hidden_tests(batch):
 def test_hidden_tests_are_absent_from_exercises(batch):
     released = (batch.course.release / "demo" / "demo.ipynb").read_text()
     assert "hidden-marker" not in released
+    assert not (batch.course.release / "demo" / "grader.py").exists()
 
 
 def test_export_has_one_row_per_student_and_assignment(batch, tmp_path):
@@ -271,9 +316,16 @@ def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine)
         grading_image, command=["sleep", "60"], labels={
             sandbox.GRADER_LABEL: "kernel",
             sandbox.OWNER_LABEL: f"{socket.gethostname()}:999999999"})
+    dead = {sandbox.GRADER_LABEL: "artefact",
+            sandbox.OWNER_LABEL: f"{socket.gethostname()}:999999999"}
+    docker_engine.images.build(fileobj=io.BytesIO(b"FROM python:3.11-slim\n"),
+                               labels=dead, rm=True)
     try:
         assert sandbox.sweep() >= 1
         assert not docker_engine.containers.list(all=True, filters={"id": c.id})
+        assert not docker_engine.images.list(filters={"label": f"{sandbox.OWNER_LABEL}="
+                                                      f"{dead[sandbox.OWNER_LABEL]}"})
+        assert docker_engine.images.list(grading_image), "the grading image stays"
     finally:
         sandbox.remove(c.id)
     assert engine.available()

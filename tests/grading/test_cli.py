@@ -71,10 +71,26 @@ def test_validate_exits_non_zero_when_visible_tests_fail(tmp_path, kind, code, w
     root = tmp_path / "c"
     make_course(root)
     folder = S.make(root, "me", kind)
-    done = _validate(folder / "demo.ipynb")
+    own = tmp_path / "mine"  # the student's own copy (a collected one is refused)
+    own.mkdir()
+    shutil.copy(folder / "demo.ipynb", own / "demo.ipynb")
+    done = _validate(own / "demo.ipynb")
     assert done.returncode == code, done.stdout + done.stderr
     assert words in done.stdout
     assert "Traceback" not in done.stdout
+
+
+def test_validate_refuses_a_collected_submission(tmp_path):
+    root = tmp_path / "c"
+    make_course(root)
+    folder = S.make(root, "eve", "correct")
+    (root / "course" / "gradebook.db").touch()
+    (folder / "timestamp.txt").unlink()  # the course folder alone is enough to refuse
+    done = _validate(folder / "demo.ipynb")
+    assert done.returncode == 1
+    assert "refusing to run a collected submission outside the sandbox" in done.stdout
+    assert "inside the course's submitted/ folder" in done.stdout
+    assert "PASSED" not in done.stdout and "✓" not in done.stdout
 
 
 def test_validate_reports_an_unreadable_notebook(tmp_path):

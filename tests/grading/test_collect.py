@@ -32,12 +32,25 @@ def test_folder_in_nbgrader_layout(course, tmp_path):
     (src / "bob" / "demo").mkdir(parents=True)
     (src / "bob" / "demo" / "demo.ipynb").write_text("{}")
     report = collect(course, src)
-    assert report.collected == {("alice", "demo"): 3, ("bob", "demo"): 1}
-    assert not report.problems
+    assert report.collected == {("alice", "demo"): 2, ("bob", "demo"): 1}
     assert (course.submission("alice", "demo") / "data" / "x.csv").read_text() == "1,2"
-    assert (course.submission("alice", "demo") / "timestamp.txt").read_text().startswith(
-        "2025-01-02 03:04:05")
     assert (course.submission("bob", "demo") / "timestamp.txt").read_text().endswith("UTC\n")
+
+
+def test_the_timestamp_comes_from_the_collection_not_the_student(course, tmp_path):
+    src = tmp_path / "inbox"
+    (src / "alice" / "demo").mkdir(parents=True)
+    (src / "alice" / "demo" / "demo.ipynb").write_text("{}")
+    (src / "alice" / "demo" / "timestamp.txt").write_text("2020-01-01 00:00:00.000000 UTC")
+    report = collect(course, src)
+    assert any("submitted timestamp.txt is ignored" in p for p in report.problems)
+    folder_stamp = (course.submission("alice", "demo") / "timestamp.txt").read_text()
+    record = course.collected_timestamp("alice", "demo").read_text()
+    assert record == folder_stamp and not record.startswith("2020-01-01")
+    from cloudlab.grading.precheck import submission_time
+
+    (course.submission("alice", "demo") / "timestamp.txt").write_text("2020-01-01 00:00:00 UTC")
+    assert submission_time(course, "alice", "demo") == record.strip()  # the record wins
 
 
 def test_zip_with_zip_collect_names_and_a_wrapping_folder(course, tmp_path):

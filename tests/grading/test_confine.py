@@ -67,6 +67,16 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def _swept():
+    """Whatever a failing test's builds left (this process owns them) goes too."""
+    yield
+    api = engine.client().api
+    flt = {"label": f"{confine.OWNER_LABEL}={confine.owner()}"}
+    for image in sorted(api.images(all=True, filters=flt), key=lambda i: -i["Created"]):
+        api.remove_image(image["Id"], force=True)
+
+
 @pytest.fixture(scope="module")
 def base(docker_engine) -> str:
     tag = settings().base_image
@@ -283,6 +293,16 @@ def test_a_tool_runs_without_network_within_limits(base, tmp_path):
     mine = [c for c in engine.client().api.containers(all=True, filters=label)
             if c["Labels"].get(confine.OWNER_LABEL) == confine.owner()]
     assert mine == [], "every tool container is removed"
+
+
+def test_a_host_tool_and_extra_files_are_mounted_read_only(base, tmp_path):
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\n")
+    ran = confine.run(["sh", "-c", "busybox --help >/dev/null 2>&1 && echo tool-ok; "
+                       "cat /etc/kube/config; echo x > /etc/kube/config"],
+                      tools=["busybox"], extra={tmp_path / "kubeconfig": "/etc/kube/config"})
+    assert "tool-ok" in ran.output and "apiVersion: v1" in ran.output
+    assert "Read-only file system" in ran.output
+    assert (tmp_path / "kubeconfig").read_text() == "apiVersion: v1\n"
 
 
 def test_a_missing_tool_is_named(base):

@@ -24,7 +24,7 @@ import pytest
 from cloudlab import config, images, registry, services
 from cloudlab import docker as cdocker
 from cloudlab.checks import docker_hub as hub
-from cloudlab.grading import Course, autograde, classmate, release, sandbox
+from cloudlab.grading import Course, autograde, classmate, release, trusted
 from cloudlab.grading.hooks import hooks_for
 from cloudlab.grading.results import Result
 
@@ -48,6 +48,10 @@ VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None
     "oversized": ([("dockerfile", "COPY app.py .\n",
                     "COPY app.py .\nRUN dd if=/dev/zero of=/opt/padding bs=1M count=40\n")], {},
                   "rule_size"),
+    # rule 2's other half: app.py copied before pip installs (the dependency layer is rebuilt
+    # on every code change)
+    "copyfirst": ([("dockerfile", "COPY requirements.txt .\n", "COPY requirements.txt app.py ./\n"),
+                   ("dockerfile", "COPY app.py .\n", "")], {}, "rule_no_pip_cache"),
     "wrongdigest": ([], {"IMAGE_DIGEST": "<the classmate's digest>"}, "q4_pushed"),
     "wronganswer": ([], {"CLASSMATE_SAYS": "Hello from Grace!"}, "q5_classmate"),
     # a classmate's answers.json, copied: the image is real, but in someone else's namespace
@@ -202,6 +206,7 @@ def test_the_messages_say_what_was_wrong(graded):
     assert "root" in why("rootuser", "rule_non_root")
     assert "click" in why("unpinned", "rule_pinned")
     assert "pip's cache" in why("pipcache", "rule_no_pip_cache")
+    assert "before pip installs" in why("copyfirst", "rule_no_pip_cache")
     assert "budget is 25 MB" in why("oversized", "rule_size")
     assert "another digest" in why("wrongdigest", "q4_pushed")
     assert "not what your classmate" in why("wronganswer", "q5_classmate")
@@ -226,22 +231,32 @@ def test_a_dockerfile_with_a_syntax_error_gets_a_score_and_a_reason(graded):
 def test_nothing_is_left_behind(graded, docker_engine):
     _, _, _, reg = graded
     assert reg.pid() is None
-    assert not docker_engine.containers.list(all=True,
-                                             filters={"label": sandbox.GRADER_LABEL})
+    ours = f"{config.LABEL}={reg.cfg.run_id}"  # other courses may be grading on this engine
+    assert not docker_engine.containers.list(all=True, filters={"label": ours})
     assert not [i for i in docker_engine.images.list()
                 if any(t.startswith("cloudlab-graded-") for t in i.tags)]
 
 
-def test_the_grade_is_decided_by_the_hook_not_the_sandbox():
+def test_every_test_cell_is_scored_by_a_trusted_grader_from_the_hooks_keys():
     assert hub.docker_side in hooks_for(NAME)
+    graders = trusted.load(SOURCE.parent.parent, NAME)
     nb = json.loads(SOURCE.read_text())
-    keys = set(re.findall(r'trusted\("([\w-]+)"\)', "".join(_source(c) for c in nb["cells"])))
-    assert keys == set(hub.KEYS)
+    tests = {c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
+             if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"}
+    assert set(graders) == tests
+    used = set(re.findall(r'passed\(sub, "([\w-]+)"\)',
+                          (SOURCE.parent / "grader.py").read_text()))
+    used |= {"files", "official_base", "lint_clean"}  # read in a loop
+    assert used == set(hub.KEYS)
+    assert "HIDDEN TESTS" not in SOURCE.read_text()  # they live in grader.py
 
 
 def test_the_checker_examples_run():
-    result = doctest.testmod(hub, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 5
+    from cloudlab.checks.docker_hub import hook, rules, student_side
+
+    results = [doctest.testmod(m, optionflags=doctest.ELLIPSIS)
+               for m in (hub, rules, student_side, hook)]
+    assert sum(r.failed for r in results) == 0 and sum(r.attempted for r in results) > 5
 
 
 @pytest.mark.parametrize("text, ok", [
@@ -309,7 +324,7 @@ def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_p
     try:
         built = cdocker.build(tmp_path, f"cloudlab-test-hello:{cfg.run_id}", progress=False,
                               cfg=cfg)
-        ref = registry.tag(built.tag, hub.target(cfg))
+        ref = registry.tag(built, hub.target(cfg))
         digest = registry.push(ref, auth=creds, progress=False)
         assert hub.pushed({"IMAGE_REF": ref, "IMAGE_DIGEST": digest}, cfg.registry_host)[
             "passed"]

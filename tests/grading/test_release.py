@@ -62,6 +62,12 @@ def leaks(course: Course, assignment: str) -> list[str]:
         found += [f"hidden test text: {line}" for line in release.hidden_lines(nb) if line in text]
         found += [f"solution code: {line}" for line in release.solution_lines(nb) if line in text]
     found += [f"marker {m!r}" for m in ("BEGIN HIDDEN TESTS", "BEGIN SOLUTION") if m in text]
+    grader = course.source / assignment / "grader.py"
+    if grader.is_file():
+        found += [f"trusted grader: {p.relative_to(course.release)}"
+                  for p in (course.release / assignment).rglob("*")
+                  if p.name == "grader.py" or (p.is_file() and p.read_bytes()
+                                               == grader.read_bytes())]
     return found
 
 
@@ -107,14 +113,24 @@ def test_drift_is_detected(tmp_path):
 
 def test_a_leaked_hidden_test_is_detected(tmp_path):
     course = make_course(tmp_path)
+    shutil.copy(FIXTURES / "solutions" / "other" / "other.ipynb", course.release / "other")
+    assert any("hidden test text" in p for p in leaks(course, "other"))
     shutil.copy(FIXTURES / "solutions" / "demo" / "demo.ipynb", course.release / "demo")
-    assert any("hidden test text" in p for p in leaks(course, "demo"))
     assert any("solution code" in p for p in leaks(course, "demo"))
+    shutil.copy(FIXTURES / "solutions" / "demo" / "grader.py", course.release / "demo" / "x.py")
+    assert any("trusted grader" in p for p in leaks(course, "demo"))
+
+
+def test_trusted_graders_are_never_released(tmp_path):
+    course = make_course(tmp_path)
+    for name in course.assignments():
+        assert (course.source / name / "grader.py").is_file()
+        assert not list((course.release / name).rglob("grader.py"))
 
 
 def test_nbgrader_config_matches_the_course_layout():
     text = (ROOT / "nbgrader_config.py").read_text()
     for value in ('"solutions"', '"exercises"', '"course/submitted"', '"course/autograded"',
-                  '"course/feedback"', "course/gradebook.db?timeout=30"):
+                  '"course/feedback"', "course/gradebook.db?timeout=30", '"grader.py"'):
         assert value in text
     assert "course/" in (ROOT / ".gitignore").read_text().split()

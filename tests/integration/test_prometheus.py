@@ -100,3 +100,12 @@ def test_a_broken_rule_file_never_reaches_the_server(cfg, server):
         prom.add_rules("bad", bad, cfg=cfg)
     assert not (server.rules_dir / "bad.yml").exists()
     assert prom.rules(cfg=cfg).empty
+
+
+def test_intervals_are_read_from_the_running_server(cfg):
+    svc = services.prometheus(cfg)
+    if svc.executable() is None:
+        pytest.skip("prometheus is not installed")
+    svc.scrape_interval = "1s"
+    with svc:
+        assert prom.intervals(cfg=cfg) == {"scrape": 1.0, "evaluation": 5.0}

@@ -1,11 +1,12 @@
 """cloudlab.registry against a real private registry, moto's ECR and (when set) Docker Hub."""
 
+import contextlib
 import secrets
 
 import pytest
 import requests
 
-from cloudlab import config, images, project, registry, services
+from cloudlab import config, engine, images, project, registry, services
 from cloudlab import docker as cd
 from tests.conftest import free_port
 
@@ -40,6 +41,19 @@ def test_push_list_and_pull_by_digest(hello, private, mcfg):
     assert registry.delete("course/hello", "1.0", cfg=mcfg) == digest
     with pytest.raises(registry.RegistryError, match="404"):
         registry.manifest_digest("course/hello", "1.0", cfg=mcfg)
+
+
+def test_tag_accepts_what_build_returned(hello, mcfg):
+    built = cd.Build(tag=hello, id="", seconds=0.0)  # what cl.docker.build(...) returns
+    ref = registry.local_ref("course/built", "1.0", mcfg)
+    try:
+        assert registry.tag(built, ref) == ref
+        assert images.present(ref)
+    finally:
+        with contextlib.suppress(Exception):
+            engine.client().images.remove(ref)
+    with pytest.raises(registry.RegistryError, match="expected an image name"):
+        registry.tag(cd.Build(tag="", id="", seconds=0.0), ref)
 
 
 def test_auth_on_refuses_anonymous_and_accepts_the_login(hello, private, mcfg):
@@ -118,3 +132,18 @@ def test_push_to_docker_hub(hello):
     finally:
         registry.logout()
         images.remove([ref])
+
+
+def test_a_pull_after_removing_the_local_copy_fetches_only_the_own_layers(private, mcfg,
+                                                                          tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {mcfg.base_image}\n"
+                                         "RUN head -c 300000 /dev/urandom > /blob\n")
+    built = cd.build(tmp_path, f"cloudlab-test-layers:{mcfg.run_id}", progress=False, cfg=mcfg)
+    ref = registry.tag(built.tag, registry.local_ref("course/layers", "1", mcfg))
+    digest = registry.push(ref, progress=False)
+    images.remove([built.id])  # by id: every name goes, the base image's layers stay
+    assert not images.present(built.tag)
+    fetched = registry.fetch(f"{registry.split(ref)[0]}@{digest}", progress=False)
+    pulled = fetched.layers.query("status == 'Pull complete'")["bytes_fetched"]
+    assert len(pulled) >= 1 and (pulled > 0).all()
+    assert "Already exists" in set(fetched.layers["status"]), "base layers are not fetched"

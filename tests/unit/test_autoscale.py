@@ -78,3 +78,13 @@ def test_cpu_utilisation_without_a_request_is_refused():
 def test_never_to_zero():
     with pytest.raises(ConfigError, match="never scales to zero"):
         autoscale.replay(min_replicas=0, target_cpu=60)
+
+
+@pytest.mark.parametrize("name", ["autoscale", "loadtest", "predict", "swarm"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"cloudlab.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -4,10 +4,12 @@ import doctest
 
 import pytest
 
-from cloudlab import docker, lint, project, registry
+from cloudlab import lint, project, registry, vm
+from cloudlab.docker import building, running
 
 
-@pytest.mark.parametrize("module", [docker, lint, project, registry], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [building, running, lint, project, registry, vm],
+                         ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0

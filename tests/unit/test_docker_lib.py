@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from cloudlab import docker as cd
+from cloudlab.docker import building, running
 from cloudlab.errors import UnavailableError
 
 
@@ -42,7 +43,7 @@ def _steps(*texts):
 
 def test_parse_error_names_the_line_and_suggests_the_instruction():
     _, parsed = _steps("FROM x", "RUN a", "FORM y")
-    err = cd._build_error("dockerfile parse error line 3: unknown instruction: FORM", [],
+    err = building._build_error("dockerfile parse error line 3: unknown instruction: FORM", [],
                           parsed, "")
     assert err.line == 3 and err.instruction == "FORM y"
     assert "Dockerfile line 3: `FORM y`" in str(err) and "did you mean FROM?" in str(err)
@@ -50,7 +51,7 @@ def test_parse_error_names_the_line_and_suggests_the_instruction():
 
 def test_missing_base_image_says_offline_and_how_to_bootstrap():
     steps, parsed = _steps("FROM nosuch/base:1", "RUN a")
-    err = cd._build_error('Get "https://x/v2/": dial tcp: lookup x: no such host',
+    err = building._build_error('Get "https://x/v2/": dial tcp: lookup x: no such host',
                           steps[:1], parsed, "")
     text = str(err)
     assert err.line == 1 and "nosuch/base:1 is not present locally" in text
@@ -62,7 +63,7 @@ def test_failing_run_names_its_line_exit_code_and_output():
     log = ("Step 1/3 : FROM x\n ---> abc\nStep 2/3 : RUN echo one\n ---> Running in 1\none\n"
            "Step 3/3 : RUN false\n ---> Running in 2\nboom happened\n"
            "Removing intermediate container 2\n")
-    err = cd._build_error("The command '/bin/sh -c false' returned a non-zero code: 1",
+    err = building._build_error("The command '/bin/sh -c false' returned a non-zero code: 1",
                           steps, parsed, log)
     assert err.line == 3 and "`RUN false` failed with exit code 1" in str(err)
     assert "boom happened" in str(err) and "one" not in str(err).split("---")[-1]
@@ -90,10 +91,10 @@ def test_bad_limits_and_volumes_are_rejected_by_name(tmp_path, cfg):
     with pytest.raises(ValueError, match="pids_limit"):
         cd.Container("x", pids_limit=0)
     with pytest.raises(ValueError, match="must be an absolute path"):
-        cd._mounts({"data": "relative"}, cfg)
+        running._mounts({"data": "relative"}, cfg)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        cd._mounts({str(tmp_path / "nope"): "/data"}, cfg)
-    (bind,) = cd._mounts({str(tmp_path): "/src:ro"}, cfg)
+        running._mounts({str(tmp_path / "nope"): "/data"}, cfg)
+    (bind,) = running._mounts({str(tmp_path): "/src:ro"}, cfg)
     assert bind["Type"] == "bind" and bind["ReadOnly"] is True
 
 
@@ -112,9 +113,9 @@ def test_stats_rows_turn_cgroup_counters_into_cores():
                             "system_cpu_usage": 100_000_000_000},
            "memory_stats": {"usage": 2 * 2**20, "limit": 64 * 2**20},
            "pids_stats": {"current": 3}}
-    row = cd._stats_row(raw)
+    row = running._stats_row(raw)
     assert row == {"cpu": 0.25, "memory_mib": 2.0, "memory_limit_mib": 64.0, "pids": 3}
-    assert cd._stats_row({"cpu_stats": {}, "precpu_stats": {}}) is None
+    assert running._stats_row({"cpu_stats": {}, "precpu_stats": {}}) is None
 
 
 def test_an_unstarted_container_says_so():
@@ -122,4 +123,62 @@ def test_an_unstarted_container_says_so():
     box.stop()  # idempotent before start
     with pytest.raises(cd.CloudlabError, match="not running"):
         box.logs()
-    assert cd._port_key(8000) == "8000/tcp" and cd._port_key("53/udp") == "53/udp"
+    assert running._port_key(8000) == "8000/tcp" and running._port_key("53/udp") == "53/udp"
+
+
+def test_the_split_keeps_the_notebook_verbs():
+    homes = {"build": building, "buildkit": building, "instructions": building,
+             "BuildError": building, "run": running, "run_once": running,
+             "Container": running, "volume": running, "gpu_available": running}
+    for name, home in homes.items():
+        assert getattr(cd, name) is getattr(home, name), name
+    assert cd.GPU_HINT is running.GPU_HINT
+
+
+def test_classic_builder_refuses_secrets_instead_of_leaking_them(tmp_path):
+    with pytest.raises(ValueError, match="classic builder has no build secrets"):
+        cd.build(tmp_path, "x:1", secrets={"token": tmp_path / "t"})
+    with pytest.raises(ValueError, match="builder must be"):
+        cd.build(tmp_path, "x:1", builder="kaniko")
+
+
+def test_buildkit_absence_is_explained(monkeypatch):
+    from cloudlab.errors import CommandError
+
+    def missing(cmd, **kw):
+        raise CommandError(cmd, 1, "", "docker: unknown command: docker buildx")
+
+    monkeypatch.setattr(building, "run", missing)
+    ok, why = cd.buildkit()
+    assert not ok and "unknown command: docker buildx" in why and "buildx plugin" in why
+
+
+def test_dangling_sweep_removes_only_old_unused_untagged_local_builds():
+    """The engine API stand-in records the calls; the selection logic is what is tested."""
+    import time
+    from datetime import datetime, timezone
+    from types import SimpleNamespace as NS
+
+    from cloudlab import images
+
+    def image(id, age, tags=()):
+        created = datetime.fromtimestamp(time.time() - age, timezone.utc)
+        return NS(id=id, tags=list(tags),
+                  attrs={"Created": created.strftime("%Y-%m-%dT%H:%M:%S.123456789Z")})
+
+    calls = {"removed": [], "filters": None}
+
+    def listing(filters):
+        calls["filters"] = filters
+        return [image("sha256:old", 3600), image("sha256:new", 10),
+                image("sha256:in-use", 3600), image("sha256:tagged", 3600, ["x:1"])]
+
+    def remove(id, force, noprune):
+        assert not force, "removal is never forced"
+        calls["removed"].append(id)
+
+    api = NS(containers=NS(list=lambda all: [NS(attrs={"Image": "sha256:in-use"})]),
+             images=NS(list=listing, remove=remove))
+    assert images.sweep_dangling(api=api) == 1
+    assert calls["removed"] == ["sha256:old"]
+    assert calls["filters"] == {"dangling": True, "label": images.LOCAL_BUILD_LABEL}

@@ -55,3 +55,24 @@ def test_stamp_labels_every_stage_and_keeps_the_instructions():
 def test_names_are_compared_without_the_hub_prefix():
     assert normal("library/python:3.11-slim") == "python:3.11-slim"
     assert normal("python@sha256:ab") == "python:latest@sha256:ab"
+
+
+@pytest.mark.parametrize("name", ["dockerfile", "buildproxy", "roster", "confine"])
+def test_the_grading_side_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"cloudlab.grading.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_the_proxy_reads_targets_and_refuses_what_is_not_one():
+    from cloudlab.grading.buildproxy import target
+
+    assert target("CONNECT", "[2001:db8::1]:443") == ("2001:db8::1", "443", "")
+    assert target("GET", "http://Index.Example/simple/click/") == ("index.example", "80",
+                                                                   "/simple/click/")
+    for method, text in (("GET", "/etc/passwd"), ("CONNECT", "nohost"), ("GET", "ftp://x/")):
+        with pytest.raises(ValueError):
+            target(method, text)

@@ -20,6 +20,8 @@ def fake_cache(root: Path, versions: dict | None = None) -> Path:
     for name in install.BINARIES:
         (bins / name).write_text("#!/bin/sh\necho v0\n")
         (bins / name).chmod(0o755)
+    install.metrics_manifests(root).mkdir()
+    (install.metrics_manifests(root) / "kustomization.yaml").write_text("resources: []\n")
     record = {"versions": versions or PINNED, "sources": {}, "seconds": 1.0}
     (install.version_dir(root) / install.RECORD).write_text(json.dumps(record))
     return root
@@ -58,6 +60,13 @@ def test_other_recorded_versions_are_not_a_cache_hit(tmp_path):
     assert not install.installed(cache)
     (install.bin_dir(cache) / "etcd").unlink()
     assert install.missing(cache) == ["etcd"]
+
+
+def test_metrics_server_manifests_are_part_of_the_cache(tmp_path):
+    cache = fake_cache(tmp_path)
+    assert install.installed(cache)
+    (install.metrics_manifests(cache) / "kustomization.yaml").unlink()
+    assert not install.installed(cache)
 
 
 def test_wrapper_replaces_every_staging_module():

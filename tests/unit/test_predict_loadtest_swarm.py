@@ -75,7 +75,7 @@ def test_compose_is_a_dnsrr_service_with_rollback_and_labels():
     svc = doc["services"]["predict"]
     assert svc["deploy"]["endpoint_mode"] == "dnsrr"
     assert svc["deploy"]["update_config"]["failure_action"] == "rollback"
-    assert svc["deploy"]["resources"]["reservations"]["cpus"] == "0.25"
+    assert svc["deploy"]["resources"]["reservations"]["cpus"] == "0.15"
     assert svc["deploy"]["labels"]["org.cloudlab.run-id"] == "r1"
     assert doc["networks"]["net"]["attachable"] is True
     yaml.safe_load(yaml.safe_dump(doc))

@@ -67,3 +67,47 @@ def test_unknown_steps_are_rejected_with_the_known_ones():
         project.dockerfile("smaller please")
     with pytest.raises(ValueError, match="out of range"):
         project.index(99)
+
+
+def _table(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["step", "base", "size_mb", "build_s", "rebuild_s",
+                                       "cached_steps"])
+
+
+FULL = [("naive", "python:3.11", 1000.0, 30, 12, "3/6"),
+        ("slim base", "python:3.11-slim", 160.0, 20, 10, "3/6"),
+        ("exec-form CMD", "python:3.11-slim", 160.2, 20, 10.2, "3/6"),
+        ("non-root user", "python:3.11-slim", 160.3, 20, 10, "4/7"),
+        ("pinned requirements", "python:3.11-slim", 158.0, 20, 8, "4/7"),
+        ("--no-cache-dir", "python:3.11-slim", 157.0, 20, 8, "4/7"),
+        ("layer order", "python:3.11-slim", 157.0, 20, 1.0, "6/9"),
+        ("multi-stage", "python:3.11-slim", 151.0, 20, 1.1, "7/10")]
+
+
+def test_conclusions_are_computed_from_the_table():
+    text = "\n".join(project.conclusions(_table(FULL)))
+    assert "1000 MB to 160 MB (84% less; no other step saved as much)" in text
+    assert "**exec-form CMD**: no measurable size change, about the same rebuild" in text
+    assert "stayed at 7" in text and "no layer was saved" in text
+    assert "6 of 9 steps came from the cache (before: 4 of 7); rebuild faster: 8.0 s -> 1.0 s" \
+        in text
+    assert "**Multi-stage**: size -6.0 MB" in text
+    assert "**Overall**: 1000 MB -> 151 MB, rebuild 12.0 s -> 1.1 s." in text
+
+
+def test_conclusions_in_ci_mode_do_not_claim_a_base_image_saving():
+    """In ci mode the naive step uses the slim base: the table says so, and so must we."""
+    rows = [("naive", "python:3.11-slim", 160.0, 20, 10, "3/6"),
+            ("slim base", "python:3.11-slim", 160.0, 20, 9.9, "3/6"), *FULL[2:]]
+    text = "\n".join(project.conclusions(_table(rows)))
+    assert "was not compared here" in text and "84%" not in text
+    assert "**Overall**: 160 MB -> 151 MB" in text
+
+
+def test_a_changed_layer_count_and_a_slower_rebuild_are_reported_as_such():
+    rows = [FULL[3], ("pinned requirements", "python:3.11-slim", 160.3, 20, 10, "4/8"),
+            ("layer order", "python:3.11-slim", 160.3, 20, 14.0, "4/8")]
+    text = "\n".join(project.conclusions(_table(rows)))
+    assert "went from 7 to 8" in text and "rebuild slower: 10.0 s -> 14.0 s" in text

@@ -51,3 +51,47 @@ def test_library_is_ruff_clean():
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "lib", "tests", "scripts"],
                           cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_binder_config_is_complete_and_mirrors_pyproject():
+    binder = ROOT / "binder"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"]}
+    lines = [ln.split("#")[0].strip() for ln in (binder / "requirements.txt").read_text()
+             .splitlines()]
+    listed = {_name(r): r.replace(" ", "") for r in lines if r}
+    assert listed == wanted, "binder/requirements.txt must equal pyproject's dependencies"
+
+    runtime = (binder / "runtime.txt").read_text().strip()
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert runtime == f"python-{env['dependencies'][0].split('=')[1]}", \
+        "binder/runtime.txt and environment.yml must name the same Python"
+    low = tuple(int(x) for x in project["requires-python"].removeprefix(">=").split("."))
+    assert tuple(int(x) for x in runtime.removeprefix("python-").split(".")) >= low
+
+    apt = {ln.strip() for ln in (binder / "apt.txt").read_text().splitlines()
+           if ln.strip() and not ln.startswith("#")}
+    setup = re.search(r"SYSTEM_PACKAGES=\(([^)]*)\)", (ROOT / "scripts/setup.sh").read_text())
+    assert apt and apt <= set(setup.group(1).split()), \
+        "binder/apt.txt may only hold packages scripts/setup.sh installs too"
+
+    for script in ("postBuild", "start"):
+        path = binder / script
+        assert path.stat().st_mode & 0o111, f"binder/{script} must be executable"
+        assert path.read_text().startswith("#!/bin/bash\n")
+        done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+        assert done.returncode == 0, f"binder/{script}: {done.stderr}"
+    assert "pip install --no-cache-dir --no-deps -e ." in (binder / "postBuild").read_text()
+    assert (binder / "start").read_text().rstrip().endswith('exec "$@"'), \
+        "binder/start must hand over to the notebook server with exec \"$@\""
+
+
+def test_readme_opens_with_the_two_commands_and_a_binder_badge_for_the_student_edition():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert [line.split()[:2] for line in block] == [["make", "run"], ["make", "test"]]
+    badge = re.search(r"\[!\[Binder\]\([^)]*\)\]\((https://mybinder\.org/v2/gh/([^/]+)/[^)]*)\)",
+                      readme)
+    assert badge, "the README needs a Binder badge"
+    after = " ".join(readme.split(badge.group(0), 1)[1][:400].split())
+    assert "student edition" in after, "say next to the badge that it opens the student edition"

@@ -76,3 +76,16 @@ def test_a_token_says_what_was_granted_and_is_signed_by_the_course_key(tmp_path)
     cert.public_key().verify(part(sig), f"{head}.{body}".encode(), padding.PKCS1v15(),
                              hashes.SHA256())
     assert json.loads(part(head))["kid"] == roster.key_id(cert.public_key())
+
+
+def test_the_cli_makes_the_accounts_and_names_a_bad_line(tmp_path, capsys):
+    from cloudlab import cli
+
+    (tmp_path / "roster.txt").write_text("ada\nbob\n")
+    assert cli.main(["grade", "--course", str(tmp_path), "roster",
+                     str(tmp_path / "roster.txt")]) == 0
+    assert "3 account(s) added" in capsys.readouterr().out
+    (tmp_path / "roster.txt").write_text("ada\nBob Smith\n")
+    assert cli.main(["grade", "--course", str(tmp_path), "roster",
+                     str(tmp_path / "roster.txt")]) == 1
+    assert "roster.txt:2: 'bob smith' cannot be a registry namespace" in capsys.readouterr().err

@@ -3,8 +3,9 @@
 The grading engine's tests and benchmark use ``demo`` (tests/grading/fixtures). A checker
 module registers one or more functions per question; each receives the notebook's variables
 and calls :func:`cloudlab.checks.expect` with a message a student can act on. Hidden tests
-are NOT written here (this file is public): they live in the solution notebook's
-``### BEGIN HIDDEN TESTS`` region.
+are NOT written here (this file is public): they live in the instructor's
+``solutions/demo/grader.py``, whose verdicts are the only scores (see
+:mod:`cloudlab.grading.trusted`).
 """
 
 from __future__ import annotations

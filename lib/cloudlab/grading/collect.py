@@ -6,8 +6,10 @@ Two layouts are understood (either may sit inside one wrapping folder):
 * flat files named the way LMS downloads and ``nbgrader zip_collect`` expect,
   ``<assignment>_<student>_attempt_<YYYY-MM-DD-HH-MM-SS>_<file>``.
 
-Each submission gets a ``timestamp.txt`` (its own if it has one, else the newest file time
-in the archive or folder). Malformed entries - unknown assignments, unsafe names, links,
+Each submission gets a ``timestamp.txt`` decided by the collection (the LMS name's time,
+else the newest file time in the archive or folder), recorded also outside the student's
+folder (``course/collected/``), where grading reads it; a ``timestamp.txt`` the student
+handed in is ignored. Malformed entries - unknown assignments, unsafe names, links,
 files outside any submission, oversized archives - are reported, never fatal. Nothing from
 outside the given path is ever written or followed.
 
@@ -83,15 +85,21 @@ def collect(course: Course, path: str | Path, assignment: str | None = None) -> 
         else:
             raise CloudlabError(f"{path} is neither a folder nor a zip file")
         entries = _entries(root, known)
+        stamps: dict[tuple[str, str], str] = {}
         for rel, source in entries:
-            _place(course, rel, source, known, assignment, report)
+            _place(course, rel, source, known, assignment, report, stamps)
     for (student, name) in report.collected:
         dest = course.submission(student, name)
         ts = dest / "timestamp.txt"
-        if not ts.exists():
-            newest = max((p.stat().st_mtime for p in dest.rglob("*") if p.is_file()),
-                         default=None)
-            ts.write_text(_timestamp(None, newest) + "\n")
+        stamp = stamps.get((student, name))
+        if stamp is None:
+            newest = max((p.stat().st_mtime for p in dest.rglob("*")
+                          if p.is_file() and p != ts), default=None)
+            stamp = _timestamp(None, newest)
+        ts.write_text(stamp + "\n")
+        record = course.collected_timestamp(student, name)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(stamp + "\n")
     return report
 
 
@@ -142,7 +150,7 @@ def _entries(root: Path, known: set[str]) -> list[tuple[PurePosixPath, Path]]:
 
 
 def _place(course: Course, rel: PurePosixPath, source: Path, known: set[str],
-           only: str | None, report: Report) -> None:
+           only: str | None, report: Report, stamps: dict[tuple[str, str], str]) -> None:
     if source.is_symlink():
         report.problems.append(f"{rel}: links are not collected")
         return
@@ -176,6 +184,10 @@ def _place(course: Course, rel: PurePosixPath, source: Path, known: set[str],
         return
     dest = course.submission(student, name)
     key = (student, name)
+    if file_parts == ["timestamp.txt"]:
+        report.problems.append(f"{rel}: a submitted timestamp.txt is ignored (the collection "
+                               "records when it took the submission)")
+        return
     if key not in report.collected:
         if dest.exists():
             shutil.rmtree(dest)
@@ -186,4 +198,4 @@ def _place(course: Course, rel: PurePosixPath, source: Path, known: set[str],
     shutil.copy2(source, target)
     report.collected[key] += 1
     if stamp:
-        (dest / "timestamp.txt").write_text(_timestamp(stamp, None) + "\n")
+        stamps[key] = _timestamp(stamp, None)

@@ -42,7 +42,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from ..config import LABEL, settings
 from ..errors import CloudlabError, CommandError
 from ..proc import alive, which
 from ..proc import run as run_command
+from . import buildproxy
 from . import dockerfile as dockerfile_rules
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
@@ -128,76 +129,6 @@ def default_allow() -> list[str]:
     return sorted(set(found))
 
 
-PROXY_SCRIPT = r'''
-import asyncio, ipaddress, json, socket, sys
-ALLOW = set(json.loads(sys.argv[1]))
-def blocked(ip):
-    a = ipaddress.ip_address(ip)
-    return a.is_loopback or a.is_link_local or a.is_multicast or a.is_unspecified or a.is_reserved
-async def pipe(r, w):
-    try:
-        while data := await r.read(65536):
-            w.write(data)
-            await w.drain()
-    except Exception:
-        pass
-    finally:
-        w.close()
-async def refuse(w, code, why):
-    w.write(f"HTTP/1.1 {code} {why}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-    await w.drain()
-    w.close()
-    print(f"refused {why}", flush=True)
-async def handle(r, w):
-    try:
-        head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 30)
-    except Exception:
-        return w.close()
-    line, _, rest = head.partition(b"\r\n")
-    try:
-        method, target, version = line.decode("latin-1").split(" ", 2)
-    except ValueError:
-        return await refuse(w, 400, "bad request")
-    if method == "CONNECT":
-        host, _, port = target.rpartition(":")
-    elif target.startswith("http://"):
-        hostport, _, path = target[7:].partition("/")
-        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "80")
-        head = f"{method} /{path} {version}\r\n".encode() + rest
-    else:
-        return await refuse(w, 400, "not a proxy request")
-    host = host.strip("[]").lower()
-    if f"{host}:{port}" not in ALLOW:
-        return await refuse(w, 403, f"{host}:{port} is not on the allow-list")
-    try:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
-        ips = [i[4][0] for i in infos]
-        try:
-            literal = bool(ipaddress.ip_address(host))
-        except ValueError:
-            literal = False
-        if not literal and any(blocked(ip) for ip in ips):
-            return await refuse(w, 403, f"{host} resolves to a local address")
-        ur, uw = await asyncio.wait_for(asyncio.open_connection(ips[0], int(port)), 15)
-    except Exception as exc:
-        return await refuse(w, 502, f"cannot reach {host}:{port}: {type(exc).__name__}")
-    if method == "CONNECT":
-        w.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        await w.drain()
-    else:
-        uw.write(head)
-    print(f"allowed {host}:{port}", flush=True)
-    await asyncio.gather(pipe(r, uw), pipe(ur, w))
-async def main():
-    server = await asyncio.start_server(handle, "0.0.0.0", int(sys.argv[2]))
-    print("ready", flush=True)
-    async with server:
-        await server.serve_forever()
-asyncio.run(main())
-'''
-
-
 class Jail:
     """An internal Docker network whose only way out is an allow-listing proxy.
 
@@ -253,8 +184,8 @@ class Jail:
         from docker.types import LogConfig
 
         box = api.containers.create(
-            self.image, ["python", "-c", PROXY_SCRIPT, json.dumps(self.allow),
-                         str(PROXY_PORT)],
+            self.image, ["python", "-c", Path(buildproxy.__file__).read_text(),
+                         json.dumps(self.allow), str(PROXY_PORT)],
             name=f"cloudlab-jail-proxy-{self.id}", labels=self.labels, network="bridge",
             user="65534:65534", read_only=True, cap_drop=["ALL"],
             security_opt=["no-new-privileges"], mem_limit="128m", pids_limit=64,
@@ -580,7 +511,8 @@ class Ran:
 def run(command: Sequence[str], limits: Limits | None = None, *,
         files: str | Path | None = None, image: str | None = None,
         tools: Iterable[str] = (), network: str = "none",
-        labels: dict[str, str] | None = None) -> Ran:
+        labels: dict[str, str] | None = None,
+        extra: Mapping[str | Path, str] | None = None) -> Ran:
     """Run ``command`` on a submission's ``files`` in a locked-down container; never raises.
 
     The files are mounted read-only at ``/work`` (the working directory), and the tool runs
@@ -589,7 +521,8 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
     :class:`Jail`'s (``network=jail.network``); ``"host"`` is there for a tool that must
     reach a local API server and is the one weaker setting. ``tools`` are host binaries
     (``promtool``, ``amtool``, ``kubectl``: statically linked) mounted read-only into
-    ``/opt/tools``, which is on the ``PATH``.
+    ``/opt/tools``, which is on the ``PATH``. ``extra`` mounts more host files read-only
+    (host path -> path inside), say a kubeconfig for ``kubectl --kubeconfig``.
 
     >>> run(["sh", "-c", "echo hi"]).output                       # doctest: +SKIP
     'hi\\n'
@@ -604,6 +537,9 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
     mounts = []
     if files is not None:
         mounts.append(Mount("/work", str(Path(files).resolve()), type="bind", read_only=True))
+    for host_path, inside in (extra or {}).items():
+        mounts.append(Mount(inside, str(Path(host_path).resolve()), type="bind",
+                            read_only=True))
     for tool in tools:
         found = shutil.which(tool)
         if found is None:

@@ -105,6 +105,10 @@ class Course:
         return sorted(p.name for p in self.submitted.iterdir()
                       if (p / assignment).is_dir() and not p.name.startswith("."))
 
+    def collected_timestamp(self, student: str, assignment: str) -> Path:
+        """When ``cloudlab grade collect`` took the submission (outside the student's folder)."""
+        return self.state / "collected" / assignment / f"{student}.timestamp"
+
     def result_file(self, student: str, assignment: str) -> Path:
         return self.results / assignment / f"{student}.json"
 

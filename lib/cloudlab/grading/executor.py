@@ -4,11 +4,14 @@ Stock nbgrader drops a whole submission when the kernel dies and can hang on out
 Here a dead kernel, a blown time budget or a kernel that never starts stop execution and
 every cell not run gets an error output saying why - so its tests score 0 and the cells run
 before it keep their scores. What happened is recorded in :data:`OUTCOME` for the worker.
-Outputs are capped on the host side too, before they reach memory or the gradebook.
+Outputs of every kind are capped on the host side too: a message over
+:data:`~.sandbox.MAX_MESSAGE` bytes is refused by ZMQ itself, and streams, displays, display
+updates, comm (widget) messages and errors share per-cell and per-notebook budgets.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,7 @@ from . import sandbox
 
 CELL_OUTPUT_LIMIT = 200_000  # characters kept per cell on the host
 NOTEBOOK_OUTPUT_LIMIT = 2_000_000
+MAX_ERRORS = 3  # error outputs kept per cell (a cell raises once; more were sent by hand)
 
 
 @dataclass
@@ -52,11 +56,12 @@ def _error(ename: str, text: str) -> NotebookNode:
 def _size(out: dict[str, Any]) -> int:
     if "text" in out:
         return len(out["text"])
-    if "data" in out:
-        return sum(len(v) if isinstance(v, str) else len(str(v)) for v in out["data"].values())
+    if isinstance(out.get("data"), dict):
+        return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str))
+                   for v in out["data"].values())
     if "traceback" in out:
         return sum(len(line) for line in out["traceback"])
-    return 100
+    return len(json.dumps(out, default=str))
 
 
 class SandboxExecute(Execute):
@@ -73,6 +78,7 @@ class SandboxExecute(Execute):
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
         self._current = -1
         self._sizes: dict[int, int] = {}
+        self._errors: dict[int, int] = {}
         self._total = 0
         notebook = (resources or {}).get("nbgrader", {}).get("notebook", "notebook")
         if OUTCOME.status != "graded" or OUTCOME.remaining() <= 0:
@@ -132,6 +138,32 @@ class SandboxExecute(Execute):
     def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
         self._current = index
         return super().preprocess_cell(cell, resources, index)
+
+    def process_message(self, msg: dict, cell: NotebookNode, cell_index: int):
+        """Every message kind counts against the same per-cell and per-notebook budgets
+        (display updates, comm/widget messages and errors included); over budget, it is
+        dropped before nbclient stores anything of it."""
+        kind = msg.get("msg_type", "")
+        if kind.startswith("comm") or kind in ("update_display_data", "error"):
+            content = msg.get("content", {})
+            size = _size(content) + sum(len(b) for b in msg.get("buffers") or [])
+            if kind == "error":
+                self._errors[cell_index] = self._errors.get(cell_index, 0) + 1
+                if self._errors[cell_index] > MAX_ERRORS:
+                    OUTCOME.truncated = True
+                    return None
+            elif not self._admit(cell_index, size):
+                return None
+        return super().process_message(msg, cell, cell_index)
+
+    def _admit(self, cell_index: int, size: int) -> bool:
+        used = self._sizes.get(cell_index, 0)
+        if used + size > CELL_OUTPUT_LIMIT or self._total + size > NOTEBOOK_OUTPUT_LIMIT:
+            OUTCOME.truncated = True
+            return False
+        self._sizes[cell_index] = used + size
+        self._total += size
+        return True
 
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int):
         content = msg.get("content", {})

@@ -5,9 +5,10 @@ student wrote (the ``docker-hub`` Dockerfile), its checker module registers a ho
 grader runs it on the host BEFORE the notebook, in containers of their own (builds confined
 by :mod:`.confine`: an allow-listed network, CPU/memory/pids/time/disk limits, FROM checked;
 runs without a network; all labelled for the sweep and removed afterwards), and hands the
-results into the sandbox as a read-only JSON file. Test cells read them with
-``cl.checks.trusted("key")``; the grader also applies them to those cells' scores itself,
-so they cannot be faked from inside the notebook.
+results into the sandbox as a read-only JSON file, where test cells show them as feedback
+(``cl.checks.trusted("key")``). The points come from the assignment's trusted graders
+(``solutions/<name>/grader.py``), which read the same results as plain data
+(``cloudlab.grading.trusted.passed(sub, "key")``): nothing in the notebook can fake them.
 
 >>> from cloudlab.grading.hooks import pre_grade, build_image, run_image
 >>> @pre_grade("docker-hub")                               # doctest: +SKIP

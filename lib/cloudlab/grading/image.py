@@ -24,7 +24,7 @@ from .course import Course
 
 REPOSITORY = "cloudlab-grader"
 IMAGE_LABEL = "org.cloudlab.grader.inputs"
-KERNEL_REQUIREMENTS = ("ipykernel>=6.29",)
+KERNEL_REQUIREMENTS = ("ipykernel>=6.29", "pyyaml>=6.0")  # checkers read YAML artefacts
 UID = 1000
 
 DOCKERFILE = """\

@@ -26,6 +26,7 @@ import nbformat
 from .course import Course
 
 MAX_FILES_BYTES = 50 * 1024 * 1024
+MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024  # a notebook bigger than this is not parsed at all
 TAMPER_PATTERNS = {
     r"set_custom_exc": "installs a custom exception handler",
     r"\bsys\s*\.\s*modules\b": "edits sys.modules",
@@ -51,6 +52,8 @@ class Precheck:
     flags: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timestamp: str | None = None
+    cells: dict[str, str] = field(default_factory=dict)  # grade id -> source (trusted graders)
+    answer_cells: list[str] = field(default_factory=list)  # answer (solution) cells, in order
 
     def reason(self) -> str:
         parts = [f"{nb}.ipynb left out: {why}" for nb, why in self.invalid.items()]
@@ -73,9 +76,12 @@ def expected_notebooks(course: Course, assignment: str) -> dict[str, dict[str, o
     with Gradebook(course.db_url) as gb:
         for nb in gb.find_assignment(assignment).notebooks:
             grade_ids = {c.name for c in nb.grade_cells}
+            solution_ids = {c.name for c in nb.solution_cells}
             found[nb.name] = {
                 "cells": {c.name: (c.locked, released_source(c.source or ""), c.name in grade_ids)
                           for c in nb.source_cells},
+                "answers": [c.name for c in nb.source_cells if c.name in solution_ids
+                            and c.cell_type == "code"],
             }
     return found
 
@@ -97,7 +103,12 @@ def released_source(source: str) -> str:
 
 def _load(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
     try:
-        raw = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:  # never more than the cap in memory, whatever stat says
+            blob = f.read(MAX_NOTEBOOK_BYTES + 1)
+        if len(blob) > MAX_NOTEBOOK_BYTES:
+            return None, (f"is larger than {MAX_NOTEBOOK_BYTES // 2**20} MB (clear its "
+                          "outputs before submitting)")
+        raw = blob.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"cannot be read ({exc.__class__.__name__})"
     try:
@@ -137,10 +148,9 @@ def inspect(course: Course, assignment: str, student: str, stage: Path) -> Prech
     files = stage / "files"
     files.mkdir()
     pre = Precheck()
-    ts = src / "timestamp.txt"
-    if ts.is_file() and not ts.is_symlink():
-        shutil.copy2(ts, out / "timestamp.txt")
-        pre.timestamp = ts.read_text(errors="replace").strip()[:64]
+    pre.timestamp = submission_time(course, student, assignment)
+    if pre.timestamp:
+        (out / "timestamp.txt").write_text(pre.timestamp + "\n")
 
     expected = expected_notebooks(course, assignment)
     for name, info in expected.items():
@@ -153,8 +163,16 @@ def inspect(course: Course, assignment: str, student: str, stage: Path) -> Prech
             pre.invalid[name] = f"the file {problem}"
             continue
         cells: dict = info["cells"]  # type: ignore[assignment]
-        present = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells
-                   if isinstance(c.metadata.get("nbgrader"), dict)}
+        present: dict = {}
+        repeated = []
+        for c in nb.cells:  # the first cell of an id counts; a repeat is an ordinary cell
+            gid = present_id(c)
+            if gid is not None and gid in present:
+                repeated.append(gid)
+                for key in ("nbgrader", "editable", "deletable"):
+                    c.metadata.pop(key, None)
+            elif gid is not None:
+                present[gid] = c
         claimed = _claimed_assignment(nb)
         if not set(present) & set(cells):
             if claimed and claimed != assignment:
@@ -175,15 +193,52 @@ def inspect(course: Course, assignment: str, student: str, stage: Path) -> Prech
                     != expected_source:
                 pre.edited.setdefault(name, []).append(grade_id)
         student_code = "\n".join(c.source for c in nb.cells if c.cell_type == "code"
-                                 and not cells.get(present_id(c), (False,))[0])
+                                 and not _as_released(c, cells, present))
         for pattern, what in TAMPER_PATTERNS.items():
             if re.search(pattern, student_code) and what not in pre.flags:
                 pre.flags.append(what)
-        shutil.copy2(path, out / f"{name}.ipynb")
+        if repeated:
+            what = "repeats the grade id of another cell"
+            pre.notes.append(f"{name}: a cell {what} ({', '.join(sorted(set(repeated)))}); it "
+                             "was graded as an ordinary cell")
+            if what not in pre.flags:
+                pre.flags.append(what)
+            nbformat.write(nb, str(out / f"{name}.ipynb"))
+        else:
+            shutil.copy2(path, out / f"{name}.ipynb")
         pre.notebooks.append(name)
+        for grade_id, (locked, expected_source, _) in cells.items():
+            if locked:  # the gradebook's text (hidden tests removed), never the student's
+                pre.cells.setdefault(grade_id, expected_source)
+            elif grade_id in present:
+                pre.cells.setdefault(grade_id, present[grade_id].source)
+        pre.answer_cells += [a for a in info["answers"] if a in present]  # type: ignore[union-attr]
 
     pre.notes += _stage_files(src, files, course.release / assignment)
     return pre
+
+
+def _as_released(cell: nbformat.NotebookNode, cells: dict, present: dict) -> bool:
+    """A locked cell exactly as released: nbgrader's own text, nothing of the student's.
+
+    Anything else is scanned - also a second cell carrying a locked cell's grade id (nbgrader
+    strips its metadata and runs it as an ordinary cell).
+    """
+    gid = present_id(cell)
+    locked, expected_source, _ = cells.get(gid, (False, "", False))
+    return bool(locked) and present.get(gid) is cell and \
+        "\n".join(x.rstrip() for x in cell.source.splitlines()).strip() == expected_source
+
+
+def submission_time(course: Course, student: str, assignment: str) -> str | None:
+    """When the submission was collected: the collection's record (``course/collected/``),
+    else nbgrader's ``timestamp.txt`` written by its own collect; never a file of the
+    student's choosing (``cloudlab grade collect`` drops a submitted timestamp.txt)."""
+    for ts in (course.collected_timestamp(student, assignment),
+               course.submission(student, assignment) / "timestamp.txt"):
+        if ts.is_file() and not ts.is_symlink() and ts.stat().st_size < 1024:
+            return ts.read_text(errors="replace").strip()[:64] or None
+    return None
 
 
 def present_id(cell: nbformat.NotebookNode) -> str | None:

@@ -28,19 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
 from .. import engine
 from ..config import LABEL, settings
-from ..proc import alive
+from ..proc import alive, run
 
 GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
 OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
 SUBMISSION_LABEL = "org.cloudlab.grader.submission"
 WORK = "/work"
 TRUSTED_PATH = "/grader/results.json"
+MAX_MESSAGE = 8 * 2**20  # bytes: a bigger message from the kernel is dropped by ZMQ itself
+SOCKETS_SIZE = "8m"  # the tmpfs holding the kernel's ipc sockets and connection file
 
 
 def owner() -> str:
@@ -98,13 +102,59 @@ def active() -> SandboxSpec:
 
 
 def _short_dir() -> Path:
-    """A socket folder with a short path (unix socket paths must stay under ~107 bytes)."""
+    """A socket folder with a short path (unix socket paths must stay under ~107 bytes).
+
+    The kernel can write in it (it creates its sockets there), so it is a tmpfs of
+    :data:`SOCKETS_SIZE` when the grader may mount one (as root); ``sockets_limited`` says
+    whether it is. Released by :func:`release_dir`; :func:`sweep` unmounts those of dead
+    graders.
+    """
     base = Path(tempfile.gettempdir())
     if len(str(base)) > 40:
         base = Path("/tmp")
     path = base / f"clg-{uuid.uuid4().hex[:10]}"
     path.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        with contextlib.suppress(Exception):
+            run(["mount", "-t", "tmpfs", "-o", f"size={SOCKETS_SIZE},mode=0700,nosuid,nodev,"
+                 "noexec", "tmpfs", str(path)], timeout=20)
+            (path / OWNER_FILE).write_text(owner())
     return path
+
+
+OWNER_FILE = ".grader"
+
+
+def sockets_limited(path: Path) -> bool:
+    return os.path.ismount(path)
+
+
+def release_dir(path: Path) -> None:
+    """Unmount (if it is a tmpfs) and remove a socket folder; never raises."""
+    if os.path.ismount(path):
+        with contextlib.suppress(Exception):
+            run(["umount", "-l", str(path)], timeout=20)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _sweep_socket_dirs() -> int:
+    """Socket tmpfs mounts left by graders that were killed."""
+    removed = 0
+    base = Path(tempfile.gettempdir()) if len(tempfile.gettempdir()) <= 40 else Path("/tmp")
+    for path in base.glob("clg-*"):
+        who = ""
+        with contextlib.suppress(OSError):
+            who = (path / OWNER_FILE).read_text().strip()
+        name, _, pid = who.partition(":")
+        if not who:  # being set up right now, or very old
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime < 600:
+                    continue
+        if os.path.ismount(path) and not (name == socket.gethostname() and pid.isdigit()
+                                          and alive(int(pid))):
+            release_dir(path)
+            removed += 1
+    return removed
 
 
 class SandboxProvisioner(LocalProvisioner):
@@ -209,7 +259,7 @@ class SandboxProvisioner(LocalProvisioner):
         self._finish()
         spec = self.spec
         if not restart and spec.sockdir is not None:
-            shutil.rmtree(spec.sockdir, ignore_errors=True)
+            release_dir(spec.sockdir)
 
     def _finish(self) -> None:
         """Record how the container ended (exit code, OOM kill), then remove it."""
@@ -237,6 +287,26 @@ def remove(container_id: str) -> None:
         engine.client(timeout=60).api.remove_container(container_id, force=True, v=True)
 
 
+class SandboxKernelClient(AsyncKernelClient):
+    """A client whose sockets refuse any message over :data:`MAX_MESSAGE` bytes.
+
+    The cap applies in ZMQ, before a message is assembled in the grader's memory: an
+    oversized output, display update, comm (widget) state or error never reaches Python.
+    """
+
+    def _create_connected_socket(self, channel: str, identity: bytes | None = None
+                                 ) -> zmq.Socket:
+        from jupyter_client.connect import channel_socket_types
+
+        sock = self.context.socket(channel_socket_types[channel])
+        sock.linger = 1000
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
+        if identity:
+            sock.identity = identity
+        sock.connect(self._make_url(channel))
+        return sock
+
+
 class SandboxKernelManager(AsyncKernelManager):
     """A kernel manager whose kernels run in the active :class:`SandboxSpec`'s container."""
 
@@ -255,6 +325,7 @@ class SandboxKernelManager(AsyncKernelManager):
             interrupt_mode="signal", metadata={},
         )
         self.kernel_id = str(uuid.uuid4())
+        self.client_factory = SandboxKernelClient
         self.provisioner = SandboxProvisioner(kernel_id=self.kernel_id,
                                               kernel_spec=self._kernel_spec, parent=self)
 
@@ -263,8 +334,15 @@ class SandboxKernelManager(AsyncKernelManager):
         return True
 
 
+def _owner_gone(labels: dict[str, str] | None, host: str) -> bool:
+    name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
+    return not (name == host and pid.isdigit() and alive(int(pid)))
+
+
 def sweep(*, everything: bool = False) -> int:
-    """Remove grading containers whose grader process has gone (or all, if ``everything``)."""
+    """Remove grading containers and images whose grader process has gone (or all, if
+    ``everything``): kernels, probes, and the images a killed grader built from a
+    submission (tagged or left untagged). Returns how many containers went."""
     try:
         api = engine.client(timeout=60)
         found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
@@ -272,11 +350,15 @@ def sweep(*, everything: bool = False) -> int:
         return 0
     host = socket.gethostname()
     removed = 0
+    with contextlib.suppress(Exception):
+        _sweep_socket_dirs()
     for c in found:
-        who = (c.labels or {}).get(OWNER_LABEL, "")
-        name, _, pid = who.partition(":")
-        running = name == host and pid.isdigit() and alive(int(pid))
-        if everything or not running:
+        if everything or _owner_gone(c.labels, host):
             remove(c.id)
             removed += 1
+    with contextlib.suppress(Exception):
+        for image in api.images.list(filters={"label": OWNER_LABEL}):  # never the grading
+            if everything or _owner_gone(image.labels, host):  # image itself: it has no owner
+                with contextlib.suppress(Exception):
+                    api.images.remove(image.id, force=True)
     return removed

@@ -49,6 +49,20 @@ class Report:
         return "\n".join(lines)
 
 
+COURSE_FOLDERS = ("submitted", "autograded", "feedback")
+
+
+def submission_reason(path: Path) -> str:
+    """Why ``path`` looks like a collected submission ("" if it does not)."""
+    path = Path(path).resolve()
+    if (path.parent / "timestamp.txt").exists():
+        return "nbgrader's timestamp.txt is beside it"
+    for folder in path.parents:
+        if folder.name in COURSE_FOLDERS and (folder.parent / "gradebook.db").exists():
+            return f"it is inside the course's {folder.name}/ folder"
+    return ""
+
+
 def validate(notebook: str | Path, *, timeout: int = 300) -> Report:
     from nbgrader.preprocessors import ClearOutput, Execute
     from nbgrader.utils import compute_checksum, is_grade, is_locked, is_solution, setenv
@@ -56,6 +70,12 @@ def validate(notebook: str | Path, *, timeout: int = 300) -> Report:
 
     path = Path(notebook).resolve()
     report = Report(path)
+    why = submission_reason(path)
+    if why:
+        report.error = (f"refusing to run a collected submission outside the sandbox ({why}); "
+                        "grade it with `cloudlab grade autograde ASSIGNMENT --student ID`, "
+                        "or validate your own copy of the notebook")
+        return report
     try:
         nb = nbformat.read(str(path), as_version=4)
     except Exception as exc:

@@ -1,7 +1,13 @@
-"""Grade one submission: precheck, trusted hooks, sandboxed nbgrader autograde, scoring.
+"""Grade one submission: precheck, host hooks, sandboxed autograde, trusted scoring.
 
 Runs in a worker process forked from the pool (nbgrader already imported). It never raises
 for anything a student did: the outcome is always a :class:`~.results.Result`.
+
+The notebook runs in the sandbox with every hidden-test region stripped out, for feedback
+and nbgrader's bookkeeping only. The score written to the gradebook is the trusted
+graders' (``solutions/<name>/grader.py``, see :mod:`.trusted`); if anything fails after
+nbgrader saved the in-kernel scores, every grade of the submission is set to 0 and the
+reason recorded (fail closed).
 """
 
 from __future__ import annotations
@@ -9,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import shutil
 import tempfile
 import time
@@ -17,12 +22,12 @@ import traceback
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
-from . import executor, hooks, precheck, sandbox
+from . import executor, hooks, precheck, sandbox, trusted
 from .course import Course
 from .results import Result, TestResult, friendly
-
-TRUSTED_CALL = re.compile(r"""trusted\(\s*['"]([\w.\-]+)['"]\s*\)""")
 
 
 def nbgrader_extra() -> dict:
@@ -38,13 +43,32 @@ def nbgrader_extra() -> dict:
         "Autograde": {
             "force": True, "create_student": True,
             # the sanitising pass already ran CheckCellMetadata on this notebook
-            "autograde_preprocessors": [executor.SandboxExecute, IgnorePattern,
+            "autograde_preprocessors": [StripHiddenTests, executor.SandboxExecute,
+                                        IgnorePattern,
                                         ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
                                         AssignLatePenalties],
         },
         "Execute": {"shutdown_kernel": "immediate", "interrupt_on_timeout": False,
+                    "store_widget_state": False,
                     "startup_timeout": 60, "iopub_timeout": 10, "raise_on_iopub_timeout": False},
     }
+
+
+class StripHiddenTests(Preprocessor):
+    """Hidden-test regions never reach the student's kernel (the graders hold those tests)."""
+
+    enabled = Bool(True)
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and release_markers(cell.source):
+            cell.source = precheck.released_source(cell.source)
+        return cell, resources
+
+
+def release_markers(source: str) -> bool:
+    from .release import HIDDEN_BEGIN
+
+    return HIDDEN_BEGIN in source
 
 
 def grade(course: Course, assignment: str, student: str, *, image: str,
@@ -63,6 +87,12 @@ def grade(course: Course, assignment: str, student: str, *, image: str,
         result.status = "crashed"
         result.reason = f"the grader failed on this submission: {type(exc).__name__}: {exc}"[:800]
         result.max_score = max_score(course, assignment)
+        result.score = 0.0
+        result.tests = []
+        try:
+            fail_closed(course, assignment, student)
+        except Exception as again:  # the gradebook itself failed: say so, still no score
+            result.reason += f"; the gradebook could not be reset: {again}"[:300]
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     result.seconds = round(time.monotonic() - start, 2)
@@ -86,6 +116,7 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
         _collect_scores(course, assignment, student, result, pre, {})
         return
 
+    graders = trusted.load(course.source, assignment)  # no grader: crashed, 0 (fail closed)
     trusted_results: dict = {}
     found_hooks = hooks.hooks_for(assignment)
     trusted_file = None
@@ -120,14 +151,20 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
         finally:
             sandbox.activate(None)
 
-    _apply_trusted_and_deletions(course, assignment, student, pre, trusted_results, notes)
+    sub = trusted.Submission(
+        assignment, student, files=_copy_for_hooks(stage, "grader-files"), cells=pre.cells,
+        answer_cells=pre.answer_cells, pre_graded=trusted_results,
+        labels={**spec.labels(), sandbox.GRADER_LABEL: "probe"}, timeout=hook_timeout)
+    runner = trusted.container_runner(image, sub.labels, limits)
+    verdicts = trusted.run(graders, sub, autograded_ids(course, assignment), runner=runner)
+    write_verdicts(course, assignment, student, pre, verdicts, notes)
     result.status = outcome.status
     parts = [outcome.reason] if outcome.reason else []
     parts += [pre.reason()] if pre.reason() else []
     if outcome.truncated:
         parts.append("some output was truncated")
     result.reason = "; ".join(p for p in parts + notes if p)
-    _collect_scores(course, assignment, student, result, pre, trusted_results)
+    _collect_scores(course, assignment, student, result, pre, verdicts)
 
 
 def max_score(course: Course, assignment: str) -> float:
@@ -140,8 +177,8 @@ def max_score(course: Course, assignment: str) -> float:
         return 0.0
 
 
-def _copy_for_hooks(stage: Path) -> Path:
-    dest = stage / "hook-files"
+def _copy_for_hooks(stage: Path, name: str = "hook-files") -> Path:
+    dest = stage / name
     shutil.copytree(stage / "files", dest, symlinks=False)
     return dest
 
@@ -166,34 +203,58 @@ def _record_zeros(course: Course, assignment: str, student: str, timestamp: str 
         gb.db.commit()
 
 
-def _apply_trusted_and_deletions(course: Course, assignment: str, student: str,
-                                 pre: precheck.Precheck, trusted_results: dict,
-                                 notes: list[str]) -> None:
-    """Scores the sandbox cannot fake: deleted tests, failed trusted checks, review flags."""
+def autograded_ids(course: Course, assignment: str) -> list[str]:
+    """Grade ids of the cells scored automatically (test cells; not manually graded answers)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gb:
+        return [c.name for nb in gb.find_assignment(assignment).notebooks
+                for c in nb.grade_cells
+                if c.cell_type == "code" and c.name not in {s.name for s in nb.solution_cells}]
+
+
+def write_verdicts(course: Course, assignment: str, student: str, pre: precheck.Precheck,
+                   verdicts: dict[str, trusted.Verdict], notes: list[str]) -> None:
+    """Write the trusted scores over nbgrader's in-kernel ones, in one transaction."""
     from nbgrader.api import Gradebook
 
     with Gradebook(course.db_url) as gb:
         submission = gb.find_submission(assignment, student)
         for nb in submission.notebooks:
-            source = {c.name: c.source or "" for c in nb.notebook.source_cells}
+            answers = {c.name for c in nb.notebook.solution_cells}
             for grade in nb.grades:
-                if grade.name in pre.deleted.get(nb.name, []):
+                if grade.cell_type != "code" or grade.name in answers:
+                    continue  # manually graded
+                verdict = verdicts.get(grade.name) or trusted.Verdict(
+                    grade.name, 0.0, "no trusted verdict (0 points)")
+                deleted = grade.name in pre.deleted.get(nb.name, [])
+                fraction = 0.0 if deleted or nb.name not in pre.notebooks else verdict.fraction
+                grade.auto_score = round(float(grade.max_score or 0) * fraction, 4)
+                grade.needs_manual_grade = bool(pre.flags)
+        _commit(gb)
+
+
+def _commit(gb) -> None:
+    gb.db.commit()
+
+
+def fail_closed(course: Course, assignment: str, student: str) -> None:
+    """Every automatic grade of the submission set to 0 (whatever the kernel scored)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gb:
+        gb.update_or_create_student(student)
+        submission = gb.update_or_create_submission(assignment, student)
+        for nb in submission.notebooks:
+            for grade in nb.grades:
+                if grade.cell_type == "code" or grade.auto_score is not None:
                     grade.auto_score = 0
-                    grade.needs_manual_grade = False
-                    continue
-                keys = TRUSTED_CALL.findall(source.get(grade.name, ""))
-                failed = [k for k in keys if not trusted_results.get(k, {}).get("passed")]
-                if failed and (grade.auto_score or 0) > 0:
-                    grade.auto_score = 0
-                    notes.append(f"{grade.name}: 0 points, the grader's own check "
-                                 f"{', '.join(failed)} did not pass")
-                if pre.flags and grade.auto_score is not None:
-                    grade.needs_manual_grade = True
+                grade.needs_manual_grade = False
         gb.db.commit()
 
 
 def _collect_scores(course: Course, assignment: str, student: str, result: Result,
-                    pre: precheck.Precheck, trusted_results: dict) -> None:
+                    pre: precheck.Precheck, verdicts: dict[str, trusted.Verdict]) -> None:
     from nbgrader.api import Gradebook
 
     messages = _messages(course, assignment, student)
@@ -202,24 +263,22 @@ def _collect_scores(course: Course, assignment: str, student: str, result: Resul
         result.score = float(submission.score or 0)
         result.max_score = float(submission.max_score or 0)
         for nb in submission.notebooks:
-            source = {c.name: c.source or "" for c in nb.notebook.source_cells}
             for grade in sorted(nb.grades, key=lambda g: g.name):
                 if grade.cell_type != "code" and grade.auto_score is None:
                     continue
                 score = float(grade.score or 0)
                 points = float(grade.max_score or 0)
-                msg = messages.get((nb.name, grade.name), "")
+                verdict = verdicts.get(grade.name)
+                msg = verdict.message if verdict is not None else \
+                    messages.get((nb.name, grade.name), "")
                 if nb.name in pre.invalid:
                     msg = f"not graded: {nb.name}.ipynb {pre.invalid[nb.name]}"
                 elif nb.name in pre.missing:
                     msg = f"not graded: {nb.name}.ipynb was not submitted"
                 elif grade.name in pre.deleted.get(nb.name, []):
                     msg = "this test cell was deleted from the notebook"
-                elif not msg and score < points:
-                    keys = TRUSTED_CALL.findall(source.get(grade.name, ""))
-                    bad = [trusted_results.get(k, {}) for k in keys]
-                    msg = next((str(b.get("message", "")) for b in bad
-                                if not b.get("passed")), "")
+                elif score >= points:
+                    msg = ""
                 result.tests.append(TestResult(nb.name, grade.name, points, score,
                                                score >= points > 0 or (points == 0),
                                                msg[:1000]))

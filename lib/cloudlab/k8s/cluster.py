@@ -169,7 +169,13 @@ class Cluster:
         try:
             if self.backend == "kwok":
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-                kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                try:
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                except CloudlabError as exc:  # a port taken meanwhile by another cluster
+                    if "address already in use" not in str(exc):
+                        raise
+                    kwok.delete(self.cfg, self.name)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
                 self.context = f"kwok-{self.name}"
                 self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)
                             for i in range(1, self.nodes + 1)])
@@ -181,6 +187,8 @@ class Cluster:
                 self.context = f"kind-{self.name}"
             wait_for(self._nodes_ready, timeout=self.start_timeout,
                      what=f"the nodes of {self.name} to be Ready")
+            if self.backend == "kwok":
+                kwok.check_running(self.cfg, self.name)
         except BaseException:
             self.stop()
             raise
@@ -455,9 +463,12 @@ class Cluster:
                                            for c in i["containers"]) for i in data["items"]}
 
     def metrics_ready(self) -> bool:
-        """Whether the metrics API answers (metrics-server registered and serving)."""
+        """Whether the metrics API answers (metrics-server registered and serving).
+
+        It lists a pod once metrics-server has scraped it twice (its resolution is 15 s).
+        """
         done = self.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes", check=False)
-        return done.returncode == 0 and bool(json.loads(done.stdout or "{}").get("items"))
+        return done.returncode == 0
 
     def emulate_cpu(self, millicores: float, *, selector: str,
                     namespace: str | None = None) -> str:

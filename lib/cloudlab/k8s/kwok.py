@@ -30,7 +30,7 @@ import yaml
 
 from ..config import Settings
 from ..errors import CloudlabError
-from ..proc import alive
+from ..proc import alive, which
 from . import install
 
 CPU_ANNOTATION = "kwok.x-k8s.io/usage-cpu"
@@ -57,13 +57,12 @@ def _usage(annotation: str, default: str) -> str:
             f'? Quantity(pod.metadata.annotations["{annotation}"]) : Quantity("{default}")')
 
 
-def config_docs(patched: list[str] | None = None, hpa_sync: str = "5s",
-                metric_resolution: str = "5s") -> list[dict]:
-    """kwok resources (usage from annotations, the kubelet resource metrics) + patches.
-
-    The control-plane patches only shorten periods so a notebook sees the HPA act within
-    a minute: the HPA sync period (15 s by default) and metrics-server's resolution.
-    """
+def config_docs(metrics_manifests: Path | None = None) -> list[dict]:
+    """kwok resources (pod usage from annotations, the kubelet's resource metrics) and
+    kwokctl's options (loopback only; metrics-server's manifests from a local folder)."""
+    options: dict = {"bindAddress": "127.0.0.1"}
+    if metrics_manifests is not None:
+        options["metricsServerManifests"] = [str(metrics_manifests)]
     docs: list[dict] = [
         {"kind": "ClusterResourceUsage", "apiVersion": "kwok.x-k8s.io/v1alpha1",
          "metadata": {"name": "usage-from-annotation"},
@@ -73,21 +72,22 @@ def config_docs(patched: list[str] | None = None, hpa_sync: str = "5s",
         {"kind": "Metric", "apiVersion": "kwok.x-k8s.io/v1alpha1",
          "metadata": {"name": "metrics-resource"},
          "spec": {"path": "/metrics/nodes/{nodeName}/metrics/resource", "metrics": _METRICS}},
+        # every component listens on loopback only (kwokctl's default is 0.0.0.0: an etcd
+        # without authentication open to the network)
+        {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
+         "options": options},
     ]
-    patches = []
-    if patched is None or "kube-controller-manager" in patched:
-        patches.append({"name": "kube-controller-manager", "extraArgs": [
-            {"key": "horizontal-pod-autoscaler-sync-period", "value": hpa_sync}]})
-    if patched is None or "metrics-server" in patched:
-        patches.append({"name": "metrics-server", "extraArgs": [
-            {"key": "metric-resolution", "value": metric_resolution}]})
-    docs.append({"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-                 "componentsPatches": patches})
     return docs
 
 
-def config_yaml(patched: list[str] | None = None) -> str:
-    return yaml.safe_dump_all(config_docs(patched), sort_keys=False)
+def config_yaml(metrics_manifests: Path | None = None) -> str:
+    return yaml.safe_dump_all(config_docs(metrics_manifests), sort_keys=False)
+
+
+# A shorter HPA sync period than the default 15 s, so a notebook sees the controller act
+# sooner (metrics-server keeps its 15 s resolution: it refuses anything at or below its
+# 10 s kubelet request timeout).
+EXTRA_ARGS = ("kube-controller-manager=horizontal-pod-autoscaler-sync-period=5s",)
 
 
 def _metric(name: str, dimension: str, kind: str, value: str, labels: tuple[str, ...] = ()
@@ -145,6 +145,7 @@ class Process:
     running: bool
     role: str
     command: str = ""
+    binary: str = ""  # the program file the process runs (links resolved)
 
     def __str__(self) -> str:
         state = f"pid {self.pid}" if self.running else "not running"
@@ -160,8 +161,18 @@ def cluster_dir(cfg: Settings, name: str) -> Path:
     return workdir_root(cfg) / "clusters" / name
 
 
+def config_path(cfg: Settings, name: str) -> Path:
+    """Our kwokctl config for cluster ``name`` (beside, not inside, kwokctl's clusters/)."""
+    return workdir_root(cfg) / f"{name}.kwok.yaml"
+
+
 def env(cfg: Settings) -> dict[str, str]:
-    return {**os.environ, "KWOK_WORKDIR": str(workdir_root(cfg))}
+    """kwokctl's environment: our workdir, our kubectl first on PATH, local manifests."""
+    out = {**os.environ, "KWOK_WORKDIR": str(workdir_root(cfg))}
+    kubectl = which("kubectl")
+    if kubectl:  # kwokctl runs `kubectl kustomize`; otherwise it would download a kubectl
+        out["PATH"] = os.pathsep.join([str(Path(kubectl).parent), out.get("PATH", "")])
+    return out
 
 
 def names(cfg: Settings) -> list[str]:
@@ -183,12 +194,13 @@ def processes(cfg: Settings, name: str) -> list[Process]:
     """The control plane's processes with what each does, read from the live system."""
     out = []
     for comp, pid in pids(cfg, name).items():
-        running = alive(pid)
-        cmd = ""
+        running = running_pid(pid)
+        cmd = exe = ""
         if running:
             with contextlib.suppress(OSError):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        out.append(Process(comp, pid, running, ROLES.get(comp, ""), cmd.strip()))
+                exe = os.path.realpath(f"/proc/{pid}/exe")
+        out.append(Process(comp, pid, running, ROLES.get(comp, ""), cmd.strip(), exe))
     order = list(ROLES)
     return sorted(out, key=lambda p: order.index(p.name) if p.name in order else 99)
 
@@ -196,15 +208,18 @@ def processes(cfg: Settings, name: str) -> list[Process]:
 def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120) -> None:
     """``kwokctl create cluster`` with the cached binaries; raises with kwokctl's output."""
     bins = install.paths()
-    conf = cluster_dir(cfg, name).with_suffix(".kwok.yaml")
+    conf = config_path(cfg, name)
     conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(config_yaml())
+    manifests = install.metrics_manifests()
+    conf.write_text(config_yaml(manifests if (manifests / "kustomization.yaml").is_file()
+                                else None))
     cmd = [str(bins["kwokctl"]), "create", "cluster", "--name", name, "--runtime", "binary",
            "--config", str(conf), "--kubeconfig", str(kubeconfig), "--quiet-pull",
-           "--enable-metrics-server", "--wait", f"{int(timeout)}s",
-           # RBAC and admission as on a real cluster: a namespaced service account is
-           # confined to its namespace (graders rely on it)
+           "--enable", "metrics-server", "--wait", f"{int(timeout)}s",
+           # RBAC and admission as on a real cluster (kwokctl's defaults, said out loud):
+           # a namespaced service account is confined to its namespace; graders rely on it
            "--kube-authorization", "--kube-admission",
+           *(arg for pair in EXTRA_ARGS for arg in ("--extra-args", pair)),
            "--kube-apiserver-binary", str(bins["kube-apiserver"]),
            "--kube-controller-manager-binary", str(bins["kube-controller-manager"]),
            "--kube-scheduler-binary", str(bins["kube-scheduler"]),
@@ -234,7 +249,26 @@ def delete(cfg: Settings, name: str, timeout: float = 60) -> None:
     for pid in before.values():
         _terminate(pid)
     shutil.rmtree(cluster_dir(cfg, name), ignore_errors=True)
-    cluster_dir(cfg, name).with_suffix(".kwok.yaml").unlink(missing_ok=True)
+    config_path(cfg, name).unlink(missing_ok=True)
+
+
+def running_pid(pid: int) -> bool:
+    """Alive and not a zombie (a crashed component stays a zombie until reaped)."""
+    if not alive(pid):
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def check_running(cfg: Settings, name: str) -> None:
+    """Raise with the log tail of every control-plane process that is not running."""
+    dead = [p.name for p in processes(cfg, name) if not p.running]
+    if dead:
+        tails = "".join(f"\n--- {d}.log (last lines) ---\n{logs(cfg, name, d, 12)}"
+                        for d in dead)
+        raise CloudlabError(f"cluster {name!r}: {', '.join(dead)} exited{tails}")
 
 
 def _terminate(pid: int, timeout: float = 10) -> None:

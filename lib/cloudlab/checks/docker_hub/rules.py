@@ -1,26 +1,7 @@
-"""Checks of the ``docker-hub`` exercise: a hello-world CLI container, pushed and pulled.
+"""The pure rules of ``docker-hub``: each takes plain data, returns a result dict.
 
-The exercise (``solutions/docker-hub``) has four parts: A) write ``app.py``,
-``requirements.txt`` and a ``Dockerfile`` FROM the official ``python:3.11-slim``; B) build,
-tag and push the image to the course registry; C) record the reference and digest you
-pushed; D) pull a classmate's image and record what it prints.
-
-Two ways of checking, one set of rules:
-
-* on your machine, ``cl.check("q1")`` ... ``cl.check("q5")`` lint, build and run your files
-  with your own Docker engine and look at the answers you saved;
-* when your work is graded, the grader's **pre-grade hook** (:func:`docker_side`, below)
-  builds the Dockerfile you submitted in a container of its own, lints it, runs ``hello``,
-  inspects the image (exec-form ENTRYPOINT/CMD, a non-root USER, no pip cache, the size)
-  and asks the registry for the digest of the tag you recorded. The notebook itself runs
-  in a sandbox without Docker; its test cells read those results with
-  ``cl.checks.trusted(key)``.
-
-Your answers to parts C and D travel in ``answers.json`` (written by
-:func:`save_answers`), next to the Dockerfile, so the grader can read them without
-running anything of yours.
-
-The rule functions are plain and can be tried without Docker:
+No Docker, no network (except :func:`pushed`, which asks a registry): the host's hook
+(:mod:`.hook`) and the student's visible checks (:mod:`.student_side`) both call these.
 
 >>> pinned("click==8.1.7\\n")["passed"], pinned("click\\n")["passed"]
 (True, False)
@@ -34,17 +15,56 @@ True
 
 from __future__ import annotations
 
-import contextlib
-import getpass
 import json
 import os
 import re
+import tempfile  # noqa: F401 - used by the doctests
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..grading.hooks import HookContext, Results, pre_grade
-from . import CheckFailed, expect, register, trusted
+__all__ = [
+    "ANSWERS",
+    "ANSWER_NAMES",
+    "APP",
+    "ASSIGNMENT",
+    "CLASSMATE_REPOSITORY",
+    "COURSE_REGISTRY_VAR",
+    "DIGEST",
+    "DOCKERFILE",
+    "GREETING",
+    "HUB_HOSTS",
+    "INSTRUCTIONS",
+    "KEYS",
+    "NO_DOCKER",
+    "OFFICIAL_BASE",
+    "PASSWORD_VAR",
+    "REPOSITORY",
+    "REQUIREMENTS",
+    "SIZE_BUDGET",
+    "STUB",
+    "USER_VAR",
+    "VERSION",
+    "classmate",
+    "exec_form",
+    "files",
+    "final_base",
+    "install_first",
+    "instructions",
+    "lint_clean",
+    "load_answers",
+    "no_pip_cache",
+    "non_root",
+    "official_base",
+    "pinned",
+    "pushed",
+    "recorded",
+    "result",
+    "scan_filesystem",
+    "size_budget",
+    "split_ref",
+    "syntax_error",
+]
 
 ASSIGNMENT = "docker-hub"
 APP, REQUIREMENTS, DOCKERFILE, ANSWERS = "app.py", "requirements.txt", "Dockerfile", "answers.json"
@@ -65,7 +85,8 @@ HUB_HOSTS = ("", "docker.io", "index.docker.io", "registry-1.docker.io")
 
 # The hook's keys, in the order the notebook's test cells use them.
 KEYS = ("files", "official_base", "lint_clean", "image_builds", "says_hello", "exec_form",
-        "non_root", "pinned", "no_pip_cache", "size_budget", "pushed", "classmate")
+        "install_first", "non_root", "pinned", "no_pip_cache", "size_budget", "pushed",
+        "classmate")
 
 
 def result(passed: bool, message: str, *, expected: Any = None, found: Any = None,
@@ -194,7 +215,7 @@ def official_base(dockerfile: str | None) -> dict[str, Any]:
 
 def lint_clean(dockerfile: str | Path | None) -> dict[str, Any]:
     """hadolint finds nothing at level ``error`` (warnings are advice, not failures)."""
-    from .. import lint
+    from ... import lint
 
     if dockerfile is None:
         return result(False, "there is no Dockerfile to lint")
@@ -262,6 +283,53 @@ def pinned(requirements: str | None, dockerfile: str | None = None) -> dict[str,
         return result(False, "requirements.txt lists no packages",
                       hint="the app imports click: list it, with its version")
     return result(True, f"all {names} requirement(s) are pinned")
+
+
+_PIP_INSTALL = re.compile(r"\bpip3?\s+install\b|\bpython3?\s+-m\s+pip\s+install\b")
+
+
+def install_first(dockerfile: str | None) -> dict[str, Any]:
+    """The final stage installs its requirements (``pip install``) before it copies app.py.
+
+    >>> install_first("FROM x\\nCOPY requirements.txt .\\nRUN pip install -r requirements.txt"
+    ...               "\\nCOPY app.py .\\n")["passed"]
+    True
+    >>> install_first("FROM x\\nCOPY . .\\nRUN pip install -r requirements.txt\\n")["message"]
+    'app.py is copied (line 2) before pip installs the requirements (line 3)'
+    """
+    if not dockerfile:
+        return result(False, "there is no Dockerfile")
+    steps = instructions(dockerfile)
+    last_from = max((i for i, (_, kw, _) in enumerate(steps) if kw == "FROM"), default=-1)
+    stage = steps[last_from + 1:]
+    install = next((line for line, kw, text in stage if kw == "RUN" and _PIP_INSTALL.search(text)),
+                   None)
+    copies_app = next((line for line, kw, text in stage if kw in ("COPY", "ADD")
+                       and not any(w.startswith("--from") for w in text.split())
+                       and any(src in ("app.py", ".", "./", "*") or src.endswith("/app.py")
+                               for src in _sources(text))), None)
+    if install is None:
+        return result(False, "no `RUN pip install ...` step installs the requirements",
+                      hint="COPY requirements.txt, then RUN pip install --no-cache-dir -r "
+                           "requirements.txt")
+    if copies_app is not None and copies_app < install:
+        return result(False, f"app.py is copied (line {copies_app}) before pip installs the "
+                             f"requirements (line {install})",
+                      hint="COPY requirements.txt and RUN pip install first, COPY app.py "
+                           "after: then a change to app.py reuses the cached install layer")
+    return result(True, "the requirements are installed before app.py is copied")
+
+
+def _sources(text: str) -> list[str]:
+    words = text.split(None, 1)[1] if len(text.split(None, 1)) > 1 else ""
+    if words.lstrip().startswith("["):
+        try:
+            items = [str(x) for x in json.loads(words)]
+        except ValueError:
+            return []
+    else:
+        items = [w for w in words.split() if not w.startswith("--")]
+    return items[:-1]
 
 
 def exec_form(entrypoint: Sequence[str] | None, cmd: Sequence[str] | None) -> dict[str, Any]:
@@ -390,12 +458,12 @@ def pushed(answers: Mapping[str, Any], course_registry: str,
     course_hosts = {course_registry, course_registry.replace("127.0.0.1", "localhost"), shared}
     try:
         if host and host in course_hosts:
-            from .. import registry
+            from ... import registry
 
             served = registry.manifest_digest(repo, tag, registry=host if host == shared
                                               else course_registry, auth=auth)
         elif host in HUB_HOSTS:
-            from .. import registry
+            from ... import registry
 
             served = registry.remote_digest(ref)
         else:
@@ -481,49 +549,6 @@ def scan_filesystem(members, read, user: str = "") -> dict[str, Any]:
     return {"pip_cache": caches, "uid": uid}
 
 
-class _Chunks:
-    """A file-like view of the engine's export stream (for tarfile's stream mode)."""
-
-    def __init__(self, chunks, deadline: float) -> None:
-        self.chunks, self.buf, self.deadline = chunks, b"", deadline
-
-    def read(self, n: int = -1) -> bytes:
-        import time
-
-        while n < 0 or len(self.buf) < n:
-            if time.monotonic() > self.deadline:
-                raise TimeoutError("reading the image's files took too long")
-            try:
-                self.buf += next(self.chunks)
-            except StopIteration:
-                break
-        if n < 0:
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-
-def _scan(ctx: HookContext, tag: str, user: str, timeout: float = 60) -> dict[str, Any]:
-    """Read the image's file system (a created, never started container, exported)."""
-    import tarfile
-    import time
-
-    from .. import engine
-
-    api = engine.client(timeout=int(timeout) + 30)
-    box = api.containers.create(tag, entrypoint=["/bin/true"], command=[], labels=ctx.labels,
-                                network_mode="none", detach=True)
-    ctx.created_containers.append(box.id)
-    stream = _Chunks(iter(box.export(chunk_size=1 << 20)), time.monotonic() + timeout)
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        def read(member):
-            got = tar.extractfile(member)
-            return got.read() if got is not None else b""
-
-        return scan_filesystem(tar, read, user)
-
-
 def no_pip_cache(caches: Mapping[str, Sequence[int]]) -> dict[str, Any]:
     """No pip download cache left in the image (``pip install --no-cache-dir``)."""
     if caches:
@@ -576,352 +601,3 @@ def _safe(fn, *args) -> dict[str, Any]:
                              f"{str(exc)[:300]}")
 
 
-@pre_grade(ASSIGNMENT)
-def docker_side(ctx: HookContext) -> Results:
-    """The grader's trusted checks: build, lint, run and inspect the submitted Dockerfile.
-
-    Runs on the grading host before the notebook, never inside the sandbox. The build is
-    confined (:func:`cloudlab.grading.hooks.build_image`: its only way out is the package
-    index, for pip; CPU, memory, processes, time and disk are limited); ``hello`` runs
-    without a network, locked down; the image's files are read from an export of a
-    container that is never started (nothing the student wrote runs to
-    answer the pip-cache and user questions). Returns a result per key of :data:`KEYS`.
-    """
-    from .. import images
-    from ..config import settings
-    from ..grading import Course, hooks, roster
-    from ..grading import classmate as classmate_secret
-
-    course = Course(ctx.course) if ctx.course else None
-    folder = Path(ctx.files)
-    dockerfile = _read(folder, DOCKERFILE)
-    answers = load_answers(folder)
-    out: Results = {
-        "files": _safe(files, folder),
-        "official_base": _safe(official_base, dockerfile),
-        "lint_clean": _safe(lint_clean, dockerfile),
-        "pinned": _safe(pinned, _read(folder, REQUIREMENTS), dockerfile),
-        "pushed": _safe(pushed, answers, settings().registry_host,
-                        roster.namespaces(course, ctx.student), _grader_login(course)),
-        "classmate": _safe(classmate, answers,
-                           classmate_secret.message(course) if course else None),
-    }
-    broken = syntax_error(dockerfile) if dockerfile is not None else None
-    if broken:  # the engine would refuse it before the first step: say why, build nothing
-        built = hooks.Built(False, "", f"docker build failed: {broken}")
-    else:
-        built = hooks.build_image(ctx, DOCKERFILE, network="proxy",
-                                  timeout=max(30.0, min(ctx.timeout - 60, 600)))
-        if not built.ok and "Step 1/" not in built.log and "APIError" in built.message:
-            built.message += " (the engine rejected the Dockerfile before its first step; " \
-                             "hadolint's result above points at the line)"
-    out["image_builds"] = result(built.ok, built.message,
-                                 found=built.log[-600:] if not built.ok and built.log else None)
-    later = ("says_hello", "exec_form", "non_root", "no_pip_cache", "size_budget")
-    if not built.ok:
-        out.update({key: _not_built(built.message) for key in later})
-        return out
-    ran = hooks.run_image(ctx, built.tag, ["hello"], timeout=30)
-    lines = [line.strip() for line in ran.output.splitlines()]
-    out["says_hello"] = result(
-        ran.ok and GREETING in lines,
-        f"`docker run IMAGE hello` prints {GREETING}" if ran.ok and GREETING in lines
-        else f"`docker run IMAGE hello` should print {GREETING}"
-        + (" (it timed out)" if ran.timed_out else f" (exit code {ran.exit_code})"
-           if not ran.ok else ""),
-        expected=GREETING, found=ran.output.strip()[-300:],
-        hint=None if ran.ok and GREETING in lines else
-        'ENTRYPOINT ["python", "app.py"] makes `hello` the argument of your CLI')
-    try:
-        from .. import engine
-
-        config = engine.client(timeout=60).api.inspect_image(built.tag)
-    except Exception as exc:
-        out.update({k: result(False, f"the grader could not inspect the image: {exc}"[:400])
-                    for k in later[1:]})
-        return out
-    conf = config.get("Config") or {}
-    out["exec_form"] = _safe(exec_form, conf.get("Entrypoint"), conf.get("Cmd"))
-    try:
-        scan = _scan(ctx, built.tag, conf.get("User") or "")
-        out["non_root"] = non_root(conf.get("User"), scan.get("uid"))
-        out["no_pip_cache"] = no_pip_cache(scan.get("pip_cache") or {})
-    except Exception as exc:
-        out["non_root"] = _safe(non_root, conf.get("User"))
-        out["no_pip_cache"] = result(False, f"the grader could not look inside the image: "
-                                            f"{str(exc)[:300]}")
-    base = final_base(dockerfile or "") or OFFICIAL_BASE
-    try:
-        base_size = images.size(base)
-    except Exception:
-        base_size = images.size(settings().base_image)
-        base = settings().base_image
-    out["size_budget"] = _safe(size_budget, int(config.get("Size") or 0), base_size, base)
-    return out
-
-
-def _grader_login(course):
-    """The instructor's login to the course registry (None when it has no accounts)."""
-    from ..grading import roster
-
-    if course is None or not (roster.folder(course) / "credentials.json").exists():
-        return None
-    data = json.loads((roster.folder(course) / "credentials.json").read_text())
-    boss = next((u for u, e in data.items() if e.get("role") == "instructor"), None)
-    return roster.credentials(course, boss) if boss else None
-
-
-# ------------------------------------------------------- on the student's own machine
-def grading() -> bool:
-    """True while the grader runs the notebook (in its sandbox, without Docker)."""
-    from . import GRADING_ASSIGNMENT_ENV
-
-    return bool(os.environ.get(GRADING_ASSIGNMENT_ENV))
-
-
-def docker_here() -> bool:
-    """Whether this notebook can use a Docker engine (never while it is being graded)."""
-    if grading():
-        return False
-    from .. import engine
-
-    try:
-        return engine.available()
-    except Exception:
-        return False
-
-
-def student() -> str:
-    """Your namespace in the course registry: your course account
-    (``CLOUDLAB_REGISTRY_USER``), else JupyterHub's user, else your login name.
-
-    >>> re.fullmatch(r"[a-z0-9][a-z0-9._-]*", student()) is not None
-    True
-    """
-    raw = (os.environ.get(USER_VAR) or os.environ.get("JUPYTERHUB_USER")
-           or os.environ.get("NB_USER") or "")
-    if not raw:
-        with contextlib.suppress(Exception):
-            raw = getpass.getuser()
-    name = re.sub(r"[^a-z0-9._-]+", "-", (raw or "student").lower()).strip("._-")
-    return name or "student"
-
-
-def target(cfg=None) -> str:
-    """Where part B pushes: Docker Hub (``<user>/hello-cli:1.0``) when the course is
-    configured for it (``CLOUDLAB_REGISTRY=dockerhub`` and a login), else the local course
-    registry (``127.0.0.1:5000/<you>/hello-cli:1.0``)."""
-    from ..config import settings
-
-    cfg = cfg or settings()
-    if cfg.registry == "dockerhub" and not grading():
-        from .. import registry
-
-        creds = registry.dockerhub_credentials(cfg=cfg)
-        if creds is not None:
-            return f"{creds.username}/{REPOSITORY}:{VERSION}"
-    return f"{course_registry(cfg)}/{student()}/{REPOSITORY}:{VERSION}"
-
-
-def course_registry(cfg=None) -> str:
-    """The course registry: ``CLOUDLAB_COURSE_REGISTRY`` (a shared one, reachable from
-    laptops) or the one on this machine (a JupyterHub course host, or a laptop's own)."""
-    from ..config import settings
-
-    return os.environ.get(COURSE_REGISTRY_VAR) or (cfg or settings()).registry_host
-
-
-def push_auth(cfg=None):
-    """Credentials for pushing to :func:`target`: Docker Hub's, or your course registry
-    account (``CLOUDLAB_REGISTRY_USER`` and ``CLOUDLAB_REGISTRY_PASSWORD``); None when the
-    registry has no accounts (your own)."""
-    from .. import registry
-    from ..config import settings
-
-    cfg = cfg or settings()
-    if grading():
-        return None
-    if cfg.registry == "dockerhub":
-        return registry.dockerhub_credentials(cfg=cfg)
-    password = os.environ.get(PASSWORD_VAR, "")
-    if password:  # the course registry's account the instructor gave you
-        return registry.Credentials(student(), password, course_registry(cfg))
-    return None
-
-
-def push_reason(cfg=None) -> str:
-    """Why part B cannot push from here ('' when it can)."""
-    from ..config import settings
-
-    cfg = cfg or settings()
-    if not docker_here():
-        return NO_DOCKER
-    if cfg.registry == "dockerhub":
-        from .. import registry
-
-        why = registry.dockerhub_reason(cfg=cfg)
-        if why:
-            return f"Docker Hub is configured but cannot be used: {why}"
-    return ""
-
-
-def classmate_ref(cfg=None) -> str:
-    """The classmate's image in the course registry (the instructor published it)."""
-    return f"{course_registry(cfg)}/{CLASSMATE_REPOSITORY}:{VERSION}"
-
-
-def setup(cfg=None) -> dict[str, Any]:
-    """What the exercise's first cell needs: where to push, the classmate's image, Docker.
-
-    Without Docker (Binder, or the grader's sandbox) the parts that need Docker say so
-    when they run. The course registry is not started here: the course runs it (on the
-    course host, or at ``CLOUDLAB_COURSE_REGISTRY``); on a laptop without it, part B can
-    still push to a registry of your own and part D says it needs the course's.
-    """
-    from .. import registry
-    from ..config import settings
-
-    cfg = cfg or settings()
-    info = {"docker": docker_here(), "target": target(cfg), "classmate": classmate_ref(cfg),
-            "reason": ""}
-    if grading():
-        info["reason"] = "graded in a sandbox: the grader builds and runs your files itself"
-    elif not info["docker"]:
-        info["reason"] = NO_DOCKER
-    else:
-        host = course_registry(cfg)
-        try:
-            registry.api_get("/v2/", registry=host, cfg=cfg)
-        except registry.RegistryError as exc:
-            if "401" not in str(exc):  # 401: up, with accounts (you log in to push)
-                info["reason"] = (f"the course registry at {host} does not answer: ask "
-                                  f"your instructor, or set {COURSE_REGISTRY_VAR}")
-        info["reason"] = info["reason"] or push_reason(cfg)
-    return info
-
-
-def save_answers(namespace: Mapping[str, Any], folder: str | Path = ".") -> None:
-    """Save IMAGE_REF, IMAGE_DIGEST and CLASSMATE_SAYS (those that are set) in answers.json.
-
-    The grader reads your answers from that file. While the notebook is graded this does
-    nothing (the file you submitted is the one that counts).
-    """
-    path = Path(folder) / ANSWERS
-    if grading():
-        print(f"graded from the {ANSWERS} you submitted")
-        return
-    saved = load_answers(folder)
-    for name in ANSWER_NAMES:
-        value = namespace.get(name)
-        if isinstance(value, str) and value.strip():
-            saved[name] = value.strip()
-    path.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
-    shown = ", ".join(f"{k}={v[:40] + ('…' if len(v) > 40 else '')!r}"
-                      for k, v in sorted(saved.items())) or "nothing yet"
-    print(f"saved in {ANSWERS}: {shown}")
-
-
-def _answers(ns: dict) -> dict[str, str]:
-    """The notebook's answers, else the saved ones."""
-    found = load_answers(Path.cwd())
-    for name in ANSWER_NAMES:
-        value = ns.get(name)
-        if isinstance(value, str) and value.strip():
-            found[name] = value.strip()
-    return found
-
-
-def _from_grader(*keys: str) -> None:
-    for key in keys:
-        trusted(key)
-
-
-def _local_build(folder: Path):
-    from .. import docker as cdocker
-
-    if not docker_here():
-        raise CheckFailed("this check builds your image and needs Docker, which is not "
-                          "available here", hint="run it on a machine with Docker; the "
-                                                 "grader builds your Dockerfile itself")
-    try:
-        return cdocker.build(folder, f"docker-hub-check:{student()}", progress=False)
-    except cdocker.BuildError as exc:
-        raise CheckFailed(f"the image does not build: {exc}",
-                          hint="read the failing line; `cl.docker.build('.', 'hello-cli:1.0')`"
-                               " shows the whole log") from None
-
-
-def _require(outcome: dict[str, Any]) -> None:
-    expect(outcome["passed"], outcome["message"], expected=outcome.get("expected"),
-           found=outcome.get("found"), hint=outcome.get("hint"))
-
-
-@register(ASSIGNMENT, "q1")
-def q1_files_and_lint(ns: dict) -> None:
-    """Part A: the three files, the official base, hadolint clean at error level."""
-    if grading():
-        return _from_grader("files", "official_base", "lint_clean")
-    folder = Path.cwd()
-    _require(files(folder))
-    dockerfile = _read(folder, DOCKERFILE)
-    _require(official_base(dockerfile))
-    _require(lint_clean(dockerfile))
-
-
-@register(ASSIGNMENT, "q2")
-def q2_builds(ns: dict) -> None:
-    """The image builds from your Dockerfile."""
-    if grading():
-        return _from_grader("image_builds")
-    _require(files(Path.cwd()))
-    _local_build(Path.cwd())
-
-
-@register(ASSIGNMENT, "q3")
-def q3_says_hello(ns: dict) -> None:
-    """``docker run IMAGE hello`` prints Hello World!"""
-    if grading():
-        return _from_grader("says_hello")
-    from .. import docker as cdocker
-    from ..errors import CommandError
-
-    _require(files(Path.cwd()))
-    built = _local_build(Path.cwd())
-    try:
-        output = cdocker.run_once(built.tag, ["hello"], network="none", timeout=60)
-    except CommandError as exc:
-        raise CheckFailed(f"`docker run IMAGE hello` failed (exit code {exc.returncode})",
-                          found=(exc.stdout or exc.stderr).strip()[-300:],
-                          hint='ENTRYPOINT ["python", "app.py"] makes `hello` the argument '
-                               "of your CLI") from None
-    lines = [line.strip() for line in output.splitlines()]
-    expect(GREETING in lines, f"`docker run IMAGE hello` should print {GREETING}",
-           expected=GREETING, found=output.strip()[-300:])
-
-
-@register(ASSIGNMENT, "q4")
-def q4_recorded(ns: dict) -> None:
-    """Part C: the reference and digest are recorded (and saved for the grader)."""
-    answers = _answers(ns)
-    _require(recorded(answers))
-    if not grading():
-        saved = load_answers(Path.cwd())
-        expect(all(saved.get(k) == answers[k] for k in ("IMAGE_REF", "IMAGE_DIGEST")),
-               f"your answers are not saved in {ANSWERS} yet",
-               hint="run the `hub.save_answers(globals())` cell below your answer")
-
-
-@register(ASSIGNMENT, "q5")
-def q5_classmate(ns: dict) -> None:
-    """Part D: what the classmate's image printed is recorded (and saved)."""
-    answers = _answers(ns)
-    said = answers.get("CLASSMATE_SAYS")
-    expect(isinstance(said, str) and bool(said.strip()), "CLASSMATE_SAYS is not recorded",
-           hint="run your classmate's image with `hello`; put what it prints in "
-                "CLASSMATE_SAYS (a string)")
-    expect(said.strip() != GREETING, "that is what YOUR image prints",
-           hint="run the classmate's image (CLASSMATE), not yours")
-    if not grading():
-        expect(load_answers(Path.cwd()).get("CLASSMATE_SAYS") == said.strip(),
-               f"your answer is not saved in {ANSWERS} yet",
-               hint="run the `hub.save_answers(globals())` cell below your answer")

@@ -1,0 +1,240 @@
+"""The probe runner: runs INSIDE a fresh grading container, never in the student's kernel.
+
+``python -I -m cloudlab.grading.probe INPUT.json`` reads groups of probes, each naming the
+student's cell sources to execute (source text only: no notebook, no IPython, no files of
+theirs) and what to ask afterwards: call a function with the given arguments, or read a
+variable. Each group runs in a forked child with a time limit, so one group that hangs,
+crashes or eats memory costs only its own probes; after each child the runner kills
+every process the child left behind. Results are encoded strictly as JSON (only exact
+``dict/list/tuple/str/int/float/bool/None``; anything else - an object whose ``__eq__``
+always says True, say - becomes an "opaque" marker that equals nothing) and written as the
+last line of stdout after :data:`MARK`. The expected answers never enter this process:
+the host compares.
+
+Standard library only (the grading image has no nbgrader).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import signal
+import sys
+import time
+from typing import Any
+
+MARK = "CLOUDLAB-PROBE-RESULT:"
+MAX_RESULT = 200_000  # bytes of JSON a group may return
+MAX_DEPTH = 20
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data, or an opaque marker for anything that is not."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        return value if abs(value) < 2**63 else {"__opaque__": "int (too large)"}
+    if kind is float:
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if depth >= MAX_DEPTH:
+        return {"__opaque__": "nested too deep"}
+    if kind is list or kind is tuple:
+        return [plain(v, depth + 1) for v in value[:10_000]]
+    if kind is dict and all(type(k) is str for k in value):
+        return {"__dict__": {k: plain(v, depth + 1) for k, v in list(value.items())[:10_000]}}
+    return {"__opaque__": type(value).__name__[:80]}
+
+
+def strip_magics(source: str) -> str:
+    """Source without IPython syntax: a ``%%`` cell is dropped, ``%``/``!`` lines too."""
+    if source.lstrip().startswith("%%"):
+        return ""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+def _run_group(group: dict[str, Any]) -> list[dict[str, Any]]:
+    namespace: dict[str, Any] = {  # IPython's names a notebook may use, as harmless stand-ins
+        "__name__": "__student__", "display": lambda *args, **kwargs: None, "In": [], "Out": {}}
+    out: list[dict[str, Any]] = []
+    for index, source in enumerate(group.get("sources", [])):
+        try:
+            code = compile(strip_magics(source), f"<cell {group['cells'][index]}>", "exec")
+            exec(code, namespace)
+        except BaseException as exc:
+            return [{"raised": type(exc).__name__, "message": str(exc)[:500],
+                     "where": f"running cell {group['cells'][index]}"}
+                    for _ in group.get("probes", [])]
+    for probe in group.get("probes", []):
+        try:
+            if probe["kind"] == "value":
+                if probe["name"] not in namespace:
+                    raise NameError(f"{probe['name']} is not defined")
+                got = namespace[probe["name"]]
+            else:
+                fn = namespace.get(probe["name"])
+                if not callable(fn):
+                    raise NameError(f"there is no function called {probe['name']}()")
+                got = fn(*probe.get("args", []), **probe.get("kwargs", {}))
+            out.append({"value": plain(got)})
+        except BaseException as exc:
+            out.append({"raised": type(exc).__name__, "message": str(exc)[:500]})
+    return out
+
+
+def _child(group: dict[str, Any], write_fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # nothing the student prints reaches the host
+        os.dup2(devnull, fd)
+    try:
+        data = json.dumps(_run_group(group), allow_nan=False)
+    except BaseException as exc:
+        data = json.dumps([{"raised": type(exc).__name__, "message": "unreadable result"}
+                           for _ in group.get("probes", [])])
+    os.write(write_fd, data.encode()[:MAX_RESULT] + b"\n")
+    os._exit(0)
+
+
+def _collect(pid: int, read_fd: int, timeout: float) -> tuple[bytes | None, str]:
+    """The child's answer, or None and why there is none."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None, f"did not finish within {timeout:g} s"
+        ready, _, _ = select.select([read_fd], [], [], min(left, 0.5))
+        if ready:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                if chunks:
+                    break
+                return None, _wait(pid, deadline)
+            chunks.append(chunk)
+            size += len(chunk)
+            if chunk.endswith(b"\n") or size > MAX_RESULT:
+                break
+        else:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:  # exited; anything it wrote is already in the pipe
+                ready, _, _ = select.select([read_fd], [], [], 0)
+                if not ready:
+                    return None, _ended(status)
+    return b"".join(chunks), ""
+
+
+def _wait(pid: int, deadline: float) -> str:
+    """Why the child closed its end without answering (it exited, or was killed)."""
+    while time.monotonic() < deadline:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return "the process ended without an answer"
+        if done:
+            return _ended(status)
+        time.sleep(0.02)
+    return "the process closed its output without an answer"
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig == signal.SIGKILL:
+            return "the process was killed (out of memory, most likely)"
+        return f"the process was killed by signal {sig}"
+    return f"the process exited (exit code {os.WEXITSTATUS(status)})"
+
+
+SWEEP_ENV = "CLOUDLAB_PROBE_SWEEP"  # "all": we are alone in a container's pid namespace
+
+
+def _kill_all_but_me(pid: int) -> None:
+    """The child's process group; in the container every process but this one and init,
+    waiting (briefly) until init has reaped them, so the next group can fork again."""
+    everything = os.environ.get(SWEEP_ENV) == "all"
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            if everything:
+                os.kill(-1, signal.SIGKILL)
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                    break
+            except ChildProcessError:
+                break
+        if not everything or not _others() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def _others() -> list[int]:
+    """Processes in this pid namespace other than init and this one."""
+    me = os.getpid()
+    with contextlib.suppress(OSError):
+        return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+    return []
+
+
+def _fork() -> int:
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:  # the pids limit: the last group's processes not reaped yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def run(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    results = []
+    for group in groups:
+        timeout = float(group.get("timeout", 10))
+        try:
+            read_fd, write_fd = os.pipe()
+            pid = _fork()
+        except OSError as exc:
+            results.append([{"raised": "OSError", "message": f"could not start: {exc}"}
+                            for _ in group.get("probes", [])])
+            continue
+        if pid == 0:
+            os.setpgrp()
+            os.close(read_fd)
+            _child(group, write_fd)
+        os.close(write_fd)
+        raw, why = _collect(pid, read_fd, timeout)
+        os.close(read_fd)
+        _kill_all_but_me(pid)
+        try:
+            got = json.loads(raw) if raw else None
+        except ValueError:
+            got, why = None, "its answer was not readable"
+        if not (isinstance(got, list) and len(got) == len(group.get("probes", []))):
+            kind = "TimeoutError" if why.startswith("did not finish") else "ProcessDied"
+            got = [{"raised": kind, "message": why or "no answer"}
+                   for _ in group.get("probes", [])]
+        results.append(got)
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    with open(args[0]) as f:
+        spec = json.load(f)
+    out = os.dup(1)
+    results = run(spec["groups"])
+    os.write(out, ("\n" + MARK + json.dumps(results) + "\n").encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The ``alerting`` exercise, graded for real: sandboxed autograde + the trusted graders.
+
+One autograde run grades a batch of submissions made from the solution notebook: the
+solution, the untouched release, one variant per hidden rule that breaks exactly that
+rule, and hostile ones (a huge rule file, a rule that never evaluates, a webhook to an
+outside address, a three_sigma that calls the library or never returns). Nothing is
+sent anywhere: a listener stands in for every loopback webhook and must stay silent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+
+trusted = pytest.importorskip("cloudlab.grading.trusted", reason="the trusted grading "
+                              "mechanism (issue 11) is not in this branch yet")
+
+from alerting_submissions import (  # noqa: E402
+    AUTO_TOTAL,
+    HOSTILE,
+    NAME,
+    SOURCE,
+    VARIANTS,
+    notebook,
+    submit,
+)
+
+from cloudlab.grading import Course, autograde, release  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not (shutil.which("promtool") and shutil.which("amtool")),
+                                reason="needs promtool and amtool (apt-get install "
+                                       "prometheus prometheus-alertmanager)")
+
+
+@pytest.fixture(scope="module")
+def graded(grading_image, tmp_path_factory):
+    root = tmp_path_factory.mktemp("alerting-course")
+    shutil.copytree(SOURCE.parent, root / "solutions" / NAME)
+    course = Course(root)
+    release.release(course, NAME)
+    assert not (course.release / NAME / "grader.py").exists()
+    for student, (edits, _) in VARIANTS.items():
+        submit(course, student, notebook(course, edits))
+    for student, edits in HOSTILE.items():
+        submit(course, student, notebook(course, edits))
+    submit(course, "untouched", notebook(course, [], answered=False), files=False)
+    start = time.monotonic()
+    results = autograde.autograde(course, NAME, workers=3, timeout=90, progress=False,
+                                  image=grading_image)
+    seconds = time.monotonic() - start
+    yield course, {r.student: r for r in results}, seconds
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _scores(result) -> dict[str, tuple[float, float]]:
+    return {t.name: (t.score, t.points) for t in result.tests if t.name != "five_whys"}
+
+
+def _auto(result) -> float:
+    return sum(score for score, _ in _scores(result).values())
+
+
+def _why(result, test: str) -> str:
+    return next(t.message for t in result.tests if t.name == test)
+
+
+def test_the_solution_scores_full_marks(graded):
+    _, results, seconds = graded
+    r = results["solution"]
+    failed = {t.name: t.message for t in r.tests if not t.passed and t.name != "five_whys"}
+    assert (r.status, failed) == ("graded", {}), r.reason
+    assert _auto(r) == AUTO_TOTAL
+    print(f"\ngraded {len(results)} submissions in {seconds:.1f} s")
+
+
+def test_the_untouched_release_scores_zero(graded):
+    _, results, _ = graded
+    r = results["untouched"]
+    assert r.status == "graded" and _auto(r) == 0
+    assert "not answered yet" in _why(r, "sigma_flat")
+    assert "alert_rules.yml is not in the submission" in _why(r, "rule_fires")
+
+
+@pytest.mark.parametrize("student", [s for s, v in VARIANTS.items() if v[1]])
+def test_each_hidden_rule_costs_exactly_its_points(graded, student):
+    _, results, _ = graded
+    lost = VARIANTS[student][1]
+    full, mine = _scores(results["solution"]), _scores(results[student])
+    assert results[student].status == "graded", results[student].reason
+    changed = {name for name in full if mine[name] != full[name]}
+    assert changed == {lost}, {t.name: t.message for t in results[student].tests
+                               if not t.passed}
+    assert _auto(results[student]) == AUTO_TOTAL - full[lost][1]
+    assert _why(results[student], lost)
+
+
+def test_hostile_submissions_each_get_a_verdict(graded):
+    _, results, _ = graded
+    rules = {"rules_valid", "rule_fires", "rule_waits", "rule_quiet", "rule_target_down"}
+    routes = {"am_valid", "route_page", "route_escalate", "route_ticket", "route_default"}
+    sigma = {"sigma_flat", "sigma_short", "sigma_nan", "sigma_spike"}
+
+    def zeroed(student):
+        return {n for n, (score, pts) in _scores(results[student]).items() if score < pts}
+
+    assert zeroed("huge") == rules
+    assert "byte limit: not run" in _why(results["huge"], "rules_valid")
+    assert zeroed("never") == {"rule_fires"}
+    assert zeroed("outside") == routes
+    assert "198.51.100.7" in _why(results["outside"], "am_valid")
+    assert "Nothing was sent" in _why(results["outside"], "am_valid")
+    assert zeroed("library") == sigma
+    assert "your own code" in _why(results["library"], "sigma_flat")
+    assert zeroed("forever") == sigma
+    for student in HOSTILE:
+        assert results[student].status == "graded", results[student].reason
+
+
+def test_every_test_cell_has_a_trusted_grader():
+    graders = trusted.load(SOURCE.parent.parent, NAME)
+    nb = json.loads(SOURCE.read_text())
+    tests = {c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
+             if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"}
+    assert tests == set(graders)

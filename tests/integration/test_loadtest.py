@@ -1,0 +1,50 @@
+"""Locust for real, against a small HTTP server in this process (no Docker needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cloudlab import loadtest
+
+
+class Answer(BaseHTTPRequestHandler):
+    def _ok(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = json.dumps({"prediction": [1.0], "version": "v1"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _ok
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_profile_runs_to_its_end_and_comes_back_as_frames(server):
+    stages = [loadtest.Stage(3, 2, 10), loadtest.Stage(6, 4, 10)]
+    with loadtest.LoadTest(server, stages, wait=(0.1, 0.2)) as test:
+        result = test.wait(progress=False)
+        assert (test.workdir / "started").exists()  # the profile's own clock
+    assert not test.running()
+    assert result.total["requests"] > 10 and result.total["failures"] == 0
+    assert set(result.stats["Name"]) >= {"/predict", "/healthz", "Aggregated"}
+    assert result.history["t"].min() >= -1.5 and result.history["t"].max() <= 8
+    assert set(result.by_users().index) <= {2, 4}

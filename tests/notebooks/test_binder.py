@@ -1,0 +1,183 @@
+"""Binder-like tier: every chapter notebook runs with no Docker engine and no root.
+
+Binder gives a student an unprivileged user, a writable home, the packages of ``binder/``
+and no container engine. This test recreates that here: a copy of the student's files
+(no ``solutions/``) owned by ``nobody``, ``DOCKER_HOST`` pointing at a socket nobody
+listens on, a ``PATH`` without the engine, qemu, mmdebstrap or the registry, and the
+notebook launched through ``binder/start``. Each notebook must complete (``ci=True``) and,
+where it uses what is missing, print that it skipped and why.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudlab import runner
+from cloudlab.proc import run
+from tests.conftest import ROOT, free_port
+
+CHAPTERS = runner.notebooks()
+# Programs a Binder image does not have: the engine, VMs, the base-image builder, root.
+BINDER_LACKS = {"runc", "ctr", "mmdebstrap", "kind", "kwok", "kwokctl", "sudo", "su"}
+BINDER_LACKS_PREFIX = ("docker", "containerd", "qemu-")
+# Calls that need one of those (or a Kubernetes cluster); a notebook making them must say
+# it skipped.
+NEEDS_MISSING = re.compile(r"cl\.(docker|engine|registry|images|project|vm|swarm|k8s)\.")
+# "skipped" (or "not available") in a line long enough to carry the reason too.
+SAID_WHY = re.compile(r"(?i)^(?=.{20,}).*\b(skip\w*|not available)\b")
+COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".cloudlab", "runs", "course",
+                                     "solutions", "tests", "__pycache__", "*.egg-info",
+                                     ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
+
+
+def _as_user() -> list[str]:
+    """The prefix that drops root to ``nobody`` (nothing when already unprivileged)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root needs setpriv (util-linux) to drop to an unprivileged user")
+    nobody = pwd.getpwnam("nobody")
+    return [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+            "--inh-caps=-all"]
+
+
+def _world_runnable(path: Path) -> bool:
+    """Whether any user may run ``path`` (every folder above it is world-searchable)."""
+    path = path.resolve()
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
+
+
+def _student_venv(top: Path) -> Path:
+    """A venv an unprivileged user can run, seeing this venv's packages; its python.
+
+    Built from an interpreter every user may run (this one, or the system's python of the
+    same version when this one lives in a private folder such as root's pyenv); a ``.pth``
+    file adds this venv's site-packages, and its scripts are re-pointed at the new python.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    base = Path(getattr(sys, "_base_executable", sys.executable))
+    if not _world_runnable(base):
+        base = Path(shutil.which(version, path="/usr/local/bin:/usr/bin") or base)
+    if not _world_runnable(base):
+        pytest.skip(f"no {version} that an unprivileged user may run (install {version})")
+    venv = top / "venv"
+    run([str(base), "-m", "venv", "--without-pip", str(venv)], timeout=120)
+    here = Path(sys.executable).parent
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages")
+                and Path(p).is_relative_to(here.parent))
+    (venv / "lib" / version / "site-packages" / "workbook.pth").write_text(f"{site}\n")
+    for exe in here.iterdir():
+        target = venv / "bin" / exe.name
+        if target.exists() or exe.name.startswith(("python", "activate", "Activate")):
+            continue
+        head = exe.read_bytes()[:2] if exe.is_file() else b""
+        if head == b"#!":
+            lines = exe.read_text().splitlines(keepends=True)
+            target.write_text(f"#!{venv / 'bin' / 'python'}\n" + "".join(lines[1:]))
+            target.chmod(0o755)
+        else:
+            target.symlink_to(exe)
+    return venv / "bin" / "python"
+
+
+def _binder_path(bin_dir: Path, python: Path) -> str:
+    """A PATH like Binder's: the venv, then the system's programs minus what Binder lacks."""
+    bin_dir.mkdir()
+    for folder in ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        if not Path(folder).is_dir():
+            continue
+        for exe in Path(folder).iterdir():
+            link = bin_dir / exe.name
+            lacks = exe.name in BINDER_LACKS or exe.name.startswith(BINDER_LACKS_PREFIX)
+            if lacks or link.exists() or link.is_symlink():
+                continue
+            link.symlink_to(exe)
+    return f"{python.parent}{os.pathsep}{bin_dir}"
+
+
+@pytest.fixture(scope="module")
+def binder() -> Iterator[dict]:
+    """The student's files in a home owned by an unprivileged user, and its environment."""
+    top = Path(tempfile.mkdtemp(prefix="cloudlab-binder-"))
+    try:
+        home = top / "home"
+        shutil.copytree(ROOT, home / "workbook", ignore=COPY_IGNORE)
+        (home / "tmp").mkdir()
+        prefix = _as_user()
+        python = _student_venv(top) if prefix else Path(sys.executable)
+        path = _binder_path(top / "bin", python)
+        if prefix:
+            nobody = pwd.getpwnam("nobody")
+            os.chown(top, nobody.pw_uid, nobody.pw_gid)
+            for p in [home, *home.rglob("*")]:
+                os.lchown(p, nobody.pw_uid, nobody.pw_gid)
+        env = {
+            "HOME": str(home), "USER": "nobody" if prefix else getpass.getuser(),
+            "LANG": "C.UTF-8", "PATH": path,
+            "TMPDIR": str(home / "tmp"), "MPLBACKEND": "Agg",
+            "PYTHONPATH": str(home / "workbook" / "lib"),  # the copy, not this checkout
+            "DOCKER_HOST": f"unix://{top}/no-engine.sock",
+            "CLOUDLAB_MOTO_PORT": str(free_port()),
+            "CLOUDLAB_REGISTRY_PORT": str(free_port()),
+            "CLOUDLAB_PROMETHEUS_PORT": str(free_port()),
+            "CLOUDLAB_ALERTMANAGER_PORT": str(free_port()),
+        }
+        yield {"home": home, "env": env, "prefix": prefix, "python": python}
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+RUN_ONE = """
+import json, sys
+from pathlib import Path
+import cloudlab
+from cloudlab import runner
+assert Path(cloudlab.__file__).is_relative_to(Path.home()), cloudlab.__file__
+r = runner.execute(Path(sys.argv[1]), {"ci": True}, out_dir=Path(sys.argv[2]), progress=False)
+print(json.dumps({"status": r.status, "seconds": r.seconds, "error": r.error}))
+"""
+
+
+def _outputs(notebook: Path) -> tuple[str, list[str]]:
+    """The code cells' source and every line they printed or displayed as text."""
+    nb = json.loads(notebook.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    lines = []
+    for cell in code:
+        for out in cell.get("outputs", []):
+            text = out.get("text") or out.get("data", {}).get("text/plain") or ""
+            lines += "".join(text).splitlines()
+    return "\n".join("".join(c["source"]) for c in code), lines
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_runs_on_binder_without_docker_or_root(notebook, binder):
+    book = binder["home"] / "workbook"
+    out_dir = book / "runs"
+    cmd = [*binder["prefix"], str(book / "binder" / "start"), str(binder["python"]), "-c", RUN_ONE,
+           str(book / "notebooks" / notebook.name), str(out_dir)]
+    done = subprocess.run(cmd, cwd=book, env=binder["env"], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "passed", f"{notebook.name} on Binder: {result['error']}"
+
+    source, lines = _outputs(out_dir / notebook.name)
+    said = [ln.strip() for ln in lines if SAID_WHY.search(ln)]
+    if NEEDS_MISSING.search(source):
+        assert said, (f"{notebook.name} uses Docker or a VM but never printed that it skipped "
+                      "and why (print 'skipped: <reason and how to get it>')")
+    print(f"{notebook.name}: {result['seconds']:.1f} s, skips: {said}")

@@ -1,0 +1,55 @@
+"""The alerting exercise's visible checks: they pass the solution and explain mistakes."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cloudlab.checks import CheckFailed, verify
+
+SOURCE = Path(__file__).resolve().parents[2] / "solutions" / "alerting" / "alerting.ipynb"
+
+
+def _solution(grade_id: str) -> str:
+    for cell in json.loads(SOURCE.read_text())["cells"]:
+        if cell["metadata"].get("nbgrader", {}).get("grade_id") == grade_id:
+            return "\n".join(ln for ln in "".join(cell["source"]).splitlines()
+                             if not ln.startswith("%%writefile") and "SOLUTION" not in ln)
+    raise KeyError(grade_id)
+
+
+def _ns(**extra) -> dict:
+    return {"ASSIGNMENT": "alerting", **extra}
+
+
+def test_q1_passes_the_solution_and_names_a_wrong_answer():
+    ns = _ns(math=math)
+    exec(_solution("three_sigma"), ns)
+    verify("q1", ns)
+    with pytest.raises(CheckFailed, match="only the last value"):
+        verify("q1", _ns(three_sigma=lambda s: [False] * len(s)))
+    with pytest.raises(CheckFailed, match="define a function called three_sigma"):
+        verify("q1", _ns())
+
+
+@pytest.mark.skipif(not shutil.which("promtool") or not shutil.which("amtool"),
+                    reason="needs promtool and amtool")
+def test_q2_and_q3_check_the_written_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckFailed, match=r"write the file alert_rules\.yml"):
+        verify("q2", _ns())
+    (tmp_path / "alert_rules.yml").write_text(_solution("alert_rules"))
+    (tmp_path / "alertmanager.yml").write_text(_solution("alertmanager_config"))
+    verify("q2", _ns())
+    verify("q3", _ns())
+    (tmp_path / "alert_rules.yml").write_text(_solution("alert_rules").replace("up == 0",
+                                                                              "up == == 0"))
+    with pytest.raises(CheckFailed, match="promtool check rules rejects"):
+        verify("q2", _ns())
+    (tmp_path / "alertmanager.yml").write_text("route: [\n")
+    with pytest.raises(CheckFailed, match="not valid YAML"):
+        verify("q3", _ns())
