@@ -2,11 +2,11 @@
 
 Every submission is graded the trusted way: the notebook in its sandbox, the pre-grade hook
 reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
-cluster and waiting for Ready pods and endpoints; the replica function probed in a fresh
-sandbox. The cluster is started before timing starts (its start-up is the k8s benchmark's).
-Records the time, the rate and the score distribution in
+cluster and waiting for Ready pods and endpoints; the replica function run in a fresh
+locked-down container. The cluster is started before timing starts (its start-up is the
+k8s benchmark's). Records the time, the rate and the score distribution in
 ``bench/results/kubernetes_grading.json`` (``bench/_report.py``), or the reason when the
-grading mechanism or the cluster is not available here.
+cluster is not available here.
 
     .venv/bin/python bench/kubernetes_grading.py [--submissions 30] [--workers N]
 """
@@ -31,10 +31,8 @@ sys.path.insert(0, str(ROOT / "tests" / "grading" / "fixtures"))
 
 
 def missing() -> str | None:
-    for module, what in (("cloudlab.grading.trusted", "the trusted grading mechanism"),
-                         ("cloudlab.k8s", "the Kubernetes cluster module")):
-        if importlib.util.find_spec(module) is None:
-            return f"{what} ({module}) is not installed"
+    if importlib.util.find_spec("cloudlab.k8s") is None:
+        return "the Kubernetes cluster module (cloudlab.k8s) is not installed"
     from cloudlab import k8s
 
     kwok = k8s.available().get("kwok")

@@ -21,11 +21,12 @@ The whole loop (several metrics, stabilization windows, ``behavior`` policies, m
 >>> d.replicas, d.reason   # scale-down waits out the 300 s stabilization window
 (4, 'stabilized')
 
-Over time, from a load curve (the default policies allow at most +4 pods or x2 per 15 s):
+Over time, from a load curve (without a ``behavior`` the controller scales up to at most
+max(2 x current, 4) per pass):
 
 >>> frame = simulate([100, 400, 400, 100], min_replicas=1, max_replicas=8, target=50)
 >>> list(frame["replicas"])
-[2, 6, 8, 8]
+[2, 4, 8, 8]
 
 Sources: the "Algorithm details" and "Configurable scaling behavior" sections of the
 Kubernetes HorizontalPodAutoscaler documentation, and the controller's
@@ -344,14 +345,18 @@ class Autoscaler:
 
     min_replicas: int = 1
     max_replicas: int = 10
-    behavior: Behavior = field(default_factory=Behavior)
+    behavior: Behavior | Mapping[str, Any] | None = None
     tolerance: float = TOLERANCE
     _recommendations: list[tuple[float, int]] = field(default_factory=list, init=False,
                                                       repr=False)
     _events: list[tuple[float, int]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.behavior, Mapping) or self.behavior is None:
+        # No ``behavior`` at all: the controller's older rule applies (horizontal.go), a
+        # scale-up to at most max(2 x current, 4) per sync and the 300 s downscale window.
+        # Any ``behavior`` (even {}): the documented defaults fill what it leaves out.
+        self._legacy = self.behavior is None
+        if not isinstance(self.behavior, Behavior):
             self.behavior = Behavior.from_spec(self.behavior)
         if not isinstance(self.min_replicas, int) or not isinstance(self.max_replicas, int) \
                 or self.min_replicas < 0 or self.max_replicas < max(self.min_replicas, 1):
@@ -365,7 +370,7 @@ class Autoscaler:
         """An autoscaler configured like an ``autoscaling/v2`` HPA manifest (a dict)."""
         spec = hpa.get("spec") or {}
         return cls(min_replicas=spec.get("minReplicas", 1), max_replicas=spec["maxReplicas"],
-                   behavior=Behavior.from_spec(spec.get("behavior")))
+                   behavior=spec.get("behavior"))
 
     def reset(self) -> None:
         """Forget the recommendation history and the scale events."""
@@ -453,7 +458,14 @@ class Autoscaler:
         longest = max(p.period_seconds for r in (self.behavior.scale_up, self.behavior.scale_down)
                       for p in r.policies)
         self._events[:] = [(t, c) for t, c in self._events if t > now - longest]
-        if wanted > cur:
+        if wanted > cur and self._legacy:
+            limit = max(2 * cur, 4)
+            if hi > limit and wanted > limit:
+                return limit, LIMITED_BY_POLICY, (f"without a behavior the controller scales up "
+                                                  f"to at most max(2 x {cur}, 4) = {limit} now")
+            if wanted > hi:
+                return hi, CLAMPED_TO_MAX, f"metrics ask for {wanted}; maxReplicas is {hi}"
+        elif wanted > cur:
             rules = self.behavior.scale_up
             limit = self._policy_limit(now, cur, rules, up=True)
             limit = max(limit, cur)
@@ -562,8 +574,7 @@ def simulate(load: Sequence[float] | Callable[[float], float], *, min_replicas: 
         raise HpaError("the load curve is empty")
     if any(not _finite(x) or x < 0 for x in curve):
         raise HpaError("load values must be numbers >= 0")
-    beh = behavior if isinstance(behavior, Behavior) else Behavior.from_spec(behavior)
-    scaler = Autoscaler(min_replicas, max_replicas, beh, tolerance)
+    scaler = Autoscaler(min_replicas, max_replicas, behavior, tolerance)
     n0 = max(min_replicas, 1) if initial_replicas is None else initial_replicas
     ready_at = [-math.inf] * n0     # when each replica is (or was) ready
     rows = []

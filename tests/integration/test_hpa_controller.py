@@ -46,7 +46,7 @@ def _deploy(cluster, ns, behavior=None):
 
 def _first_decision(cluster, ns, timeout=120):
     from cloudlab.proc import wait_for
-    return wait_for(lambda: (h := cluster.hpa("web", namespace=ns))["desired"] not in (None, 2)
+    return wait_for(lambda: (h := cluster.hpa("web", namespace=ns))["desired"] not in (None, 0, 2)
                     and h, timeout=timeout, interval=1, what="the HPA controller to act")
 
 

@@ -173,10 +173,23 @@ def test_docs_default_behavior():
     b = Behavior()
     assert b.scale_down == Rules(300, (Policy("Percent", 100, 15),), "Max")
     assert b.scale_up == Rules(0, (Policy("Pods", 4, 15), Policy("Percent", 100, 15)), "Max")
-    assert one_step(1, [1000], 50, max_replicas=100).replicas == 5       # +4 beats x2
-    assert one_step(10, [1000] * 10, 50, max_replicas=100).replicas == 20  # x2 beats +4
-    d = one_step(10, [1000] * 10, 50, max_replicas=100)
+    given = {"behavior": {}}                    # any behavior: the defaults fill it in
+    assert one_step(1, [1000], 50, max_replicas=100, **given).replicas == 5   # +4 beats x2
+    assert one_step(10, [1000] * 10, 50, max_replicas=100, **given).replicas == 20
+    d = one_step(10, [1000] * 10, 50, max_replicas=100, **given)
     assert d.reason == hpa.LIMITED_BY_POLICY and d.metric_replicas == 200
+
+
+def test_without_behavior_the_controller_caps_a_scale_up_at_twice_or_four():
+    """horizontal.go, seen on the real controller (tests/integration/test_hpa_controller.py):
+    an HPA with no ``behavior`` scales up to at most max(2 x current, 4) per pass - from 2
+    replicas at 151 % of a 50 % target the controller asked for 4, not 6."""
+    d = one_step(2, [151, 151], 50, max_replicas=10)
+    assert (d.metric_replicas, d.replicas, d.reason) == (7, 4, hpa.LIMITED_BY_POLICY)
+    assert "max(2 x 2, 4)" in d.detail
+    assert one_step(1, [1000], 50, max_replicas=100).replicas == 4
+    assert one_step(10, [1000] * 10, 50, max_replicas=100).replicas == 20
+    assert one_step(3, [100] * 3, 50, max_replicas=5).reason == hpa.CLAMPED_TO_MAX
 
 
 def test_docs_scale_down_policies_80_replicas_example():
