@@ -45,6 +45,7 @@ PORT = 8080
 GRADING_KUBECONFIG_ENV = "CLOUDLAB_GRADING_KUBECONFIG"
 GRADING_CONTEXT_ENV = "CLOUDLAB_GRADING_CONTEXT"
 READY_TIMEOUT = 30.0
+UNSCHEDULABLE_GRACE = 3.0  # seconds a pod may stay unschedulable before the verdict
 PLACEHOLDER = "raise NotImplementedError()"
 
 ANSWER_CELL = "replicas_function"
@@ -419,16 +420,20 @@ def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
     dep, svc, hpa = (objs[f] for f in FILES)
     want = dep.get("spec", {}).get("replicas", 1)
     want = want if isinstance(want, int) and want > 0 else 1
-    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    deadline = began + timeout
     state: dict[str, Any] = {}
+    stuck_since: float | None = None  # the scheduler said no node fits (nodes never change)
     while True:
         got = kubectl.json("get", "pods,endpointslices,hpa,deployments", namespace=ns)
         state = _summary(got, dep, svc, hpa)
         if state["ready"] >= want and state["endpoints"] > 0:
             break
-        if time.monotonic() > deadline:
-            return result(False, f"after {timeout:g} s: {state['ready']} of {want} pods Ready, "
-                          f"{state['endpoints']} ready endpoints behind the Service"
+        now = time.monotonic()
+        stuck_since = (stuck_since or now) if state["unschedulable"] else None
+        if now > deadline or (stuck_since is not None and now - stuck_since > UNSCHEDULABLE_GRACE):
+            return result(False, f"after {now - began:.0f} s: {state['ready']} of {want} pods "
+                          f"Ready, {state['endpoints']} ready endpoints behind the Service"
                           + (f" ({state['pending']})" if state["pending"] else ""),
                           found=state)
         time.sleep(0.25)
@@ -451,6 +456,8 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
     pending = sorted({c.get("message", "")[:120] for p in pods
                       for c in p.get("status", {}).get("conditions", [])
                       if c.get("status") == "False" and c.get("message")})
+    unschedulable = sum(1 for p in pods for c in p.get("status", {}).get("conditions", [])
+                        if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable")
     slices = [i for i in items if i.get("kind") == "EndpointSlice" and
               i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == _mf()._name(svc)]
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
@@ -460,6 +467,7 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
                    if i.get("kind") == "HorizontalPodAutoscaler"
                    and _mf()._name(i) == _mf()._name(hpa)), {})
     return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
+            "unschedulable": unschedulable,
             "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
             "pending": "; ".join(pending[:2]), "deployment": dname,
             "hpa_target": target.get("kind") == "Deployment" and target.get("name") == dname
