@@ -98,3 +98,13 @@ def test_validate_reports_an_unreadable_notebook(tmp_path):
     bad.write_text(json.dumps({"not": "a notebook"}))
     done = _validate(bad)
     assert done.returncode == 1 and "could not validate" in done.stdout
+
+
+def test_validate_names_hidden_test_cells_instead_of_passing_them():
+    from cloudlab.grading.validate import Report, is_hidden
+
+    assert is_hidden("# Hidden test: min/max clamping\n") and is_hidden("")
+    assert not is_hidden('# Part D\ncl.checks.verify("q3")')
+    text = Report(Path("ex.ipynb"), passed=["q1"], hidden=["rule_clamp"]).text()
+    assert "✓ rule_clamp" not in text and "· rule_clamp: hidden test" in text
+    assert "PASSED: 1 of 1 test cell(s) pass; 1 hidden test(s) not run here" in text

@@ -53,3 +53,19 @@ def test_q2_and_q3_check_the_written_files(tmp_path, monkeypatch):
     (tmp_path / "alertmanager.yml").write_text("route: [\n")
     with pytest.raises(CheckFailed, match="not valid YAML"):
         verify("q3", _ns())
+
+
+def test_q3_refuses_a_receiver_off_this_machine_like_the_grader(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _solution("alertmanager_config")
+    assert "//127.0.0.1:" in config, "the solution's receivers should be on 127.0.0.1"
+    (tmp_path / "alertmanager.yml").write_text(config.replace("//127.0.0.1:",
+                                                              "//hooks.example.org:", 1))
+    with pytest.raises(CheckFailed, match="off this machine") as info:
+        verify("q3", _ns())
+    assert "hooks.example.org" in str(info.value) and "expected: None" not in str(info.value)
+    if shutil.which("amtool"):  # other loopback names are this machine too, as for the grader
+        for host in ("localhost", "[::1]"):
+            (tmp_path / "alertmanager.yml").write_text(config.replace("//127.0.0.1:",
+                                                                      f"//{host}:"))
+            verify("q3", _ns())

@@ -206,6 +206,9 @@ def test_visible_checks_on_files_here_and_on_the_graders_results(tmp_path, monke
     kx.q3_replicas(ns)
     with pytest.raises(CheckFailed, match="doubles"):
         kx.q3_replicas({"desired_replicas": lambda *a: 1})
+    with pytest.raises(CheckFailed, match="return an int") as info:
+        kx.q3_replicas({"desired_replicas": lambda *a: float(ns["desired_replicas"](*a))})
+    assert "expected: int" in str(info.value) and "found:    float" in str(info.value)
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"valid": {"passed": False, "message": "refused by grader"},
                                    "consistent": {"passed": True, "message": "ok"}}))

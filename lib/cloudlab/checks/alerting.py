@@ -2,13 +2,17 @@
 
 ``q1`` runs the student's ``three_sigma`` on one obvious case; ``q2`` checks that the
 alert rule file is valid for promtool and names the two alerts; ``q3`` checks that the
-Alertmanager config is valid for amtool and names the four receivers. The points come
-from the trusted graders of the instructor's side, which use other, hidden, cases.
+Alertmanager config is valid for amtool, names the four receivers and sends nothing off
+this machine. The points come from the trusted graders of the instructor's side, which
+use other, hidden, cases.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -55,10 +59,12 @@ def rule_file_is_valid(ns: dict) -> None:
     names = [r.get("alert") for g in doc.get("groups") or [] for r in g.get("rules") or []]
     for wanted in ("LatencyThreeSigma", "TargetDown"):
         expect(wanted in names, f"alert_rules.yml should define the alert {wanted}",
-               found=names)
+               expected=["LatencyThreeSigma", "TargetDown"], found=names,
+               hint="each rule's `alert:` field is its name (spelling and case matter)")
     if which("promtool"):
         ok, out = tool_output(["promtool", "check", "rules", "alert_rules.yml"])
-        expect(ok, "promtool check rules rejects alert_rules.yml", found=out[-600:])
+        expect(ok, "promtool check rules rejects alert_rules.yml", expected="SUCCESS",
+               found=_tail(out))
 
 
 @register(ASSIGNMENT, "q3")
@@ -70,7 +76,41 @@ def alertmanager_config_is_valid(ns: dict) -> None:
     names = [r.get("name") for r in doc.get("receivers") or []]
     for wanted in RECEIVERS:
         expect(wanted in names, f"alertmanager.yml should have a receiver called {wanted}",
-               found=names)
+               expected=list(RECEIVERS), found=names)
+    away = [url for url in _urls(doc) if not _loopback(url)]
+    expect(not away, "a receiver points off this machine: the grader would score the whole "
+           "part 0", expected="http://127.0.0.1:<port>/...", found=away,
+           hint="every webhook url must use 127.0.0.1; nothing is sent anywhere")
     if which("amtool"):
         ok, out = tool_output(["amtool", "check-config", "alertmanager.yml"])
-        expect(ok, "amtool check-config rejects alertmanager.yml", found=out[-600:])
+        expect(ok, "amtool check-config rejects alertmanager.yml", expected="SUCCESS",
+               found=_tail(out))
+
+
+def _tail(output: str, width: int = 150) -> str:
+    r"""The end of a tool's output on one line (where promtool and amtool say what is wrong).
+
+    >>> _tail("Checking x\n\n  FAILED:\nx: 1:7: parse error")
+    'Checking x FAILED: x: 1:7: parse error'
+    """
+    flat = " ".join(output.split())
+    return flat if len(flat) <= width else "..." + flat[-width:]
+
+
+def _urls(node: Any, key: str = "") -> list[str]:
+    """Every URL in the config: a ``...url`` field, or any string with ``://``."""
+    if isinstance(node, dict):
+        return [u for k, v in node.items() for u in _urls(v, str(k))]
+    if isinstance(node, list):
+        return [u for v in node for u in _urls(v, key)]
+    return [node] if isinstance(node, str) and (key.endswith("url") or "://" in node) else []
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url if "://" in url else "//" + url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -235,8 +235,9 @@ def valid(texts: Texts) -> dict[str, Any]:
         problems += _mf().schema_problems(obj, _mf().K8S_VERSION)
     if problems:
         return result(False, f"{len(problems)} problem(s): " + "; ".join(map(str, problems[:5])),
-                      hint=f"the fields are those of Kubernetes {_mf().K8S_VERSION}; "
-                           "`kubectl explain deployment.spec` lists them")
+                      hint=f"the fields are those of Kubernetes {_mf().K8S_VERSION}; with a "
+                           "cluster up (`cloudlab k8s up`, then its KUBECONFIG) `kubectl "
+                           "explain deployment.spec` (or service.spec, hpa.spec) lists them")
     return result(True, f"the three manifests are valid Kubernetes {_mf().K8S_VERSION} objects")
 
 
@@ -676,7 +677,9 @@ def q3_replicas(ns: dict) -> None:
         got = fn(*args)
         expect(got == want, f"desired_replicas{args}: {what}", expected=want, found=got)
         expect(isinstance(got, int) and not isinstance(got, bool),
-               "desired_replicas should return an int", found=type(got).__name__)
+               "desired_replicas should return an int", expected="int",
+               found=type(got).__name__, hint="math.ceil(...) already gives an int; "
+                                               "int(...) converts a float")
 
 
 def _grading() -> bool:

@@ -26,6 +26,7 @@ class Report:
     passed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     changed: list[str] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -40,12 +41,18 @@ class Report:
             lines.append(f"  ✓ {name}")
         for name, message in self.failed.items():
             lines.append(f"  ✗ {name}: " + message.replace("\n", "\n      "))
+        for name in self.hidden:
+            lines.append(f"  · {name}: hidden test, scored only when your work is graded")
         for name in self.changed:
             lines.append(f"  ! {name}: this locked cell was edited; it will be restored "
                          "before grading")
         total = len(self.passed) + len(self.failed)
         verdict = "PASSED" if self.ok else "FAILED"
-        lines.append(f"{verdict}: {len(self.passed)} of {total} test cell(s) pass")
+        summary = f"{verdict}: {len(self.passed)} of {total} test cell(s) pass"
+        if self.hidden:
+            summary += (f"; {len(self.hidden)} hidden test(s) not run here (passing the "
+                        "visible ones does not mean they pass)")
+        lines.append(summary)
         return "\n".join(lines)
 
 
@@ -61,6 +68,18 @@ def submission_reason(path: Path) -> str:
         if folder.name in COURSE_FOLDERS and (folder.parent / "gradebook.db").exists():
             return f"it is inside the course's {folder.name}/ folder"
     return ""
+
+
+def is_hidden(source: str) -> bool:
+    r"""A released test cell with no code left: its test is hidden, only the grader runs it.
+
+    >>> is_hidden("# Hidden test: min/max clamping\n")
+    True
+    >>> is_hidden('# Part D\ncl.checks.verify("q3")')
+    False
+    """
+    return not any(line.strip() and not line.lstrip().startswith("#")
+                   for line in source.splitlines())
 
 
 def validate(notebook: str | Path, *, timeout: int = 300) -> Report:
@@ -100,6 +119,9 @@ def validate(notebook: str | Path, *, timeout: int = 300) -> Report:
         if cell.cell_type != "code" or not is_grade(cell) or is_solution(cell):
             continue
         name = cell.metadata["nbgrader"].get("grade_id", "?")
+        if is_hidden(cell.source):
+            report.hidden.append(name)
+            continue
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
             report.failed[name] = friendly(errors[0])
