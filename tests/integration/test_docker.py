@@ -90,7 +90,9 @@ def test_an_interrupted_build_leaves_no_container(tmp_path, mcfg, docker_engine)
                                          f"RUN echo {marker} && sleep 120\n")
     # the child stays alive after the interrupt (as a notebook kernel would), so only the
     # library's own cleanup can make the engine cancel the build
-    script = ("import time\nimport cloudlab as cl\ntry:\n"
+    # a run started in the background (`cmd &`) hands the child SIGINT ignored: restore it
+    script = ("import signal, time\nimport cloudlab as cl\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\ntry:\n"
               f"    cl.docker.build({str(tmp_path)!r}, 'cloudlab-test-int:{mcfg.run_id}', "
               "progress=False, verbose=True)\n"
               "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n"

@@ -145,7 +145,7 @@ def test_the_real_hpa_scales_on_emulated_cpu(kube):
         # 2 pods at 150 % against a 50 % target: ceil(2 * 150 / 50) = 6
         status = wait_for(lambda: (h := kube.hpa("web", namespace=ns))["desired"] == 6 and h,
                           timeout=120, interval=1, what="the HPA to ask for 6 replicas")
-        assert status["cpu_percent"] == 150
+        assert abs(status["cpu_percent"] - 150) <= 2  # the controller rounds the usage it reads
 
 
 def test_teardown_leaves_no_process_port_or_folder(tmp_path_factory):

@@ -50,8 +50,13 @@ def test_vm_boots_to_the_marker_and_is_stopped(vm_cfg):
 
 def test_an_exception_in_the_block_kills_qemu(vm_cfg):
     before = _qemu_pids()
-    with pytest.raises(KeyboardInterrupt), vm.VM(vm_cfg):
-        os.kill(os.getpid(), signal.SIGINT)
+    # a run started in the background (`cmd &`) inherits SIGINT ignored: restore Python's own
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), vm.VM(vm_cfg):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert _qemu_pids() <= before
 
 
