@@ -160,6 +160,12 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
             sandbox.activate(None)
 
     # the probes ran first in the kernel's container; a fresh container if that failed
+    if groups:
+        ran = spec.state.get("probe") is not None
+        result.probes = "kernel container" if ran else "own container ({})".format(
+            spec.state.get("probe_error") or "no kernel was started")
+        if not ran:
+            logging.getLogger("cloudlab.grading").warning("probe stage: %s", result.probes)
     runner = trusted.prefetched(groups, spec.state.get("probe"),
                                 trusted.container_runner(image, sub.labels, limits))
     verdicts = trusted.run(graders, sub, grade_ids, runner=runner)
