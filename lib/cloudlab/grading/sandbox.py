@@ -250,33 +250,33 @@ class SandboxProvisioner(LocalProvisioner):
 
     def _await_probe(self, probe: Path) -> list:
         """The probe stage's answers: its one result line, read from the container's stdout
-        before the kernel starts (polling, with a deadline); then the input is deleted."""
+        before the kernel starts (a followed log stream, with a deadline); then the input
+        is deleted."""
         from .probe import MARK
 
         groups = json.loads((probe / PROBE_INPUT).read_text())["groups"]
         budget = sum(float(g.get("timeout", 10)) for g in groups) + 30
-        api = engine.client(timeout=60).api
-        deadline = time.monotonic() + budget
-        pause = 0.01
+        api = engine.client(timeout=int(budget), fresh=True).api  # closed: ends the stream
+        out = b""
         try:
-            while True:
-                out = api.logs(self.container_id, stdout=True, stderr=False).decode(
-                    errors="replace")
-                marks = [ln for ln in out.splitlines() if ln.startswith(MARK)]
-                if marks:
+            for chunk in api.logs(self.container_id, stdout=True, stderr=False, stream=True,
+                                  follow=True):
+                out += chunk
+                if (MARK.encode() in out and out.endswith(b"\n")) or len(out) > 4 * 2**20:
                     break
-                state = self._inspect() or {}
-                if not state.get("Running"):
-                    tail = api.logs(self.container_id, tail=5).decode(errors="replace")
-                    raise RuntimeError(f"the probe stage ended (exit code "
-                                       f"{state.get('ExitCode')}) without a result: {tail}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the probe stage gave no result within {budget:g} s")
-                time.sleep(pause)
-                pause = min(pause * 1.5, 0.1)
+        except Exception as exc:
+            raise RuntimeError(f"the probe stage gave no result within {budget:g} s "
+                               f"({type(exc).__name__})") from None
         finally:
+            api.close()
             (probe / PROBE_INPUT).unlink(missing_ok=True)  # the kernel never sees it
-        if len(marks) != 1 or not out.rstrip("\n").endswith(marks[0]):
+        text = out.decode(errors="replace")
+        marks = [ln for ln in text.splitlines() if ln.startswith(MARK)]
+        if not marks:
+            state = self._inspect() or {}
+            raise RuntimeError(f"the probe stage ended (exit code {state.get('ExitCode')}) "
+                               f"without a result: {text[-300:] or _log_tail(self.container_id)}")
+        if len(marks) != 1 or not text.rstrip("\n").endswith(marks[0]):
             raise RuntimeError("the probe stage's output was not a single result line")
         answers = json.loads(marks[0][len(MARK):])
         if not isinstance(answers, list) or len(answers) != len(groups):
