@@ -51,6 +51,7 @@ def _preload() -> None:
 
     configure_mappers()  # nbgrader's ORM mappers, once, instead of in every worker
     share_engines()
+    cache_schema_validators()
 
 
 def share_engines() -> None:
@@ -76,6 +77,48 @@ def share_engines() -> None:
 
     shared.shared = True  # type: ignore[attr-defined]
     api.create_engine = shared
+    created: set[int] = set()
+    create_all = api.Base.metadata.create_all
+
+    def create_once(bind, **kwargs):  # every Gradebook() re-checked ~13 tables
+        if id(bind) not in created:
+            create_all(bind=bind, **kwargs)
+            created.add(id(bind))
+
+    api.Base.metadata.create_all = create_once
+
+
+def cache_schema_validators() -> None:
+    """nbgrader validates each cell's metadata with ``jsonschema.validate``, which checks
+    the schema itself and builds a validator on every call; build it once per schema."""
+    import jsonschema
+    import nbgrader.nbgraderformat.common as common
+
+    if getattr(common.jsonschema, "cached", False):
+        return
+    import json
+
+    validators: dict[str, object] = {}  # by the schema's text: each validator object
+                                        # nbgrader makes loads its own copy of it
+
+    def validate(instance, schema, *args, **kwargs):
+        if args or kwargs:
+            return jsonschema.validate(instance, schema, *args, **kwargs)
+        key = json.dumps(schema, sort_keys=True)
+        found = validators.get(key)
+        if found is None:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            found = validators[key] = cls(json.loads(key))
+        error = jsonschema.exceptions.best_match(found.iter_errors(instance))
+        if error is not None:
+            raise error
+        return None
+
+    import types
+
+    common.jsonschema = types.SimpleNamespace(validate=validate, cached=True,
+                                              ValidationError=jsonschema.ValidationError)
 
 
 def _warm(course: Course, assignment: str) -> None:
