@@ -97,11 +97,11 @@ def module_name(assignment: str) -> str:
 def register(assignment: str, question: str) -> Callable[[CheckFn], CheckFn]:
     """Decorator: ``fn(namespace)`` becomes a visible check of ``question``.
 
-    >>> @register("demo", "q1")
+    >>> @register("example", "q1")
     ... def answer_is_42(ns):
     ...     expect(ns.get("answer") == 42, "answer should be 42",
     ...            expected=42, found=ns.get("answer"))
-    >>> check("q1", {"ASSIGNMENT": "demo", "answer": 42})
+    >>> check("q1", {"ASSIGNMENT": "example", "answer": 42})
     ✓ q1: passed (1 check)
     True
     """

@@ -6,7 +6,7 @@ the student's own machine), then reports each test cell by name with the friendl
 of its first error, and returns a verdict a script or CI can use.
 
 >>> report = validate("exercises/docker-hub/docker-hub.ipynb")   # doctest: +SKIP
->>> report.ok
+>>> report.ok                                                     # doctest: +SKIP
 False
 """
 
