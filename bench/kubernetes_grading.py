@@ -2,9 +2,9 @@
 
 Every submission is graded the trusted way: the notebook in its sandbox, the pre-grade hook
 reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
-cluster and waiting for Ready pods and endpoints; the replica function run in a fresh
-locked-down container. The cluster is started before timing starts (its start-up is the
-k8s benchmark's). Records the time, the rate and the score distribution in
+cluster and waiting for Ready pods and endpoints; the trusted graders calling the replica
+function through the grading sandbox's probes. The cluster is started before timing
+starts (its start-up is the k8s benchmark's). Records the time, the rate and the score distribution in
 ``bench/results/kubernetes_grading.json`` (``bench/_report.py``), or the reason when the
 cluster is not available here.
 

@@ -49,13 +49,9 @@ UNSCHEDULABLE_GRACE = 3.0  # seconds a pod may stay unschedulable before the ver
 PLACEHOLDER = "raise NotImplementedError()"
 
 ANSWER_CELL = "replicas_function"
-# The hooks' keys (test cells read them with ``trusted(key)``, graders with ``passed``).
-KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster",
-        "replicas_visible", "tolerance", "clamp", "zero_missing")
-# grader.py's case groups -> the key each one decides
-CASE_KEYS = {"VISIBLE": "replicas_visible", "rule_tolerance": "tolerance",
-             "rule_clamp": "clamp", "rule_zero_missing": "zero_missing"}
-MAX_NOTEBOOK = 5_000_000
+# The hook's keys (test cells read them with ``trusted(key)``, graders with ``passed``).
+# ``desired_replicas`` has no key: its graders call it through trusted probes.
+KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
 
 SERVE_APP = '''\
 #!/usr/bin/env python
@@ -490,150 +486,6 @@ def manifest_side(ctx: HookContext) -> Results:
         out["cluster"] = cluster_check(texts, target[0], context=target[1],
                                        labels=ctx.labels, timeout=min(ctx.timeout,
                                                                       READY_TIMEOUT))
-    return out
-
-
-# ------------------------------------------------------------------------- the function
-
-RUNNER = """
-import json, sys
-cases = json.load(open("/work/cases.json"))
-namespace = {"__name__": "answer"}
-out = []
-try:
-    exec(compile(open("/work/answer.py").read(), "answer.py", "exec"), namespace)
-    fn = namespace["desired_replicas"]
-except BaseException as exc:
-    print("@@RESULTS@@" + json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
-    sys.exit(0)
-for args in cases:
-    try:
-        got = fn(*args)
-        out.append({"value": got} if type(got) is int else
-                   {"error": f"returned {type(got).__name__} {str(got)[:40]}, not an int"})
-    except BaseException as exc:
-        out.append({"error": f"{type(exc).__name__}: {exc}"[:200]})
-print("@@RESULTS@@" + json.dumps(out))
-"""
-
-
-def answer_source(notebook: str | Path, grade_id: str = ANSWER_CELL) -> str | None:
-    """The source of the first cell ``grade_id`` of a submitted notebook (plain JSON read)."""
-    path = Path(notebook)
-    try:
-        if path.is_symlink() or path.stat().st_size > MAX_NOTEBOOK:
-            return None
-        nb = json.loads(path.read_text(errors="replace"))
-        for cell in nb.get("cells", []):
-            if (cell.get("metadata") or {}).get("nbgrader", {}).get("grade_id") == grade_id:
-                src = cell.get("source", "")
-                return "".join(src) if isinstance(src, list) else str(src)
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
-    return None
-
-
-def hidden_cases(grader_file: str | Path) -> dict[str, list[tuple[list, Any]]]:
-    """The case groups of ``solutions/kubernetes/grader.py``, read as literals (not run)."""
-    import ast
-
-    tree = ast.parse(Path(grader_file).read_text())
-    found: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name) and node.targets[0].id in ("VISIBLE",
-                                                                                   "HIDDEN"):
-            found[node.targets[0].id] = ast.literal_eval(node.value)
-    return {"VISIBLE": found["VISIBLE"], **found["HIDDEN"]}
-
-
-def run_function(source: str, cases: list[list], *, image: str | None = None,
-                 timeout: float = 20) -> list[dict] | str:
-    """Run ``desired_replicas`` from ``source`` on each case's arguments in a fresh,
-    locked-down container (no network, read-only, CPU/memory/pids/time limits, an image
-    without the workbook); per case ``{"value": n}`` or ``{"error": ...}``; a string says
-    why nothing ran. The expected values never leave the host."""
-    from ..grading import confine
-
-    with tempfile.TemporaryDirectory(prefix="cl-replicas-") as tmp:
-        Path(tmp, "answer.py").write_text(source)
-        Path(tmp, "cases.json").write_text(json.dumps(cases))
-        Path(tmp, "run.py").write_text(RUNNER)
-        for f in Path(tmp).iterdir():
-            f.chmod(0o644)
-        Path(tmp).chmod(0o755)
-        ran = confine.run(["python", "-I", "/work/run.py"], confine.Limits(
-            cpus=0.5, memory="128m", pids=32, seconds=timeout, disk="16m", output=200_000),
-            files=tmp, image=image)
-    if ran.timed_out:
-        return f"desired_replicas did not finish within {timeout:g} s"
-    line = next((ln for ln in reversed(ran.output.splitlines())
-                 if ln.startswith("@@RESULTS@@")), None)
-    if line is None:
-        return f"the function could not be run: {ran.output.strip()[-300:] or 'no output'}"
-    try:
-        got = json.loads(line.removeprefix("@@RESULTS@@"))
-    except ValueError:
-        return "the function's results could not be read"
-    if isinstance(got, dict):
-        return f"the cell does not run: {got.get('error')}"
-    if not isinstance(got, list) or len(got) != len(cases):
-        return "the function's results could not be read"
-    return got
-
-
-def judge(cases: list[tuple[list, Any]], got: list[dict] | str, what: str) -> dict[str, Any]:
-    """Compare results with the expected values (on the host); one rule's outcome."""
-    if isinstance(got, str):
-        return result(False, got)
-    wrong = []
-    for (args, want), g in zip(cases, got, strict=True):
-        if not (isinstance(g, dict) and g.get("value") == want and "error" not in g):
-            shown = g.get("error") if isinstance(g, dict) and "error" in g else \
-                (g.get("value") if isinstance(g, dict) else g)
-            wrong.append(f"desired_replicas{tuple(args)} gave {shown!r}")
-    if wrong:
-        return result(False, f"{what}: {len(wrong)} of {len(cases)} cases wrong, e.g. "
-                      f"{wrong[0]}")
-    return result(True, f"{what}: all {len(cases)} cases right")
-
-
-FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib")
-WHAT = {"replicas_visible": "the documentation's examples", "tolerance": "the 0.1 tolerance band",
-        "clamp": "min/max clamping", "zero_missing": "zero and missing metrics"}
-
-
-@pre_grade(ASSIGNMENT)
-def function_side(ctx: HookContext) -> Results:
-    """Run the submitted ``desired_replicas`` against the instructor's cases, confined."""
-    from ..config import _project_root
-    from ..grading import Course
-
-    root = Path(ctx.course) if ctx.course else _project_root()
-    grader = root / "solutions" / ASSIGNMENT / "grader.py" if root else None
-    if grader is None or not grader.is_file():
-        return {k: result(False, "the instructor's cases (solutions/kubernetes/grader.py) "
-                          "are not on this machine") for k in CASE_KEYS.values()}
-    groups = hidden_cases(grader)
-    source = answer_source(Course(root).submission(ctx.student, ctx.assignment)
-                           / f"{ctx.assignment}.ipynb")
-    if source is None or not source.strip() or PLACEHOLDER in source:
-        return {k: result(False, "desired_replicas is not written (the cell of part D)")
-                for k in CASE_KEYS.values()}
-    used = [w for w in FORBIDDEN if w in source]
-    if used:
-        return {k: result(False, "desired_replicas must be your own code (the standard "
-                          f"library is fine, the workbook's helpers are not): found "
-                          f"{', '.join(used)}") for k in CASE_KEYS.values()}
-    every = [list(args) for cases in groups.values() for args, _ in cases]
-    got = run_function(source, every, timeout=min(ctx.timeout, 20))
-    out: Results = {}
-    start = 0
-    for name, cases in groups.items():
-        part = got if isinstance(got, str) else got[start:start + len(cases)]
-        start += len(cases)
-        key = CASE_KEYS[name]
-        out[key] = judge(cases, part, WHAT[key])
     return out
 
 
