@@ -23,6 +23,8 @@ namespace, and looks at what the cluster made of them (:func:`cluster_check`).
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import os
 import re
 import secrets
@@ -188,10 +190,20 @@ def read_files(folder: str | Path) -> dict[str, str | None]:
 
 
 def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
-    """Each file's one object, and a message for every file that cannot be used."""
+    """Each file's one object, and a message for every file that cannot be used.
+
+    Every rule parses the same three files: the (defensive, pure-Python) YAML parsing is
+    done once per set of texts and each caller gets its own copy of the objects.
+    """
+    objs, errors = _parse(tuple((name, texts.get(name)) for name in FILES))
+    return copy.deepcopy(objs), list(errors)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(texts: tuple[tuple[str, str | None], ...]) -> tuple[dict[str, dict], list[str]]:
     objs, errors = {}, []
-    for name, kind in FILES.items():
-        text = texts.get(name)
+    for name, text in texts:
+        kind = FILES[name]
         if text is None:
             errors.append(f"{name} is missing")
             continue
