@@ -46,6 +46,15 @@ def test_pods_that_never_schedule_fail_with_the_schedulers_words(cluster):
     assert "node affinity/selector" in got["message"]
 
 
+def test_an_hpa_in_an_older_api_version_is_applied_in_that_version(cluster):
+    hpa_v1 = ("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\n"
+              "metadata:\n  name: hello\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n"
+              "    kind: Deployment\n    name: hello\n  minReplicas: 1\n  maxReplicas: 5\n"
+              "  targetCPUUtilizationPercentage: 50\n")
+    got = check(cluster, {**ex.SOLUTION, "hpa.yaml": hpa_v1})
+    assert got["passed"], got
+
+
 def test_the_api_server_refuses_an_unknown_field(cluster):
     got = check(cluster, ex.VARIANTS["valid"])
     assert not got["passed"] and "spec.replica: field not declared" in got["message"]

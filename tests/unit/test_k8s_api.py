@@ -31,6 +31,16 @@ def test_bad_names_and_unknown_kinds_never_reach_a_url(kind, name, namespace, wo
         api.kind_path(kind, name, namespace=namespace)
 
 
+def test_the_objects_own_api_version_picks_the_path():
+    assert api.kind_path("Service", "web", namespace="a", api_version="v1") == \
+        "/api/v1/namespaces/a/services/web"
+    assert api.kind_path("HorizontalPodAutoscaler", namespace="a",
+                         api_version="autoscaling/v1").startswith("/apis/autoscaling/v1/")
+    for bad in ("../v1", "apps/v1/../../x", "apps", ""):
+        with pytest.raises(CloudlabError, match="not a group/version"):
+            api.kind_path("Deployment", "web", namespace="a", api_version=bad)
+
+
 def test_a_kubeconfig_with_inline_credentials(tmp_path):
     ca, cert, key = b"CA PEM", b"CERT PEM", b"KEY PEM"
     enc = lambda b: base64.b64encode(b).decode()  # noqa: E731

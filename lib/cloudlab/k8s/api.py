@@ -59,11 +59,19 @@ class ApiError(CloudlabError):
 
 
 _NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+_API_VERSION = re.compile(r"v1|[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?"
+                          r"/v[0-9]+(?:(?:alpha|beta)[0-9]+)?")
 
 
-def kind_path(kind: str, name: str | None = None, *, namespace: str | None = None) -> str:
-    """The REST path of ``kind`` (a collection, or one object with ``name``); a name that
-    is not a DNS subdomain (``../``, ``/``) is refused before it reaches a URL."""
+def kind_path(kind: str, name: str | None = None, *, namespace: str | None = None,
+              api_version: str | None = None) -> str:
+    """The REST path of ``kind`` (a collection, or one object with ``name``), in the
+    group/version ``api_version`` (default: the kind's stable one). A name that is not a
+    DNS subdomain (``../``, ``/``) is refused before it reaches a URL.
+
+    >>> kind_path("HorizontalPodAutoscaler", namespace="a", api_version="autoscaling/v1")
+    '/apis/autoscaling/v1/namespaces/a/horizontalpodautoscalers'
+    """
     for what, value in (("name", name), ("namespace", namespace)):
         if value is not None and not _NAME.fullmatch(str(value)):
             raise CloudlabError(f"{what} {str(value)[:80]!r} is not a valid Kubernetes name "
@@ -72,6 +80,10 @@ def kind_path(kind: str, name: str | None = None, *, namespace: str | None = Non
         raise CloudlabError(f"unknown kind {kind!r} for the API client; known: "
                             f"{', '.join(sorted(KINDS))}")
     prefix, plural, namespaced = KINDS[kind]
+    if api_version is not None:
+        if not _API_VERSION.fullmatch(str(api_version)):
+            raise CloudlabError(f"apiVersion {str(api_version)[:80]!r} is not a group/version")
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     if namespaced and not namespace:
         raise CloudlabError(f"{kind} is namespaced: pass namespace=")
     path = f"{prefix}/namespaces/{namespace}/{plural}" if namespaced else f"{prefix}/{plural}"
@@ -183,7 +195,8 @@ class Api:
         meta = obj.get("metadata") or {}
         kind = str(obj.get("kind"))
         ns = (namespace or meta.get("namespace")) if _namespaced(kind) else None
-        return self.request("PATCH", kind_path(kind, meta.get("name"), namespace=ns),
+        return self.request("PATCH", kind_path(kind, meta.get("name"), namespace=ns,
+                                               api_version=obj.get("apiVersion")),
                             body=obj, content_type="application/apply-patch+yaml",
                             params={"fieldManager": field_manager, "fieldValidation": "Strict",
                                     "force": "true" if force else "false"})
@@ -193,7 +206,8 @@ class Api:
         kind = str(obj.get("kind"))
         ns = (namespace or (obj.get("metadata") or {}).get("namespace")) \
             if _namespaced(kind) else None
-        return self.request("POST", kind_path(kind, namespace=ns), body=obj)
+        return self.request("POST", kind_path(kind, namespace=ns,
+                                              api_version=obj.get("apiVersion")), body=obj)
 
     def get(self, kind: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         return self.request("GET", kind_path(kind, name, namespace=namespace))
