@@ -19,11 +19,27 @@ from .proc import wait_for
 SOCKET = "/var/run/docker.sock"
 
 
-def client(timeout: int = 120):
-    """A Docker SDK client for the engine the environment points at."""
+_CLIENTS: dict[tuple[int, float, str], object] = {}
+
+
+def client(timeout: int = 120, *, fresh: bool = False):
+    """A Docker SDK client for the engine the environment points at.
+
+    One per process and timeout (making one asks the engine for its API version: a round
+    trip the grading workers paid a dozen times per submission); ``fresh`` for a private
+    one whose connection the caller may close to cancel a request.
+    """
     import docker
 
-    return docker.from_env(timeout=timeout)
+    key = (os.getpid(), timeout, os.environ.get("DOCKER_HOST", ""))
+    known = next((c for k, c in _CLIENTS.items() if k[0] == key[0] and k[2] == key[2]), None)
+    version = known.api.api_version if known is not None else None  # type: ignore[attr-defined]
+    if fresh:
+        return docker.from_env(timeout=timeout, version=version)
+    found = _CLIENTS.get(key)
+    if found is None:
+        found = _CLIENTS[key] = docker.from_env(timeout=timeout, version=version)
+    return found
 
 
 def version(timeout: float = 2) -> str | None:

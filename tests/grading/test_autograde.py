@@ -104,6 +104,13 @@ def outputs(batch: Batch, student: str) -> str:
     return "\n".join(text)
 
 
+def test_the_probes_run_in_the_kernels_own_container(batch):
+    """One container per submission: the probe stage, then the kernel (a fallback to a
+    container of their own only when that stage fails)."""
+    for student in HONEST:
+        assert batch.results[student].probes == "kernel container", student
+
+
 def test_correct_scores_full_marks_untouched_zero_partial_in_between(batch):
     r = batch.results
     assert (r["alice"].status, r["alice"].score, r["alice"].max_score) == ("graded", 6, 6)
@@ -152,6 +159,8 @@ EXPECTED = {  # kind: (status, score, words in the reason); scores are the trust
     "helper": ("graded", 0, ""),
     "dupid": ("graded", 0, "repeats the grade id of another cell"),
     "outputs": ("graded", 4, "truncated"),  # q1's source needs a live kernel (get_ipython)
+    "forger": ("graded", 0, ""),
+    "stash": ("graded", 6, ""),
 }
 
 
@@ -263,6 +272,25 @@ def test_the_graders_hidden_cases_never_reach_the_kernel_or_feedback(batch):
         folder = batch.course.autograded / student / "demo"
         for path in folder.glob("*.ipynb"):
             assert "hidden-marker" not in path.read_text(), path
+
+
+def test_a_forged_probe_result_line_scores_nothing(batch):
+    r = batch.results["forger"]  # the probes run first, in the kernel's own container
+    assert r.status == "graded" and r.score == 0, r.reason
+    assert r.probes == "kernel container"
+    text = (batch.course.autograded / "forger" / "demo" / "demo.ipynb").read_text()
+    assert "FORGED INTO:" in text  # the kernel ran it too: only its own output got the line
+
+
+def test_nothing_of_the_probe_stage_reaches_the_kernel(batch):
+    """The probe stage sees the hidden arguments; files, shared memory and a daemon left
+    there are gone, and the input deleted, before the student's kernel starts."""
+    r = batch.results["stash"]
+    assert r.status == "graded" and r.score == r.max_score, r.reason
+    assert r.probes == "kernel container"  # not the fallback, where there is nothing to see
+    text = (batch.course.autograded / "stash" / "demo" / "demo.ipynb").read_text()
+    assert "FOUND: []" in text and "INPUT: absent" in text, text[-2000:]
+    assert "-7, 7" not in text
 
 
 def test_the_gradebook_is_consistent(batch):

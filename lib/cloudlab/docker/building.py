@@ -212,7 +212,7 @@ def build(
     context, path = _sources(context, dockerfile)
     engine.require(cfg)
     parsed = instructions(path.read_text())
-    api = engine.client(timeout=timeout)
+    api = engine.client(timeout=timeout, fresh=True)  # closed to cancel the build
     all_labels = {**cfg.labels(), **(labels or {})}
     steps: list[Step] = []
     log: list[str] = []

@@ -1,5 +1,8 @@
 """The grading image: the base image + the course's kernel dependencies + ``cloudlab``.
 
+ipykernel's optional debugger (debugpy) is removed: no one debugs a graded kernel, and
+importing it was a large share of every kernel's start-up.
+
 Built with ``docker build`` the first time and whenever an input changes (base image,
 requirements, the cloudlab sources); the tag carries a hash of the inputs, so a cached image
 is simply found. The pip layer comes before the cloudlab sources, so editing a checker
@@ -33,7 +36,8 @@ RUN (getent passwd {uid} >/dev/null || useradd --uid {uid} --user-group --create
         --shell /usr/sbin/nologin student)
 COPY requirements.txt /opt/cloudlab-grader/requirements.txt
 RUN python3 -m pip install --no-cache-dir --disable-pip-version-check --root-user-action=ignore \\
-        -r /opt/cloudlab-grader/requirements.txt
+        -r /opt/cloudlab-grader/requirements.txt \\
+    && python3 -m pip uninstall -y --root-user-action=ignore debugpy
 COPY cloudlab /opt/cloudlab-grader/lib/cloudlab
 RUN echo /opt/cloudlab-grader/lib > "$(python3 -c 'import sysconfig; \\
         print(sysconfig.get_paths()["purelib"])')/cloudlab.pth" \\

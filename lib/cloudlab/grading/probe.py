@@ -11,6 +11,20 @@ always says True, say - becomes an "opaque" marker that equals nothing) and writ
 last line of stdout after :data:`MARK`. The expected answers never enter this process:
 the host compares.
 
+``... INPUT.json --then KERNEL ARGV...`` (see :mod:`.sandbox`) runs the probes as the first
+stage of the submission's kernel container, which saves a container start per submission.
+Then this process must be the container's pid 1, and the order keeps both guarantees:
+
+1. the probes run in a container no student code has touched yet, and only this process
+   can write to the container's stdout: it is not dumpable (so ``/proc/1/fd`` is closed to
+   the student's processes) and each child keeps no descriptor but its result pipe;
+2. before the student's kernel starts, every process of the probe stage is killed and
+   everything it could have left for the kernel is wiped (``/tmp``, ``/work``,
+   ``/dev/shm``, System V IPC objects; POSIX message queues are refused by a zero
+   rlimit), and the host has removed the probe input (the hidden arguments) and checked
+   the result line, before it creates :data:`GO_FILE`. Only then is the kernel started, as
+   this process's child (this process stays pid 1: it reaps orphans and forwards signals).
+
 Standard library only (the grading image has no nbgrader).
 """
 
@@ -27,6 +41,9 @@ import time
 from typing import Any
 
 MARK = "CLOUDLAB-PROBE-RESULT:"
+GO_FILE = "go"  # created by the host next to the input once it has read the result
+GO_TIMEOUT = 120.0  # seconds the probe stage waits for it before giving up
+SCRATCH = ("/tmp", "/work", "/dev/shm", "/dev/mqueue")  # where a child could leave data
 MAX_RESULT = 200_000  # bytes of JSON a group may return
 MAX_DEPTH = 20
 
@@ -90,6 +107,8 @@ def _child(group: dict[str, Any], write_fd: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # nothing the student prints reaches the host
         os.dup2(devnull, fd)
+    os.closerange(3, write_fd)  # nor through any descriptor but the result pipe
+    os.closerange(write_fd + 1, 65536)
     try:
         data = json.dumps(_run_group(group), allow_nan=False)
     except BaseException as exc:
@@ -155,7 +174,8 @@ SWEEP_ENV = "CLOUDLAB_PROBE_SWEEP"  # "all": we are alone in a container's pid n
 
 def _kill_all_but_me(pid: int) -> None:
     """The child's process group; in the container every process but this one and init,
-    waiting (briefly) until init has reaped them, so the next group can fork again."""
+    waiting (briefly) until init has reaped them, so the next group can fork again.
+    (When this process is init, it reaps them itself.)"""
     everything = os.environ.get(SWEEP_ENV) == "all"
     deadline = time.monotonic() + 5
     while True:
@@ -227,11 +247,121 @@ def run(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return results
 
 
+def _undumpable() -> None:
+    """Close this process's /proc entries (fds, memory) to other processes of its uid."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _wipe(folders: tuple[str, ...] = SCRATCH) -> list[str]:
+    """Empty each folder (not following links, not entering mounts); what could not be
+    removed."""
+    import shutil
+
+    left = []
+    for folder in folders:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(folder):
+                if os.path.ismount(entry.path):  # the socket folder: the host resets it
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                except OSError:
+                    left.append(entry.path)
+    return left
+
+
+def _drop_sysv_ipc() -> list[str]:
+    """Remove every System V shared memory segment, queue and semaphore set; what is left."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctl = {"shm": libc.shmctl, "msg": libc.msgctl, "sem": libc.semctl}
+    left = []
+    for kind, fn in ctl.items():
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                ids = [int(line.split()[1]) for line in f.readlines()[1:] if line.strip()]
+        except OSError:
+            continue
+        for ident in ids:  # IPC_RMID is 0 for all three
+            if (fn(ident, 0, 0, 0) if kind == "sem" else fn(ident, 0, None)) != 0:
+                left.append(f"{kind} {ident}")
+    return left
+
+
+def _await_go(path: str, timeout: float = GO_TIMEOUT) -> bool:
+    """Wait (polling, with a deadline) for the host to create ``path``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
+def _serve(argv: list[str]) -> None:
+    """Run ``argv`` as a child and act as its init: reap orphans, forward signals, exit
+    with its status."""
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        os.execvp(argv[0], argv)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+                signal.SIGUSR2):
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(0)
+        if done == pid:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
+def stage(spec: dict[str, Any], then: list[str], out: int) -> None:
+    """The probe stage of a kernel container (module docstring): probes, cleanup, the
+    result line, the host's go, then the kernel."""
+    if os.getpid() != 1:
+        os.write(out, b"probe stage refused: not the container's pid 1\n")
+        os._exit(2)
+    _undumpable()
+    os.environ[SWEEP_ENV] = "all"  # we are alone in this pid namespace
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+    results = run(spec["groups"])
+    _kill_all_but_me(0)  # every group already did; once more for what is left
+    left = [f"pid {p}" for p in _others()] + _wipe() + _drop_sysv_ipc()
+    if left:
+        os.write(out, f"probe stage: could not clean up {left[:5]}\n".encode())
+        os._exit(3)
+    os.write(out, (MARK + json.dumps(results) + "\n").encode())
+    if not _await_go(os.path.join(os.path.dirname(spec["input"]), GO_FILE)):
+        os._exit(4)
+    _serve(then)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    then = args[args.index("--then") + 1:] if "--then" in args else []
     with open(args[0]) as f:
         spec = json.load(f)
     out = os.dup(1)
+    if then:
+        spec["input"] = os.path.abspath(args[0])
+        stage(spec, then, out)
     results = run(spec["groups"])
     os.write(out, ("\n" + MARK + json.dumps(results) + "\n").encode())
 

@@ -39,6 +39,7 @@ class Result:
     timestamp: str | None = None
     flags: list[str] = field(default_factory=list)
     tests: list[TestResult] = field(default_factory=list)
+    probes: str = ""  # where the trusted probes ran: "kernel container", "own container (why)"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ the owner labels below; :func:`sweep` removes those whose grader process is gone
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -43,6 +44,8 @@ OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of t
 SUBMISSION_LABEL = "org.cloudlab.grader.submission"
 WORK = "/work"
 TRUSTED_PATH = "/grader/results.json"
+PROBE_DIR = "/probe"  # the probe input's folder in the container (read-only)
+PROBE_INPUT = "input.json"
 MAX_MESSAGE = 8 * 2**20  # bytes: a bigger message from the kernel is dropped by ZMQ itself
 SOCKETS_SIZE = "8m"  # the tmpfs holding the kernel's ipc sockets and connection file
 
@@ -70,6 +73,7 @@ class SandboxSpec:
     submission: str  # "<student>/<assignment>", for labels and messages
     files: Path | None = None  # host folder mounted read-only at /submission
     trusted: Path | None = None  # host JSON file mounted read-only at TRUSTED_PATH
+    probe: Path | None = None  # host folder with the probe input, run before the kernel
     limits: Limits = field(default_factory=Limits)
     owner: str = field(default_factory=owner)
     state: dict[str, Any] = field(default_factory=dict)  # filled in when the kernel stops
@@ -184,6 +188,29 @@ class SandboxProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         spec = self.spec
+        probe, spec.probe = spec.probe, None  # the first kernel only (not a restart)
+        if probe is not None:
+            connection = Path(self.parent.connection_file).read_bytes()
+            self._start(cmd, probe)
+            try:
+                spec.state["probe"] = self._await_probe(probe)
+            except Exception as exc:  # fall back: the graders' probes get their own container
+                spec.state["probe_error"] = str(exc)[:300]
+                self._finish()
+                self._reset_sockdir(connection)
+                self._start(cmd, None)
+            else:
+                self._reset_sockdir(connection)
+                (probe / "go").write_text("")
+        else:
+            self._start(cmd, None)
+        self.pid = None
+        return self.connection_info
+
+    def _start(self, cmd: list[str], probe: Path | None) -> None:
+        """Create and start the container: the kernel, or the probe stage then the kernel
+        (:mod:`.probe`: it must be pid 1, so no ``--init`` - it reaps and forwards itself)."""
+        spec = self.spec
         uid, gid = spec.user()
         sockdir = str(Path(self.parent.connection_file).parent)
         volumes = {sockdir: {"bind": sockdir, "mode": "rw"}}
@@ -191,6 +218,11 @@ class SandboxProvisioner(LocalProvisioner):
             volumes[str(spec.files)] = {"bind": "/submission", "mode": "ro"}
         if spec.trusted is not None:
             volumes[str(spec.trusted)] = {"bind": TRUSTED_PATH, "mode": "ro"}
+        if probe is not None:
+            from .trusted import PROBE_SCRIPT
+
+            volumes[str(probe)] = {"bind": PROBE_DIR, "mode": "ro"}
+            cmd = ["python3", "-I", PROBE_SCRIPT, f"{PROBE_DIR}/{PROBE_INPUT}", "--then", *cmd]
         lim = spec.limits
         from docker.types import LogConfig
 
@@ -208,15 +240,70 @@ class SandboxProvisioner(LocalProvisioner):
                    WORK: f"rw,nosuid,nodev,size={lim.work_size},uid={uid},gid={gid},mode=0700"},
             volumes=volumes, mem_limit=lim.memory, memswap_limit=lim.memory,
             pids_limit=lim.pids, nano_cpus=int(lim.cpus * 1e9), cap_drop=["ALL"],
-            security_opt=["no-new-privileges"], init=True, ipc_mode="private",
+            security_opt=["no-new-privileges"], init=probe is None, ipc_mode="private",
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             detach=True,
         )
         self.container_id = container.id
         spec.state["container"] = container.id
         container.start()
-        self.pid = None
-        return self.connection_info
+
+    def _await_probe(self, probe: Path) -> list:
+        """The probe stage's answers: its one result line, read from the container's stdout
+        before the kernel starts (a followed log stream, with a deadline); then the input
+        is deleted."""
+        from .probe import MARK
+
+        groups = json.loads((probe / PROBE_INPUT).read_text())["groups"]
+        budget = sum(float(g.get("timeout", 10)) for g in groups) + 30
+        api = engine.client(timeout=int(budget), fresh=True).api  # closed: ends the stream
+        out = b""
+        try:
+            for chunk in api.logs(self.container_id, stdout=True, stderr=False, stream=True,
+                                  follow=True):
+                out += chunk
+                if (MARK.encode() in out and out.endswith(b"\n")) or len(out) > 4 * 2**20:
+                    break
+        except Exception as exc:
+            raise RuntimeError(f"the probe stage gave no result within {budget:g} s "
+                               f"({type(exc).__name__})") from None
+        finally:
+            api.close()
+            (probe / PROBE_INPUT).unlink(missing_ok=True)  # the kernel never sees it
+        text = out.decode(errors="replace")
+        marks = [ln for ln in text.splitlines() if ln.startswith(MARK)]
+        if not marks:
+            state = self._inspect() or {}
+            raise RuntimeError(f"the probe stage ended (exit code {state.get('ExitCode')}) "
+                               f"without a result: {text[-300:] or _log_tail(self.container_id)}")
+        if len(marks) != 1 or not text.rstrip("\n").endswith(marks[0]):
+            raise RuntimeError("the probe stage's output was not a single result line")
+        answers = json.loads(marks[0][len(MARK):])
+        if not isinstance(answers, list) or len(answers) != len(groups):
+            raise RuntimeError("the probe stage gave no usable answer")
+        return answers
+
+    def _reset_sockdir(self, connection: bytes) -> None:
+        """Remove whatever the probe stage left in the (writable) socket folder and write
+        the connection file afresh (never through a path it may have replaced)."""
+        conn = Path(self.parent.connection_file)
+        folder = conn.parent
+        for entry in os.scandir(folder):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        fresh = folder / f".{conn.name}.new"
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(connection)
+        if os.geteuid() == 0:
+            uid, gid = self.spec.user()
+            os.chown(fresh, uid, gid)
+        os.replace(fresh, conn)
+        if sockets_limited(folder):
+            (folder / OWNER_FILE).write_text(owner())
 
     def _inspect(self) -> dict[str, Any] | None:
         try:

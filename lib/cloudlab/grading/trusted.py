@@ -47,7 +47,7 @@ from .course import GRADER_FILE
 
 __all__ = ["Call", "Cell", "File", "Opaque", "Raised", "Submission", "Value", "Verdict",
            "call", "cell", "expect", "file", "from_notebook", "grader", "load", "passed",
-           "run", "value"]
+           "plan", "prefetched", "run", "value"]
 
 MAX_FILE = 1_000_000  # bytes of one file a grader may read
 PROBE_TIMEOUT = 10.0  # seconds per group of probes (one set of cells)
@@ -331,12 +331,25 @@ def from_notebook(path: Path, *, student: str = "solution", files: Path | None =
 Runner = Callable[[list[dict[str, Any]], float], list[list[dict[str, Any]]]]
 
 
+def _remote_probes(graders: Mapping[str, Grader], grade_ids: Iterable[str]
+                   ) -> list[tuple[tuple[str, str], Call | Value]]:
+    return [((gid, name), probe) for gid in grade_ids
+            for name, probe in (graders[gid].probes.items() if gid in graders else ())
+            if isinstance(probe, Call | Value)]
+
+
+def plan(graders: Mapping[str, Grader], sub: Submission, grade_ids: Iterable[str]
+         ) -> list[dict[str, Any]]:
+    """The probe groups :func:`run` will ask its runner for (empty: nothing to run in a
+    sandbox). The worker hands them to the kernel's container ahead of time."""
+    return _groups(_remote_probes(graders, list(grade_ids)), sub)[1]
+
+
 def run(graders: Mapping[str, Grader], sub: Submission, grade_ids: Iterable[str], *,
         runner: Runner) -> dict[str, Verdict]:
     """Score every id in ``grade_ids``: its grader's verdict, or 0 with the reason."""
     wanted = list(grade_ids)
     resolved: dict[tuple[str, str], Any] = {}
-    remote: list[tuple[tuple[str, str], Call | Value]] = []
     for gid in wanted:
         g = graders.get(gid)
         for name, probe in (g.probes.items() if g else ()):
@@ -344,8 +357,7 @@ def run(graders: Mapping[str, Grader], sub: Submission, grade_ids: Iterable[str]
                 resolved[(gid, name)] = sub.cells.get(probe.grade_id, "")
             elif isinstance(probe, File):
                 resolved[(gid, name)] = sub.read(probe.path, probe.limit)
-            else:
-                remote.append(((gid, name), probe))
+    remote = _remote_probes(graders, wanted)
     probe_error = ""
     if remote:
         try:
@@ -393,8 +405,9 @@ def _explain(message: str, resolved: Iterable[Any]) -> str:
     return message
 
 
-def _remote(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission,
-            runner: Runner) -> dict[tuple[str, str], Any]:
+def _groups(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission
+            ) -> tuple[list[list[tuple[tuple[str, str], Call | Value]]], list[dict[str, Any]]]:
+    """Probes grouped by the cells they run, and the groups as the runner's input."""
     groups: dict[tuple[str, ...], list[tuple[tuple[str, str], Call | Value]]] = {}
     for key, probe in remote:
         cells = probe.cells if probe.cells is not None else tuple(sub.answer_cells)
@@ -407,15 +420,34 @@ def _remote(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission,
             "probes": [{"kind": "value", "name": p.name} if isinstance(p, Value) else
                        {"kind": "call", "name": p.function, "args": list(p.args),
                         "kwargs": dict(p.kwargs)} for _, p in probes]})
+    return list(groups.values()), spec
+
+
+def _remote(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission,
+            runner: Runner) -> dict[tuple[str, str], Any]:
+    grouped, spec = _groups(remote, sub)
     answers = runner(spec, PROBE_TIMEOUT * len(spec) + 30)
     if not isinstance(answers, list) or len(answers) != len(spec):
         raise RuntimeError("the probe run gave no usable answer")
     out: dict[tuple[str, str], Any] = {}
-    for probes, got in zip(groups.values(), answers, strict=True):
+    for probes, got in zip(grouped, answers, strict=True):
         for (key, _), one in zip(probes, got, strict=True):
             out[key] = decode(one["value"]) if "value" in one else \
                 Raised(str(one.get("raised", "Error")), str(one.get("message", "")))
     return out
+
+
+def prefetched(groups: list[dict[str, Any]], answers: list | None, fallback: Runner
+               ) -> Runner:
+    """A runner that returns ``answers`` (what the kernel container's probe stage gave for
+    ``groups``) when asked for exactly those groups, and asks ``fallback`` otherwise."""
+
+    def run_or_reuse(asked: list[dict[str, Any]], timeout: float) -> list[list[dict[str, Any]]]:
+        if answers is not None and asked == groups:
+            return answers
+        return fallback(asked, timeout)
+
+    return run_or_reuse
 
 
 def container_runner(image: str, labels: dict[str, str], limits: Any) -> Runner:

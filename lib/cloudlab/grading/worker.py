@@ -132,9 +132,17 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
         trusted_file.write_text(json.dumps(trusted_results, indent=1, default=str))
         trusted_file.chmod(0o644)
 
+    sub = trusted.Submission(
+        assignment, student, files=_copy_for_hooks(stage, "grader-files"), cells=pre.cells,
+        answer_cells=pre.answer_cells, pre_graded=trusted_results,
+        labels={**sandbox.SandboxSpec(image, assignment, f"{student}/{assignment}").labels(),
+                sandbox.GRADER_LABEL: "probe"}, timeout=hook_timeout)
+    grade_ids = autograded_ids(course, assignment)
+    groups = trusted.plan(graders, sub, grade_ids)
     spec = sandbox.SandboxSpec(image=image, assignment=assignment,
                                submission=f"{student}/{assignment}", files=stage / "files",
-                               trusted=trusted_file, limits=limits)
+                               trusted=trusted_file, limits=limits,
+                               probe=_probe_input(stage, groups))
     sandbox.activate(spec)
     outcome = executor.reset(timeout)
     extra = nbgrader_extra()
@@ -151,12 +159,16 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
         finally:
             sandbox.activate(None)
 
-    sub = trusted.Submission(
-        assignment, student, files=_copy_for_hooks(stage, "grader-files"), cells=pre.cells,
-        answer_cells=pre.answer_cells, pre_graded=trusted_results,
-        labels={**spec.labels(), sandbox.GRADER_LABEL: "probe"}, timeout=hook_timeout)
-    runner = trusted.container_runner(image, sub.labels, limits)
-    verdicts = trusted.run(graders, sub, autograded_ids(course, assignment), runner=runner)
+    # the probes ran first in the kernel's container; a fresh container if that failed
+    if groups:
+        ran = spec.state.get("probe") is not None
+        result.probes = "kernel container" if ran else "own container ({})".format(
+            spec.state.get("probe_error") or "no kernel was started")
+        if not ran:
+            logging.getLogger("cloudlab.grading").warning("probe stage: %s", result.probes)
+    runner = trusted.prefetched(groups, spec.state.get("probe"),
+                                trusted.container_runner(image, sub.labels, limits))
+    verdicts = trusted.run(graders, sub, grade_ids, runner=runner)
     write_verdicts(course, assignment, student, pre, verdicts, notes)
     result.status = outcome.status
     parts = [outcome.reason] if outcome.reason else []
@@ -165,6 +177,18 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
         parts.append("some output was truncated")
     result.reason = "; ".join(p for p in parts + notes if p)
     _collect_scores(course, assignment, student, result, pre, verdicts)
+
+
+def _probe_input(stage: Path, groups: list[dict]) -> Path | None:
+    """A folder holding the probe groups for the kernel container's probe stage."""
+    if not groups:
+        return None
+    folder = stage / "probe"
+    folder.mkdir(mode=0o755)
+    (folder / sandbox.PROBE_INPUT).write_text(json.dumps({"groups": groups}))
+    (folder / sandbox.PROBE_INPUT).chmod(0o644)
+    folder.chmod(0o755)
+    return folder
 
 
 def max_score(course: Course, assignment: str) -> float:
