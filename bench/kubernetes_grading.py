@@ -2,9 +2,10 @@
 
 Every submission is graded the trusted way: the notebook in its sandbox, the pre-grade hook
 reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
-cluster and waiting for Ready pods and endpoints; the replica function run in a fresh
-locked-down container. The cluster is started before timing starts (its start-up is the
-k8s benchmark's). Records the time, the rate and the score distribution in
+cluster and waiting for Ready pods and endpoints; the trusted graders calling the replica
+function through the grading sandbox's probes. The cluster is started before timing
+starts (its start-up is the k8s benchmark's). Records the time, the rate, the machine's
+busy CPU-seconds per submission and the score distribution in
 ``bench/results/kubernetes_grading.json`` (``bench/_report.py``), or the reason when the
 cluster is not available here.
 
@@ -28,6 +29,12 @@ from _report import Figure, at_least, holds, info, save, skipped
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "grading" / "fixtures"))
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the whole machine has spent busy since boot (``/proc/stat``)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def missing() -> str | None:
@@ -71,16 +78,21 @@ def main() -> list[Figure]:
             if cluster.context:
                 os.environ[kx.GRADING_CONTEXT_ENV] = cluster.context
             workers = args.workers or autograde.default_workers()
-            start = time.perf_counter()
+            load = os.getloadavg()[0]
+            busy, start = busy_seconds(), time.perf_counter()
             results = autograde.autograde(course, S.NAME, workers=workers, timeout=120,
                                           image=tag, progress=False)
             seconds = time.perf_counter() - start
+            busy = busy_seconds() - busy
     bad = [r for r in results if r.status != "graded"]
     scores = dict(sorted(Counter(r.score for r in results).items()))
     return [
         info("kubernetes grading", seconds, "s",
              f"{len(results)} submissions, {workers} workers; scores {scores}"),
         at_least("kubernetes grading rate", len(results) / seconds, "submissions/s", 1),
+        info("machine CPU per submission", busy / max(len(results), 1), "CPU-s",
+             f"busy time of all {os.cpu_count()} cores over the batch (anything else running "
+             f"counts too: the 1-minute load average was {load:.1f} when it started)"),
         holds("every submission graded", not bad,
               ", ".join(f"{r.student} ({r.reason})" for r in bad)),
     ]

@@ -130,15 +130,25 @@ def test_grading_namespaces_are_removed(graded, cluster):
              timeout=60, what="the grading namespaces to go")
 
 
-def test_every_test_cell_is_decided_by_a_hook_result():
-    assert {kx.manifest_side, kx.function_side} <= set(hooks_for(NAME))
+def test_every_test_cell_is_decided_on_the_trusted_side():
+    """The manifest cells read the hook's results (``passed``); the replica cells' graders
+    call ``desired_replicas`` through trusted probes and compare on the host."""
+    from cloudlab.grading import trusted
+    assert kx.manifest_side in set(hooks_for(NAME))
     nb = json.loads(SOURCE.read_text())
     tests = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in nb["cells"]
              if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"}
     keys = {gid: re.findall(r'trusted\("([\w-]+)"\)', src) for gid, src in tests.items()}
-    assert all(len(k) == 1 for k in keys.values()), keys
-    assert {k[0] for k in keys.values()} == set(kx.KEYS)
+    hooked = {gid: k for gid, k in keys.items() if k}
+    assert all(len(k) == 1 for k in hooked.values()), keys
+    assert {k[0] for k in hooked.values()} == set(kx.KEYS)
     graders = (SOURCE.parent / "grader.py").read_text()
-    for gid, (key,) in keys.items():       # the trusted mechanism's graders map the same
+    for gid, (key,) in hooked.items():
         assert re.search(rf'@grader\("{gid}"\)\ndef \w+\(sub\):\n(    """.*"""\n)?'
                          rf'    passed\(sub, "{key}"\)', graders), gid
+    loaded = trusted.load(SOURCE.parents[1], NAME)
+    assert set(loaded) == set(tests)
+    for gid in set(tests) - set(hooked):
+        calls = [p for p in loaded[gid].probes.values() if isinstance(p, trusted.Call)]
+        assert calls and all(p.function == "desired_replicas" and p.cells == (kx.ANSWER_CELL,)
+                             for p in calls), gid

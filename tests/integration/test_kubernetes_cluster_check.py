@@ -46,29 +46,50 @@ def test_pods_that_never_schedule_fail_with_the_schedulers_words(cluster):
     assert "node affinity/selector" in got["message"]
 
 
+def test_an_hpa_in_an_older_api_version_is_applied_in_that_version(cluster):
+    hpa_v1 = ("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\n"
+              "metadata:\n  name: hello\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n"
+              "    kind: Deployment\n    name: hello\n  minReplicas: 1\n  maxReplicas: 5\n"
+              "  targetCPUUtilizationPercentage: 50\n")
+    got = check(cluster, {**ex.SOLUTION, "hpa.yaml": hpa_v1})
+    assert got["passed"], got
+
+
 def test_the_api_server_refuses_an_unknown_field(cluster):
     got = check(cluster, ex.VARIANTS["valid"])
     assert not got["passed"] and "spec.replica: field not declared" in got["message"]
 
 
-def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster, tmp_path):
-    kubectl = kx._Kubectl(cluster.kubeconfig, cluster.context)
+def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster):
+    from cloudlab.k8s.api import ApiError
     ns = "grade-fence-test"
-    try:
-        kx._namespace(kubectl, ns, {})
-        student, identity = kx._student_kubeconfig(kubectl, ns, tmp_path / "kubeconfig")
-        assert identity.startswith("system:serviceaccount:")
-        for args in (["create", "namespace", "escaped"],
-                     ["create", "clusterrolebinding", "escaped", "--clusterrole=admin",
-                      "--user=me"],
-                     ["create", "deployment", "escaped", "--image=x", "-n", "default"],
-                     ["create", "secret", "generic", "escaped", "-n", ns]):
-            done = student(*args, check=False)
-            assert done.returncode != 0 and "forbidden" in done.stderr.lower(), args
-    finally:
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    with cluster.api() as grader:
+        try:
+            kx._namespace(grader, ns, {})
+            student, identity = kx._student(grader, ns)
+            assert identity.startswith("system:serviceaccount:") and student is not grader
+            with student:
+                secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "escaped"}}
+                for obj, where in (
+                        ({"apiVersion": "v1", "kind": "Namespace",
+                          "metadata": {"name": "escaped"}}, None),
+                        ({"apiVersion": "rbac.authorization.k8s.io/v1",
+                          "kind": "ClusterRoleBinding", "metadata": {"name": "escaped"},
+                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                      "kind": "ClusterRole", "name": "admin"},
+                          "subjects": [{"kind": "User", "name": "me",
+                                        "apiGroup": "rbac.authorization.k8s.io"}]}, None),
+                        (kx._mf().load(ex.SOLUTION["deployment.yaml"])[0], "default"),
+                        (secret, ns)):
+                    with pytest.raises(ApiError) as info:
+                        student.create(obj, namespace=where)
+                    assert info.value.status == 403 and "forbidden" in str(info.value), obj
+                assert student.apply(kx._mf().load(ex.SOLUTION["service.yaml"])[0],
+                                     namespace=ns)["metadata"]["namespace"] == ns
+        finally:
+            grader.delete("Namespace", ns)
     assert not cluster.exists("namespace", "escaped")
-    assert not cluster.exists("deployment", "escaped", namespace="default")
+    assert not cluster.exists("deployment", "hello", namespace="default")
 
 
 def test_grading_namespaces_are_deleted(cluster):

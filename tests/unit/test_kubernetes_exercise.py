@@ -9,6 +9,7 @@ solution.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -147,10 +148,17 @@ def test_hook_without_a_grading_cluster_says_so(tmp_path, monkeypatch):
 
 # -- the hidden replica cases ---------------------------------------------------------------
 
+GRADER = ROOT / "solutions" / "kubernetes" / "grader.py"
+FUNCTION_IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing")
+
+
 def _grader_module():
-    """The instructor's cases, read as literals (the hook reads them the same way)."""
-    groups = kx.hidden_cases(ROOT / "solutions" / "kubernetes" / "grader.py")
-    return {"VISIBLE": groups.pop("VISIBLE"), "HIDDEN": groups}
+    """The instructor's cases, as the trusted graders hold them."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("kubernetes_grader_under_test", GRADER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {"VISIBLE": module.VISIBLE, "HIDDEN": module.HIDDEN}
 
 
 def _solution_function():
@@ -218,30 +226,45 @@ def test_visible_checks_on_files_here_and_on_the_graders_results(tmp_path, monke
     kx.q2_consistent({})
 
 
-def test_case_groups_map_to_the_hooks_keys():
-    groups = kx.hidden_cases(ROOT / "solutions" / "kubernetes" / "grader.py")
-    assert set(groups) == set(kx.CASE_KEYS)
-    assert set(kx.CASE_KEYS.values()) <= set(kx.KEYS)
+def grade_function(tmp_path: Path, source: str) -> dict:
+    """The replica graders' verdicts for an answer cell (the probes run as a local child
+    process here; in the grading engine they run in the sandbox: tests/grading)."""
+    from cloudlab.grading import trusted
+    graders = trusted.load(ROOT / "solutions", "kubernetes")
+    sub = trusted.Submission("kubernetes", "s1", files=tmp_path,
+                             cells={kx.ANSWER_CELL: source}, answer_cells=[kx.ANSWER_CELL])
+    return trusted.run(graders, sub, FUNCTION_IDS, runner=trusted.local_runner)
 
 
-def test_answer_source_reads_the_first_cell_of_that_id(tmp_path):
-    nb = json.loads(SOURCE.read_text())
-    path = tmp_path / "kubernetes.ipynb"
-    path.write_text(json.dumps(nb))
-    assert "def desired_replicas" in kx.answer_source(path)
-    path.write_text("not json")
-    assert kx.answer_source(path) is None
-    assert kx.answer_source(tmp_path / "absent.ipynb") is None
+def test_the_solutions_function_passes_every_replica_grader(tmp_path):
+    got = grade_function(tmp_path, CELLS["replicas_function"])
+    assert {gid: v.fraction for gid, v in got.items()} == dict.fromkeys(FUNCTION_IDS, 1.0), got
 
 
-def test_judge_compares_on_the_host():
-    cases = [([1, 200, 100, 1, 10], 2), ([4, 50, 100, 1, 10], 2)]
-    assert kx.judge(cases, [{"value": 2}, {"value": 2}], "x")["passed"]
-    bad = kx.judge(cases, [{"value": 2}, {"error": "TypeError: boom"}], "x")
-    assert not bad["passed"] and "TypeError: boom" in bad["message"]
-    assert "1 of 2" in bad["message"]
-    assert kx.judge(cases, "the cell does not run: SyntaxError", "x")["message"].startswith(
-        "the cell does not run")
+@pytest.mark.parametrize(("old", "new", "lost"), [
+    ("0.1 + 1e-12", "0.2", "rule_tolerance"),
+    ("min(max(desired, min_replicas), max_replicas)", "max(desired, min_replicas)",
+     "rule_clamp"),
+    ("if current_metric is not None:", "if True:", "rule_zero_missing"),
+])
+def test_each_variant_loses_exactly_its_rule_with_a_case_named(tmp_path, old, new, lost):
+    got = grade_function(tmp_path, CELLS["replicas_function"].replace(old, new))
+    assert {gid for gid, v in got.items() if v.fraction < 1} == {lost}
+    assert re.search(r"\d+ of \d+ cases wrong, e\.g\. desired_replicas\(\d", got[lost].message)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda s: "import cloudlab\n" + s, "your own code"),
+    (lambda s: s.replace("return int(", "return float("), "gave float"),
+    (lambda s: s.replace("return int(", "return bool("), "gave bool"),
+    (lambda s: s.replace("return int(", "return 1 // 0 + int("), "ZeroDivisionError"),
+    (lambda s: "", "desired_replicas is not written"),
+    (lambda s: "# YOUR CODE HERE\nraise NotImplementedError()", "not answered yet"),
+])
+def test_broken_functions_score_zero_with_a_reason(tmp_path, change, words):
+    got = grade_function(tmp_path, change(CELLS["replicas_function"]))
+    assert all(v.fraction == 0 for v in got.values()), got
+    assert all(words in v.message for v in got.values()), got
 
 
 def test_the_checker_imports_without_a_yaml_library():

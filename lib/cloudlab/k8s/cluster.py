@@ -231,6 +231,13 @@ class Cluster(Managed):
         return json.loads(self.kubectl(*args, "-o", "json", namespace=namespace,
                                        timeout=timeout).stdout)
 
+    def api(self, timeout: float = 30) -> Any:
+        """A direct HTTPS session with the API server (:class:`cloudlab.k8s.api.Api`):
+        no kubectl process per call, for code that makes many calls."""
+        from .api import Api
+
+        return Api.from_kubeconfig(self.kubeconfig, self.context, timeout=timeout)
+
     def version(self) -> str:
         """The server's Kubernetes version, as the API server reports it."""
         return self.json("version")["serverVersion"]["gitVersion"]

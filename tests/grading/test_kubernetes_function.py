@@ -1,0 +1,64 @@
+"""The kubernetes exercise's replica graders, with the probes run in the grading sandbox.
+
+``desired_replicas`` runs from the answer cell's source in a locked-down container of the
+grading image (``trusted.container_runner``: no network, no workbook, CPU/memory/pids
+limits); only its results come back, compared on the host with the hidden cases.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cloudlab.checks import kubernetes as kx
+from cloudlab.grading import sandbox, trusted
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "solutions" / "kubernetes" / "kubernetes.ipynb"
+IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing")
+MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
+ANSWER = MARKERS.sub("", trusted.from_notebook(SOURCE).cells[kx.ANSWER_CELL])
+
+
+def grade(tmp_path: Path, image: str, source: str) -> dict[str, trusted.Verdict]:
+    sub = trusted.Submission("kubernetes", "s1", files=tmp_path,
+                             cells={kx.ANSWER_CELL: source}, answer_cells=[kx.ANSWER_CELL])
+    labels = {**sandbox.SandboxSpec(image, "kubernetes", "s1").labels(),
+              sandbox.GRADER_LABEL: "probe"}
+    runner = trusted.container_runner(image, labels, sandbox.Limits())
+    return trusted.run(trusted.load(ROOT / "solutions", "kubernetes"), sub, IDS, runner=runner)
+
+
+def test_the_solution_passes_every_case(tmp_path, grading_image):
+    got = grade(tmp_path, grading_image, ANSWER)
+    assert {gid: v.fraction for gid, v in got.items()} == dict.fromkeys(IDS, 1.0), got
+
+
+@pytest.mark.parametrize(("change", "lost"), [
+    (lambda s: s.replace("0.1 + 1e-12", "0.2"), "rule_tolerance"),
+    (lambda s: s.replace("min(max(desired, min_replicas), max_replicas)",
+                         "max(desired, min_replicas)"), "rule_clamp"),
+    (lambda s: s.replace("if current_metric is not None:", "if True:"), "rule_zero_missing"),
+])
+def test_each_variant_loses_exactly_its_rule(tmp_path, grading_image, change, lost):
+    got = grade(tmp_path, grading_image, change(ANSWER))
+    assert {gid for gid, v in got.items() if v.fraction < 1} == {lost}
+    assert "cases wrong, e.g. desired_replicas(" in got[lost].message
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda s: "import cloudlab\n" + s, "your own code"),
+    (lambda s: s.replace('    """Replicas', "    while True: pass\n    \"\"\"Replicas"),
+     "did not finish"),
+    # the sandbox has no network: the connection fails at once, nothing is sent
+    (lambda s: "import socket\nsocket.create_connection(('10.0.0.1', 80), 2)\n" + s,
+     "OSError"),
+    (lambda s: s.replace("return int(", "return float("), "not an int"),
+    (lambda s: "# YOUR CODE HERE\nraise NotImplementedError()", "not answered yet"),
+])
+def test_hostile_or_broken_functions_get_a_reason(tmp_path, grading_image, change, words):
+    got = grade(tmp_path, grading_image, change(ANSWER))
+    assert not any(v.fraction for v in got.values())
+    assert all(words in v.message for v in got.values()), got
