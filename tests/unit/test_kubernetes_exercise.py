@@ -280,3 +280,22 @@ def test_the_checker_imports_without_a_yaml_library():
             "import cloudlab.checks.kubernetes\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _pod(message: str) -> dict:
+    return {"metadata": {"name": "hello-1"}, "spec": {},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "False",
+                                       "reason": "Unschedulable", "message": message}]}}
+
+
+def test_only_a_pod_that_fits_no_node_counts_as_unschedulable():
+    """A full cluster frees up as other submissions' namespaces drain (wait); a selector no
+    node matches never does (the verdict comes after a short grace)."""
+    from cloudlab.checks import kubernetes as kx
+
+    dep = {"kind": "Deployment", "metadata": {"name": "hello"}}
+    full = kx._summary([_pod("0/2 nodes are available: 2 Insufficient cpu.")], [], dep, {})
+    nowhere = kx._summary([_pod("0/2 nodes are available: 2 node(s) didn't match Pod's "
+                                "node affinity/selector.")], [], dep, {})
+    assert full["unschedulable"] == 0
+    assert nowhere["unschedulable"] == 1

@@ -470,8 +470,11 @@ def _summary(pods: list[dict], slices: list[dict], dep: dict, hpa: dict) -> dict
     pending = sorted({c.get("message", "")[:120] for p in pods
                       for c in p.get("status", {}).get("conditions", [])
                       if c.get("status") == "False" and c.get("message")})
+    # "Insufficient cpu" passes as other submissions' namespaces drain: only a pod that
+    # fits no node at all (a selector, affinity or taint) is final
     unschedulable = sum(1 for p in pods for c in p.get("status", {}).get("conditions", [])
-                        if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable")
+                        if c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+                        and "Insufficient" not in str(c.get("message", "")))
     endpoints = sum(1 for s in slices for e in (s.get("endpoints") or [])
                     if (e.get("conditions") or {}).get("ready"))
     target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
