@@ -8,10 +8,11 @@ released, never mounted into a sandbox). Each grader scores one graded cell (its
   submission: the FIRST cell carrying that id, as nbgrader keeps it);
 * ``file(path)`` - a file of the submission, size-capped;
 * ``call(fn, *args, cells=...)`` / ``value(name, cells=...)`` - the student's answer cells
-  executed from their SOURCE in a FRESH sandbox container (no IPython, no notebook, no
-  files of theirs, no network), the function called with hidden arguments there, and its
-  result sent back as strict JSON (see :mod:`cloudlab.grading.probe`). The expected
-  answers never leave this process.
+  executed from their SOURCE in a sandbox no student code has touched yet (no IPython, no
+  notebook, no network): the first stage of the submission's kernel container, or a fresh
+  container of their own when that stage fails (see :mod:`cloudlab.grading.probe`). The
+  function is called with hidden arguments there and its result sent back as strict
+  JSON. The expected answers never leave this process.
 
 A grader gets the submission (``sub``: files, cells, host tools via :meth:`Submission.once`)
 and its resolved probes as keyword arguments. It passes by returning ``None`` (or a
