@@ -19,6 +19,7 @@ import shutil
 import time
 from pathlib import Path
 
+import gradingkit as kit
 import pytest
 
 from cloudlab import config, images, registry, services
@@ -31,8 +32,6 @@ from cloudlab.grading.results import Result
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "docker-hub"
 SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
-MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
-WRITEFILE = re.compile(r"\A%%writefile\s+(\S+)[ \t]*\n")
 
 # student -> (cell edits (grade id, old text, new text), answer overrides, test that fails)
 VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None]] = {
@@ -60,45 +59,14 @@ VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None
 BROKEN = [("dockerfile", "RUN pip install", "RUNN pip install")]
 
 
-def _cells(nb: dict) -> dict[str, dict]:
-    return {c["metadata"].get("nbgrader", {}).get("grade_id"): c for c in nb["cells"]}
-
-
-def _source(cell: dict) -> str:
-    src = cell["source"]
-    return "".join(src) if isinstance(src, list) else src
-
-
 def notebook(course: Course, edits: list[tuple[str, str, str]], *, answered: bool = True) -> dict:
     """The released notebook, answered with the solution (markers removed), then edited."""
-    nb = json.loads((course.release / NAME / f"{NAME}.ipynb").read_text())
-    solution = _cells(json.loads(SOURCE.read_text()))
-    cells = _cells(nb)
-    if answered:
-        for gid, cell in cells.items():
-            if cell["metadata"].get("nbgrader", {}).get("solution"):
-                cell["source"] = MARKERS.sub("", _source(solution[gid]))
-    for gid, old, new in edits:
-        text = _source(cells[gid])
-        assert old in text, f"{old!r} is not in cell {gid}: update the variant"
-        cells[gid]["source"] = text.replace(old, new, 1)
-    return nb
-
-
-def write_files(nb: dict, folder: Path) -> None:
-    """What running the notebook writes: every %%writefile cell's file."""
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code" and (m := WRITEFILE.match(_source(cell))):
-            (folder / m.group(1)).write_text(_source(cell)[m.end():] + "\n")
+    return kit.answered(course, NAME, SOURCE, edits, answered=answered)
 
 
 def submit(course: Course, student: str, nb: dict, answers: dict | None) -> Path:
-    folder = course.submission(student, NAME)
-    folder.mkdir(parents=True)
-    (folder / f"{NAME}.ipynb").write_text(json.dumps(nb, indent=1))
-    (folder / "timestamp.txt").write_text("2026-01-15 10:00:00.000000 UTC\n")
+    folder = kit.submit(course, NAME, student, nb, files=answers is not None)
     if answers is not None:
-        write_files(nb, folder)
         (folder / hub.ANSWERS).write_text(json.dumps(answers, indent=1))
     return folder
 
@@ -131,7 +99,7 @@ def graded(grading_image, docker_engine, tmp_path_factory):
             other_digest = registry.manifest_digest(repo, tag, cfg=cfg)
             work = root / "build"
             work.mkdir()
-            write_files(notebook(course, []), work)
+            kit.write_files(notebook(course, []), work)
             built = cdocker.build(work, f"cloudlab-test-hello:{cfg.run_id}", progress=False,
                                   cfg=cfg)
             for student, (edits, overrides, _) in VARIANTS.items():
@@ -318,8 +286,9 @@ def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_p
     cfg = config.load(registry="dockerhub", run_id="test-docker-hub-" + secrets.token_hex(3))
     creds = registry.dockerhub_credentials(cfg=cfg)
     src = json.loads(SOURCE.read_text())
-    write_files({"cells": [{"cell_type": c["cell_type"],
-                            "source": MARKERS.sub("", _source(c))} for c in src["cells"]]},
+    kit.write_files({"cells": [{"cell_type": c["cell_type"],
+                                "source": kit.MARKERS.sub("", kit.source(c))}
+                               for c in src["cells"]]},
                 tmp_path)
     try:
         built = cdocker.build(tmp_path, f"cloudlab-test-hello:{cfg.run_id}", progress=False,

@@ -7,9 +7,9 @@ limits); only its results come back, compared on the host with the hidden cases.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+import gradingkit as kit
 import pytest
 
 from cloudlab.checks import kubernetes as kx
@@ -18,8 +18,7 @@ from cloudlab.grading import sandbox, trusted
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "solutions" / "kubernetes" / "kubernetes.ipynb"
 IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing")
-MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", re.M)
-ANSWER = MARKERS.sub("", trusted.from_notebook(SOURCE).cells[kx.ANSWER_CELL])
+ANSWER = kit.MARKERS.sub("", trusted.from_notebook(SOURCE).cells[kx.ANSWER_CELL])
 
 
 def grade(tmp_path: Path, image: str, source: str) -> dict[str, trusted.Verdict]:
