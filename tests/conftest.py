@@ -28,17 +28,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def cfg(tmp_path: Path) -> config.Settings:
+def private_settings(state_dir: Path) -> config.Settings:
     """Settings with a private state dir and free ports: never touches the user's services."""
     return config.load(
         env={},
-        state_dir=tmp_path / "state",
+        state_dir=state_dir,
         moto_port=free_port(),
         registry_port=free_port(),
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
     )
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> config.Settings:
+    """Settings with a private state dir and free ports: never touches the user's services."""
+    return private_settings(tmp_path / "state")
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,16 @@ import pytest
 from cloudlab import prometheus as prom
 from cloudlab import services
 from cloudlab.errors import CommandError
+from tests.conftest import private_settings
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    """One server for the module: its three targets take a few scrapes to come up."""
+    return private_settings(tmp_path_factory.mktemp("prometheus") / "state")
+
+
+@pytest.fixture(scope="module")
 def server(cfg):
     svc = services.prometheus(cfg)
     if svc.executable() is None:
@@ -18,7 +25,7 @@ def server(cfg):
         yield svc
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def trio(cfg, server):
     targets = prom.random_targets(seed=1)
     try:
@@ -102,7 +109,8 @@ def test_a_broken_rule_file_never_reaches_the_server(cfg, server):
     assert prom.rules(cfg=cfg).empty
 
 
-def test_intervals_are_read_from_the_running_server(cfg):
+def test_intervals_are_read_from_the_running_server(tmp_path):
+    cfg = private_settings(tmp_path / "state")  # its own server, scraping every second
     svc = services.prometheus(cfg)
     if svc.executable() is None:
         pytest.skip("prometheus is not installed")

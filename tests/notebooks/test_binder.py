@@ -1,11 +1,14 @@
-"""Binder-like tier: every chapter notebook runs with no Docker engine and no root.
+"""Binder-like tier: the Binder environment works with no Docker engine and no root.
 
 Binder gives a student an unprivileged user, a writable home, the packages of ``binder/``
 and no container engine. This test recreates that here: a copy of the student's files
 (no ``solutions/``) owned by ``nobody``, ``DOCKER_HOST`` pointing at a socket nobody
-listens on, a ``PATH`` without the engine, qemu, mmdebstrap or the registry, and the
-notebook launched through ``binder/start``. Each notebook must complete (``ci=True``) and,
-where it uses what is missing, print that it skipped and why.
+listens on, a ``PATH`` without the engine, qemu, mmdebstrap or the registry, and everything
+launched through ``binder/start``. It proves the environment (the start script, every
+module importing, the kernel, the state folder in the home) and runs two representative
+notebooks (``ci=True``): the one the Binder badge opens, and one built on Docker, which must
+print that it skipped and why. The notebooks tier runs every notebook; a check on the
+sources below keeps every notebook that calls a missing backend saying so when it skips.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from cloudlab.proc import run
 from tests.conftest import ROOT, free_port
 
 CHAPTERS = runner.notebooks()
+# The notebook the README's Binder badge opens, and the first one built on Docker.
+ON_BINDER = [ROOT / "notebooks" / f"{name}.ipynb"
+             for name in ("00-getting-started", "03-containers-with-docker")]
 # Programs a Binder image does not have: the engine, VMs, the base-image builder, root.
 BINDER_LACKS = {"runc", "ctr", "mmdebstrap", "kind", "kwok", "kwokctl", "sudo", "su"}
 BINDER_LACKS_PREFIX = ("docker", "containerd", "qemu-")
@@ -37,6 +43,8 @@ BINDER_LACKS_PREFIX = ("docker", "containerd", "qemu-")
 NEEDS_MISSING = re.compile(r"cl\.(docker|engine|registry|images|project|vm|swarm|k8s)\.")
 # "skipped" (or "not available") in a line long enough to carry the reason too.
 SAID_WHY = re.compile(r"(?i)^(?=.{20,}).*\b(skip\w*|not available)\b")
+# The same words inside a string literal of a notebook's code.
+SAYS_WHY = re.compile(r"(?i)[\"'][^\"'\n]*\b(skip\w*|not available)\b")
 COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".cloudlab", "runs", "course",
                                      "solutions", "tests", "__pycache__", "*.egg-info",
                                      ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints")
@@ -163,14 +171,62 @@ def _outputs(notebook: Path) -> tuple[str, list[str]]:
     return "\n".join("".join(c["source"]) for c in code), lines
 
 
+ENVIRONMENT = """
+import json, os, shutil
+from pathlib import Path
+from jupyter_client.kernelspec import KernelSpecManager
+import cloudlab as cl
+modules = {name: getattr(cl, name).__name__ for name in cl._SUBMODULES}
+print(json.dumps({
+    "cloudlab": cl.__file__, "home": str(Path.home()), "modules": modules,
+    "state_dir": str(cl.settings().state_dir), "env_state_dir": os.environ["CLOUDLAB_STATE_DIR"],
+    "kernels": sorted(KernelSpecManager().find_kernel_specs()),
+    "jupyter": shutil.which("jupyter"), "docker": shutil.which("docker"),
+    "engine": cl.engine.available(), "hint": cl.engine.start_hint(),
+}))
+"""
+
+
+def _start(binder: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run ``args`` the way Binder does: as the student, through ``binder/start``."""
+    book = binder["home"] / "workbook"
+    return subprocess.run([*binder["prefix"], str(book / "binder" / "start"), *args], cwd=book,
+                          env=binder["env"], capture_output=True, text=True, timeout=900)
+
+
+def test_binder_environment_imports_everything_and_has_a_kernel(binder):
+    done = _start(binder, str(binder["python"]), "-c", ENVIRONMENT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    env = json.loads(done.stdout.strip().splitlines()[-1])
+    home = Path(env["home"])
+    assert home == binder["home"]
+    assert Path(env["cloudlab"]).is_relative_to(home), "cloudlab must come from the student's copy"
+    assert all(mod == f"cloudlab.{name}" for name, mod in env["modules"].items())
+    # binder/start puts runtime state in the (writable) home folder
+    assert env["env_state_dir"] == str(home / ".cloudlab") == env["state_dir"]
+    assert "python3" in env["kernels"], env["kernels"]
+    assert env["jupyter"], "jupyter must be on the student's PATH"
+    assert env["docker"] is None and env["engine"] is False, "Binder has no container engine"
+    assert env["hint"], "the missing engine needs a hint on how to get one"
+    version = _start(binder, str(Path(env["jupyter"]).parent / "jupyter-lab"), "--version")
+    assert version.returncode == 0 and version.stdout.strip(), version.stderr[-2000:]
+
+
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_notebook_that_calls_a_missing_backend_says_it_skips(notebook):
+    source, _ = _outputs(notebook)
+    if NEEDS_MISSING.search(source):
+        assert SAYS_WHY.search(source), (
+            f"{notebook.name} uses Docker or a VM but has no message saying it skipped and "
+            "why (print 'skipped: <reason and how to get it>')")
+
+
+@pytest.mark.parametrize("notebook", ON_BINDER, ids=lambda p: p.stem)
 def test_notebook_runs_on_binder_without_docker_or_root(notebook, binder):
     book = binder["home"] / "workbook"
     out_dir = book / "runs"
-    cmd = [*binder["prefix"], str(book / "binder" / "start"), str(binder["python"]), "-c", RUN_ONE,
-           str(book / "notebooks" / notebook.name), str(out_dir)]
-    done = subprocess.run(cmd, cwd=book, env=binder["env"], capture_output=True, text=True,
-                          timeout=900)
+    done = _start(binder, str(binder["python"]), "-c", RUN_ONE,
+                  str(book / "notebooks" / notebook.name), str(out_dir))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["status"] == "passed", f"{notebook.name} on Binder: {result['error']}"
