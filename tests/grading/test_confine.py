@@ -188,6 +188,8 @@ def test_cpu_pids_and_memory_limits_hold_in_build_steps(base, tmp_path):
     assert "QUOTA 50000" in built.log
     started = int(built.log.split("STARTED ")[1].split()[0])
     assert built.limits["pids"] == 48 and started < 48, "the cgroup parent caps processes"
+    left = [str(d) for d in confine.CGROUP_ROOT.glob("*/cloudlab-build-*")]
+    assert left == [], "the build's cgroup parent is removed from every hierarchy"
 
     hog = context(tmp_path, f"""\
         FROM {base}

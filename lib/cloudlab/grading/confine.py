@@ -51,7 +51,7 @@ from .. import engine
 from ..config import LABEL, settings
 from ..errors import CloudlabError, CommandError
 from ..lifecycle import Managed
-from ..proc import alive, which
+from ..proc import alive, wait_for, which
 from ..proc import run as run_command
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
@@ -301,14 +301,45 @@ class PidsCgroup:
         return f"/{self.name}" if self.path else None
 
     def stop(self) -> None:
+        """Remove the parent from every hierarchy: the engine makes the containers' cgroups
+        under it in each controller (cpu, memory, ...), not only in pids."""
         if self.path is None:
             return
-        for child in sorted(self.path.glob("*/"), reverse=True):
+        with contextlib.suppress(Exception):  # the engine may still be tearing a step down
+            wait_for(lambda: _remove_cgroup(self.name), timeout=10, interval=0.1,
+                     what=f"cgroup {self.name} to empty")
+        self.path = None
+
+
+def _remove_cgroup(name: str) -> bool:
+    """Remove ``name`` (and its empty children) from every hierarchy; whether it is gone."""
+    tops = [d for d in CGROUP_ROOT.iterdir() if d.is_dir() and not d.is_symlink()] \
+        if CGROUP_ROOT.is_dir() else []
+    for top in [*tops, CGROUP_ROOT]:
+        path = top / name
+        if not path.is_dir():
+            continue
+        for child in sorted(path.glob("*/"), reverse=True):
             with contextlib.suppress(OSError):
                 child.rmdir()
         with contextlib.suppress(OSError):
-            self.path.rmdir()
-        self.path = None
+            path.rmdir()
+    return not any((top / name).is_dir() for top in [*tops, CGROUP_ROOT])
+
+
+def _sweep_cgroups(older_than: float = 600) -> int:
+    """Build cgroup parents left by graders that were killed (an empty cgroup whose build
+    is long over; one still in use cannot be removed)."""
+    names: set[str] = set()
+    with contextlib.suppress(OSError):
+        for top in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()]:
+            for path in top.glob("cloudlab-build-*"):
+                with contextlib.suppress(OSError):
+                    if time.time() - path.stat().st_mtime > older_than:
+                        names.add(path.name)
+    for name in names:
+        _remove_cgroup(name)
+    return len(names)
 
 
 # --------------------------------------------------------------------------- building
@@ -618,6 +649,8 @@ def sweep(build_id: str | None = None, *, everything: bool = False) -> int:
                     api.remove_network(net["Id"])
                     removed += 1
     if build_id is None:
+        with contextlib.suppress(Exception):
+            _sweep_cgroups(0 if everything else 600)
         for bridge in _stale_rules():
             with contextlib.suppress(Exception):
                 _firewall("-D", bridge)

@@ -324,8 +324,13 @@ def from_notebook(path: Path, *, student: str = "solution", files: Path | None =
         if meta.get("solution") and c.get("cell_type") == "code":
             answers.append(gid)
     folder = files if files is not None else Path(tempfile.mkdtemp(prefix="clg-files-"))
-    return Submission(assignment or Path(path).stem, student, files=folder, cells=cells,
-                      answer_cells=answers)
+    sub = Submission(assignment or Path(path).stem, student, files=folder, cells=cells,
+                     answer_cells=answers)
+    if files is None:  # our empty folder goes with the submission
+        import weakref
+
+        weakref.finalize(sub, shutil.rmtree, folder, True)
+    return sub
 
 
 # ------------------------------------------------------------------------ running
