@@ -278,7 +278,7 @@ def _grade_parser(sub) -> None:
     a = acts.add_parser("autograde", help="grade submissions in parallel sandboxes")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
     a.add_argument("--student", action="append", help="only this student (repeatable)")
-    a.add_argument("--workers", type=int, help="parallel sandboxes (default: 3 per core, <= 8)")
+    a.add_argument("--workers", type=int, help="parallel sandboxes (default: 4 per core, <= 8)")
     a.add_argument("--timeout", type=float, default=120,
                    help="seconds each submission may run, all cells together (default 120)")
     a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")

@@ -34,8 +34,9 @@ GRACE = 90.0  # seconds a worker may take beyond the notebook budget (startup, h
 
 
 def default_workers() -> int:
-    """Three per core (at most 8): a worker spends most of its time waiting on its sandbox."""
-    return max(2, min(8, 3 * (os.cpu_count() or 1)))
+    """Four per core (at most 8): a worker spends most of its time waiting on its sandbox
+    (the probe stage, then the kernel) or on a host hook (a cluster, a build)."""
+    return max(2, min(8, 4 * (os.cpu_count() or 1)))
 
 
 def _preload() -> None:
