@@ -42,6 +42,25 @@ def client(timeout: int = 120, *, fresh: bool = False):
     return found
 
 
+def network(mode: str = "none") -> dict[str, object]:
+    """``containers.create`` arguments for a network ``mode``; ``"none"`` also disables
+    networking in the container's config.
+
+    Both give the container a network namespace of its own holding only loopback, but
+    plain ``--network none`` still runs Docker's network set-up for it, including a
+    prestart hook that re-executes the whole ``dockerd`` binary for every container
+    started (a measurable share of a graded submission's CPU).
+
+    >>> network()
+    {'network_mode': 'none', 'network_disabled': True}
+    >>> network("bridge")
+    {'network_mode': 'bridge'}
+    """
+    if mode == "none":
+        return {"network_mode": "none", "network_disabled": True}
+    return {"network_mode": mode}
+
+
 def version(timeout: float = 2) -> str | None:
     """The engine's version, or None when no engine answers within ``timeout``."""
     try:

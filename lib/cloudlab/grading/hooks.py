@@ -156,13 +156,13 @@ def run_image(ctx: HookContext, tag: str, command: list[str] | str | None = None
     """Run a built image once, locked down, and capture its output; never raises."""
     from docker.types import LogConfig
 
-    from ..engine import client
+    from .. import engine
 
     start = time.monotonic()
-    api = client(timeout=int(timeout) + 30)
+    api = engine.client(timeout=int(timeout) + 30)
     try:
         c = api.containers.create(
-            tag, command=command, labels=ctx.labels, network_mode=network,
+            tag, command=command, labels=ctx.labels, **engine.network(network),
             mem_limit=memory, memswap_limit=memory, pids_limit=pids,
             nano_cpus=int(cpus * 1e9), cap_drop=["ALL"], security_opt=["no-new-privileges"],
             log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),

@@ -235,7 +235,7 @@ class SandboxProvisioner(LocalProvisioner):
                 "CLOUDLAB_TRUSTED_RESULTS": TRUSTED_PATH,
                 "CLOUDLAB_MAX_OUTPUT": str(lim.max_output),
             },
-            labels=spec.labels(), network_mode="none", read_only=True,
+            labels=spec.labels(), **engine.network("none"), read_only=True,
             tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={lim.tmp_size}",
                    WORK: f"rw,nosuid,nodev,size={lim.work_size},uid={uid},gid={gid},mode=0700"},
             volumes=volumes, mem_limit=lim.memory, memswap_limit=lim.memory,

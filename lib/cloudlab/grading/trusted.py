@@ -478,7 +478,7 @@ def container_runner(image: str, labels: dict[str, str], limits: Any) -> Runner:
                 user=f"{uid}:{gid}", working_dir="/tmp", labels=labels,
                 environment={"HOME": "/tmp", probe.SWEEP_ENV: "all",
                              "CLOUDLAB_DOCKER": "off"},
-                network_mode="none", read_only=True,
+                **engine.network("none"), read_only=True,
                 tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={limits.tmp_size}"},
                 volumes={str(folder): {"bind": "/probe", "mode": "ro"}},
                 mem_limit=limits.memory, memswap_limit=limits.memory,

@@ -48,6 +48,7 @@ def nbgrader_extra() -> dict:
                                         ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
                                         AssignLatePenalties],
         },
+        "Exporter": {"optimistic_validation": True},  # validated once, not per preprocessor
         "Execute": {"shutdown_kernel": "immediate", "interrupt_on_timeout": False,
                     "store_widget_state": False,
                     "startup_timeout": 60, "iopub_timeout": 10, "raise_on_iopub_timeout": False},
