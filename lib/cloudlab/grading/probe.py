@@ -216,6 +216,16 @@ def _fork() -> int:
             time.sleep(0.05)
 
 
+def budget(groups: list[dict[str, Any]], slack: float = 30) -> float:
+    """Seconds the host waits for a whole probe run: every group's own time limit, plus
+    ``slack`` for starting the container and Python.
+
+    >>> budget([{"timeout": 10}, {"timeout": 5}])
+    45.0
+    """
+    return sum(float(group.get("timeout", 10)) for group in groups) + slack
+
+
 def run(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     results = []
     for group in groups:

@@ -253,9 +253,10 @@ class SandboxProvisioner(LocalProvisioner):
         before the kernel starts (a followed log stream, with a deadline); then the input
         is deleted."""
         from .probe import MARK
+        from .probe import budget as probe_budget
 
         groups = json.loads((probe / PROBE_INPUT).read_text())["groups"]
-        budget = sum(float(g.get("timeout", 10)) for g in groups) + 30
+        budget = probe_budget(groups)
         api = engine.client(timeout=int(budget), fresh=True).api  # closed: ends the stream
         out = b""
         try:

@@ -432,7 +432,9 @@ def _groups(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission
 def _remote(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission,
             runner: Runner) -> dict[tuple[str, str], Any]:
     grouped, spec = _groups(remote, sub)
-    answers = runner(spec, PROBE_TIMEOUT * len(spec) + 30)
+    from .probe import budget
+
+    answers = runner(spec, budget(spec))
     if not isinstance(answers, list) or len(answers) != len(spec):
         raise RuntimeError("the probe run gave no usable answer")
     out: dict[tuple[str, str], Any] = {}
