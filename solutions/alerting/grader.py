@@ -52,8 +52,10 @@ SIGMA_CASES: dict[str, tuple[float, list[Any], str]] = {
                     "fewer than 20 values present: too short to judge, nothing flagged"),
     "sigma_nan": (1, [*_NOISE[:10], NAN, *_NOISE[10:], None, 30.0],
                   "NaN and None are skipped (never flagged, not part of mean or sd)"),
-    "sigma_spike": (1, [*_NOISE, -5.0, *_NOISE],
-                    "a single spike (downwards) is the only outlier"),
+    # 9.36 is 3.05 population standard deviations below the mean, but only 2.97 sample ones
+    "sigma_spike": (1, [*_NOISE[:10], 9.36, *_NOISE[10:]],
+                    "a single dip, just over 3 population standard deviations below the "
+                    "mean, is the only outlier"),
 }
 
 

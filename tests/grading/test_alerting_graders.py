@@ -12,6 +12,7 @@ import importlib.util
 import json
 import shutil
 import socket
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -81,7 +82,10 @@ def test_three_sigma_reference_follows_the_specification():
     assert G.reference_three_sigma([4.0] * 30) == [False] * 30
     assert G.reference_three_sigma([10.0] * 11 + [100.0]) == [False] * 12
     spike = G.SIGMA_CASES["sigma_spike"][1]
-    assert [i for i, f in enumerate(G.reference_three_sigma(spike)) if f] == [20]
+    assert [i for i, f in enumerate(G.reference_three_sigma(spike)) if f] == [10]
+    values = [v for v in spike if v is not None]  # the dip tells the two deviations apart
+    dip = abs(spike[10] - statistics.fmean(values))
+    assert 3 * statistics.pstdev(values) < dip < 3 * statistics.stdev(values)
     nan_case = G.SIGMA_CASES["sigma_nan"][1]
     flags = G.reference_three_sigma(nan_case)
     assert [i for i, f in enumerate(flags) if f] == [len(nan_case) - 1]
