@@ -94,6 +94,23 @@ class _Page:
         return ""
 
 
+def pending_by_hand(result: Result) -> float:
+    """Points of the assignment no automatic test decides (answers an instructor grades).
+
+    >>> from cloudlab.grading.results import TestResult
+    >>> r = Result("ada", "alerting", score=6, max_score=10,
+    ...            tests=[TestResult("alerting", "sigma_flat", 6, 6, True)])
+    >>> pending_by_hand(r)
+    4.0
+    >>> pending_by_hand(Result("bob", "alerting", status="crashed", max_score=10))
+    0.0
+    """
+    if not result.tests:  # the grader failed: the score says nothing about any part
+        return 0.0
+    pending = float(result.max_score) - sum(float(t.points) for t in result.tests)
+    return round(pending, 4) if pending > 1e-6 else 0.0
+
+
 def render(course: Course, result: Result, notebook: str | None,
            secrets: list[str]) -> str:
     page = _Page(secrets)
@@ -111,6 +128,10 @@ def render(course: Course, result: Result, notebook: str | None,
         f"<p><b>Score:</b> {result.score:g} / {result.max_score:g}"
         f" &nbsp; <b>Status:</b> {page.text(result.status)}</p>",
     ]
+    if by_hand := pending_by_hand(result):
+        parts.append(f"<p><b>Graded by hand:</b> {by_hand:g} of the {result.max_score:g} "
+                     "points are for answers your instructor reads and scores; they are not "
+                     "in this score yet.</p>")
     if result.reason:
         parts.append(f"<p><b>Notes:</b> {page.text(result.reason)}</p>")
     parts.append("<table><tr><th>test</th><th>points</th><th>result</th><th>message</th></tr>"
