@@ -1,29 +1,30 @@
 """The feedback page's summary (rendered without a course: no notebook section)."""
 
 from cloudlab.grading import feedback
-from cloudlab.grading.results import Result, TestResult
+from cloudlab.grading.results import Result
+from cloudlab.grading.results import TestResult as Test
 
 
-def _result(*tests: TestResult, max_score: float) -> Result:
+def _result(*tests: Test, max_score: float) -> Result:
     return Result("ada", "alerting", score=sum(t.score for t in tests), max_score=max_score,
                   tests=list(tests))
 
 
 def test_points_left_for_the_instructor_are_named():
-    r = _result(TestResult("alerting", "sigma_flat", 6, 6, True), max_score=10)
+    r = _result(Test("alerting", "sigma_flat", 6, 6, True), max_score=10)
     page = feedback.render(None, r, None, [])
     assert "Score:</b> 6 / 10" in page
     assert "Graded by hand:</b> 4 of the 10 points" in page
 
 
 def test_no_note_when_every_point_is_tested():
-    r = _result(TestResult("alerting", "sigma_flat", 6, 6, True),
-                TestResult("alerting", "five_whys", 4, 0, False), max_score=10)
+    r = _result(Test("alerting", "sigma_flat", 6, 6, True),
+                Test("alerting", "five_whys", 4, 0, False), max_score=10)
     assert "Graded by hand" not in feedback.render(None, r, None, [])
 
 
 def test_hidden_lines_are_redacted_from_messages():
-    r = _result(TestResult("alerting", "sigma_nan", 2, 0, False, "assert secret_case(7)"),
+    r = _result(Test("alerting", "sigma_nan", 2, 0, False, "assert secret_case(7)"),
                 max_score=2)
     page = feedback.render(None, r, None, ["assert secret_case(7)"])
     assert "secret_case" not in page
