@@ -1,9 +1,10 @@
 """Benchmark: grading 30 ``kubernetes`` submissions (goal: >= 1 submission/s on 2 cores).
 
 Every submission is graded the trusted way: the notebook in its sandbox, the pre-grade hook
-reading and checking the YAML, then applying it into a fresh namespace of one kwok grading
-cluster and waiting for Ready pods and endpoints; the trusted graders calling the replica
-function through the grading sandbox's probes. The cluster is started before timing
+reading and checking the YAML, then applying it into a clean namespace of one kwok grading
+cluster (``grading=True``: only the controllers grading needs; the namespaces come from
+the cluster's pool) and waiting for Ready pods and endpoints; the trusted graders calling
+the replica function through the grading sandbox's probes. The cluster is started before timing
 starts (its start-up is the k8s benchmark's). Records the time, the rate, the machine's
 busy CPU-seconds per submission and the score distribution in
 ``bench/results/kubernetes_grading.json`` (``bench/_report.py``), or the reason when the
@@ -73,7 +74,7 @@ def main() -> list[Figure]:
         tag = image.ensure(course)
         cfg = config.load(env={}, state_dir=root / "state",
                           run_id="bench-k8s-grading-" + secrets.token_hex(3))
-        with k8s.Cluster("kwok", nodes=2, cfg=cfg) as cluster:
+        with k8s.Cluster("kwok", nodes=2, cfg=cfg, grading=True) as cluster:
             os.environ[kx.GRADING_KUBECONFIG_ENV] = str(cluster.kubeconfig)
             if cluster.context:
                 os.environ[kx.GRADING_CONTEXT_ENV] = cluster.context

@@ -163,7 +163,8 @@ def _k8s(args: argparse.Namespace) -> int:
         return 0
     if args.action == "up":
         cluster = k8s.Cluster(args.backend, nodes=args.nodes, kubeconfig=args.kubeconfig,
-                              name=args.names[0] if args.names else None).start()
+                              name=args.names[0] if args.names else None,
+                              grading=args.grading).start()
         print(f"cluster {cluster.name} ({args.backend}) up in {cluster.up_seconds:.1f} s, "
               f"Kubernetes {cluster.version()}")
         print(f"  export KUBECONFIG={cluster.kubeconfig}")
@@ -251,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--backend", default="kwok", choices=["kwok", "kind", "kubeconfig"])
     k.add_argument("--nodes", type=int, default=2, help="simulated nodes (kwok)")
     k.add_argument("--kubeconfig", help="for --backend kubeconfig")
+    k.add_argument("--grading", action="store_true",
+                   help="up (kwok): a cluster for the grader only, running just the "
+                        "controllers grading needs (CLOUDLAB_GRADING_KUBECONFIG)")
     k.add_argument("--from-source", action="store_true",
                    help="install: skip the official downloads, build with Go")
     k.set_defaults(func=_k8s)

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory):
         pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
     cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("k8s-state"),
                       run_id="test-kubernetes-" + secrets.token_hex(3))
-    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg, grading=True) as c:
         yield c
 
 

@@ -23,7 +23,7 @@ def cluster(tmp_path_factory):
         pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
     cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
                       run_id="test-kubernetes-cluster-check")
-    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg, grading=True) as c:
         yield c
 
 
@@ -90,6 +90,11 @@ def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster):
             grader.delete("Namespace", ns)
     assert not cluster.exists("namespace", "escaped")
     assert not cluster.exists("deployment", "hello", namespace="default")
+
+
+def test_the_grading_cluster_runs_only_the_controllers_grading_needs(cluster):
+    (kcm,) = [p for p in cluster.processes() if p.name == "kube-controller-manager"]
+    assert "--controllers=" + ",".join(k8s.kwok.GRADING_CONTROLLERS) in kcm.command
 
 
 def test_a_namespace_is_reused_only_once_emptied(cluster):
