@@ -170,6 +170,7 @@ def test_a_namespace_that_cannot_be_emptied_is_discarded(cluster, tmp_path):
 def test_grading_namespaces_are_emptied_then_deleted_by_drain(cluster):
     """After the checks above, the pool's namespaces hold nothing a submission made;
     draining the pool deletes them."""
+    from cloudlab.k8s import pool
     from cloudlab.proc import wait_for
 
     def emptied() -> bool:
@@ -177,8 +178,23 @@ def test_grading_namespaces_are_emptied_then_deleted_by_drain(cluster):
         return not [i for i in left if i["metadata"]["namespace"].startswith("grade-")]
 
     wait_for(emptied, timeout=30, interval=0.5, what="the grading namespaces to be emptied")
+    assert list(pool.folder_for(cluster.kubeconfig, cluster.context).glob("slot-*.json"))
     gone = kx.drain_grading_pool(cluster.kubeconfig, cluster.context)
     assert gone
     spaces = {n["metadata"]["name"]: n for n in cluster.get("namespaces")["items"]}
     assert all(spaces[ns]["status"].get("phase") == "Terminating" for ns in gone
                if ns in spaces)
+    assert not list(pool.folder_for(cluster.kubeconfig, cluster.context).glob("slot-*"))
+
+
+def test_stopping_a_cluster_removes_its_pool_folder(tmp_path):
+    from cloudlab import config
+    from cloudlab.k8s import pool
+    cfg = config.load(env={}, state_dir=tmp_path / "state", run_id="test-pool-folder")
+    c = k8s.Cluster("kwok", name="pool-folder-test", cfg=cfg)
+    c.context = "kwok-pool-folder-test"
+    folder = pool.folder_for(c.kubeconfig, c.context)
+    folder.mkdir(parents=True)
+    (folder / "slot-0.json").write_text("{}")
+    c.stop()   # never started: stopping is still safe, and the folder goes
+    assert not folder.exists()

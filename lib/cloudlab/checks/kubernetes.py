@@ -366,28 +366,17 @@ POOL_KINDS = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "Pod", "Ser
 TOKEN_SECONDS = 3600
 
 
-def pool_folder(server: str, kubeconfig: str | Path, context: str | None) -> Path:
-    """Where the grading pool of one cluster keeps its slots (under the state dir)."""
-    import hashlib
-
-    from ..config import settings
-
-    key = f"{server}|{os.path.realpath(kubeconfig)}|{context or ''}"
-    return settings().state_dir / "k8s-grading-pool" / \
-        hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
 def grading_pool(api: Any, kubeconfig: str | Path, context: str | None = None,
                  labels: Mapping[str, str] | None = None) -> Any:
     """The grading cluster's pool of submission namespaces (:mod:`cloudlab.k8s.pool`):
     each made with its ``submission`` service account, Role and token, kept for reuse."""
     from ..config import LABEL
-    from ..k8s.pool import NamespacePool
+    from ..k8s.pool import NamespacePool, folder_for
 
     lab = {"cloudlab-grading": "true",
            **{k: v for k, v in (labels or {}).items() if k == LABEL
               and _LABEL_VALUE.fullmatch(v)}}
-    return NamespacePool(api, pool_folder(api.server, kubeconfig, context),
+    return NamespacePool(api, folder_for(kubeconfig, context),
                          prepare=lambda a, ns: _prepare(a, ns, lab), kinds=POOL_KINDS,
                          prefix="grade", labels=lab, ttl=TOKEN_SECONDS)
 
@@ -395,9 +384,19 @@ def grading_pool(api: Any, kubeconfig: str | Path, context: str | None = None,
 def drain_grading_pool(kubeconfig: str | Path, context: str | None = None) -> list[str]:
     """Delete the grading pool's namespaces (grading is over); the names deleted."""
     from ..k8s.api import Api
+    from ..k8s.pool import folder_for
 
+    if not folder_for(kubeconfig, context).is_dir():
+        return []
     with Api.from_kubeconfig(kubeconfig, context) as api:
         return grading_pool(api, kubeconfig, context).drain()
+
+
+def finish_grading() -> list[str]:
+    """After a grading run: the configured grading cluster's pool namespaces deleted
+    (nothing to do without one); the names deleted."""
+    target = grading_cluster()
+    return drain_grading_pool(*target) if target else []
 
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -431,16 +430,22 @@ def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
         api.apply(obj, field_manager="cloudlab-grader")
 
 
-def _prepare(api: Any, ns: str, labels: Mapping[str, str]) -> dict[str, str]:
+def _prepare(api: Any, ns: str, labels: Mapping[str, str]) -> dict[str, Any]:
     """A pool namespace's fence and credentials: :func:`_namespace`, then a token of its
-    service account (``token``: empty when the grader's own identity must be used) and
-    who applies the manifests (``identity``)."""
+    service account (``token``: empty when the grader's own identity must be used), when
+    the token expires (as the server says) and who applies the manifests (``identity``)."""
+    from ..k8s.api import ApiError
+
     _namespace(api, ns, labels)
-    student, identity = _student(api, ns, seconds=TOKEN_SECONDS)
-    token = "" if student is api else str(student.user.get("token", ""))
-    if student is not api:
+    token, expires = "", time.time() + TOKEN_SECONDS
+    with contextlib.suppress(ApiError):
+        token, expires = api.token_request("submission", namespace=ns, seconds=TOKEN_SECONDS)
+    student, identity = _fence(api, ns, token)
+    if student is api:
+        token = ""
+    else:
         student.close()
-    return {"token": token, "identity": identity}
+    return {"token": token, "identity": identity, "expires": expires}
 
 
 def _credentials(data: Mapping[str, Any]) -> tuple[str, str]:
@@ -460,6 +465,12 @@ def _student(api: Any, ns: str, seconds: int = 600) -> tuple[Any, str]:
         token = api.token("submission", namespace=ns, seconds=seconds)
     except ApiError:
         token = ""
+    return _fence(api, ns, token)
+
+
+def _fence(api: Any, ns: str, token: str) -> tuple[Any, str]:
+    """A session with ``token`` if it is confined by RBAC, else the grader's (see
+    :func:`_student`), and which identity it is."""
     if not token:
         return api, "grader (the cluster issues no service-account tokens)"
     student = api.with_token(token)

@@ -251,9 +251,24 @@ class Api:
 
     def token(self, service_account: str, *, namespace: str, seconds: int = 600) -> str:
         """A short-lived token of a service account (the TokenRequest API)."""
+        return self.token_request(service_account, namespace=namespace, seconds=seconds)[0]
+
+    def token_request(self, service_account: str, *, namespace: str, seconds: int = 600
+                      ) -> tuple[str, float]:
+        """A service account's token and when it expires (epoch seconds, as the server
+        set it: a cluster may cap the lifetime asked for)."""
+        import calendar
+        import time
+
         got = self.request("POST", kind_path("ServiceAccount", service_account,
                                              namespace=namespace) + "/token",
                            body={"apiVersion": "authentication.k8s.io/v1",
                                  "kind": "TokenRequest",
                                  "spec": {"expirationSeconds": seconds}})
-        return str((got.get("status") or {}).get("token") or "")
+        status = got.get("status") or {}
+        try:
+            expires = float(calendar.timegm(time.strptime(
+                str(status.get("expirationTimestamp")), "%Y-%m-%dT%H:%M:%SZ")))
+        except ValueError:
+            expires = time.time() + seconds
+        return str(status.get("token") or ""), expires

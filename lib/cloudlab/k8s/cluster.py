@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -36,7 +37,7 @@ from ..errors import CloudlabError, CommandError, UnavailableError
 from ..lifecycle import Managed
 from ..proc import run, wait_for, which
 from ..services import port_in_use
-from . import install, kwok
+from . import install, kwok, pool
 
 BACKENDS = ("kwok", "kind", "kubeconfig")
 PREFIX = "cloudlab"
@@ -212,6 +213,8 @@ class Cluster(Managed):
         elif self.backend == "kind" and self._started:
             with contextlib.suppress(CloudlabError):
                 run(["kind", "delete", "cluster", "--name", self.name], timeout=120)
+        # a grading pool's slots name namespaces that went with the cluster
+        shutil.rmtree(pool.folder_for(self.kubeconfig, self.context), ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
         self._started = False
 

@@ -17,7 +17,8 @@ out again and again:
 
 ``prepare(api, namespace)`` is called when a namespace is made (and again when the data it
 returned expires): it creates what the namespace needs (a service account, its RBAC) and
-returns JSON data kept with the slot (a token, say). :meth:`NamespacePool.drain` deletes
+returns JSON data kept with the slot (a token, say; an ``expires`` key in it, in epoch
+seconds, makes it stale sooner than ``ttl``). :meth:`NamespacePool.drain` deletes
 every namespace of the pool when grading ends.
 
 >>> pool = NamespacePool(api, folder, prepare=lambda api, ns: {},     # doctest: +SKIP
@@ -48,6 +49,21 @@ MAX_SLOTS = 64
 # owners before what they own (a controller racing the delete re-creates nothing for long).
 DELETE_ORDER = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "Pod", "Service",
                 "Endpoints", "EndpointSlice")
+
+
+def folder_for(kubeconfig: str | Path, context: str | None = None) -> Path:
+    """Where the pool of the cluster a kubeconfig (and context) names keeps its slots:
+    under the workbook's state dir, one folder per kubeconfig file and context.
+
+    >>> folder_for("/a/kubeconfig") == folder_for("/a/kubeconfig", None)
+    True
+    """
+    import hashlib
+
+    from ..config import settings
+
+    key = f"{os.path.realpath(kubeconfig)}|{context or ''}"
+    return settings().state_dir / "k8s-pools" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -175,8 +191,8 @@ class NamespacePool:
         if meta.get("uid") != state.get("uid") or meta.get("deletionTimestamp"):
             return None
         if float(state.get("expires", 0)) - time.time() < need:
-            state = {**state, "data": self.prepare(self.api, ns),
-                     "expires": time.time() + self.ttl}
+            data = self.prepare(self.api, ns)
+            state = {**state, "data": data, "expires": self._expires(data)}
         return state
 
     def _make(self) -> dict[str, Any]:
@@ -190,7 +206,15 @@ class NamespacePool:
             self._discard(ns)
             raise
         return {"namespace": ns, "uid": made["metadata"]["uid"], "data": data,
-                "expires": time.time() + self.ttl}
+                "expires": self._expires(data)}
+
+    def _expires(self, data: Mapping[str, Any]) -> float:
+        """When ``prepare``'s data goes stale: ``ttl`` from now, or its own ``expires``
+        (epoch seconds) if sooner."""
+        until = time.time() + self.ttl
+        with contextlib.suppress(TypeError, ValueError):
+            until = min(until, float(data.get("expires", until)))
+        return until
 
     def _empty(self, ns: str) -> bool:
         """Delete every object of the pool's kinds in ``ns``; True once none is left."""
