@@ -2,7 +2,7 @@
 
 The manifests: the host's pre-grade hook (:func:`cloudlab.checks.kubernetes.manifest_side`)
 read the submitted YAML defensively, checked it against the schemas and the semantic
-rules, and applied it into a fresh namespace of the grading cluster as a namespaced
+rules, and applied it into a clean namespace of its own on the grading cluster as a namespaced
 service account, before the notebook ran. Each of those graders turns one hook result
 into points (``passed``).
 
@@ -60,7 +60,8 @@ def pull_policy(sub):
 
 @grader("rule_cluster")
 def cluster(sub):
-    """Applied into a fresh namespace: pods Ready, Service endpoints, HPA on the Deployment."""
+    """Applied into a clean namespace of its own: pods Ready, Service endpoints, HPA on the
+    Deployment."""
     passed(sub, "cluster")
 
 
