@@ -196,10 +196,15 @@ class NamespacePool:
         return state
 
     def _make(self) -> dict[str, Any]:
-        ns = f"{self.prefix}-{secrets.token_hex(4)}"
-        made = self.api.apply({"apiVersion": "v1", "kind": "Namespace",
-                               "metadata": {"name": ns, "labels": self.labels}},
-                              field_manager="cloudlab-pool")
+        for attempt in range(3):  # created, never adopted: a taken name is another's
+            ns = f"{self.prefix}-{secrets.token_hex(4)}"
+            try:
+                made = self.api.create({"apiVersion": "v1", "kind": "Namespace",
+                                        "metadata": {"name": ns, "labels": self.labels}})
+                break
+            except ApiError as exc:
+                if exc.status != 409 or attempt == 2:
+                    raise
         try:
             data = self.prepare(self.api, ns)
         except BaseException:
