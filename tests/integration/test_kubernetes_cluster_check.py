@@ -193,8 +193,9 @@ def test_stopping_a_cluster_removes_its_pool_folder(tmp_path):
     cfg = config.load(env={}, state_dir=tmp_path / "state", run_id="test-pool-folder")
     c = k8s.Cluster("kwok", name="pool-folder-test", cfg=cfg)
     c.context = "kwok-pool-folder-test"
-    folder = pool.folder_for(c.kubeconfig, c.context)
-    folder.mkdir(parents=True)
-    (folder / "slot-0.json").write_text("{}")
-    c.stop()   # never started: stopping is still safe, and the folder goes
-    assert not folder.exists()
+    folders = [pool.folder_for(c.kubeconfig, c.context), pool.folder_for(c.kubeconfig)]
+    for folder in folders:   # reached with the context, or with the current one
+        folder.mkdir(parents=True)
+        (folder / "slot-0.json").write_text("{}")
+    c.stop()   # never started: stopping is still safe, and the folders go
+    assert not any(folder.exists() for folder in folders)

@@ -213,8 +213,10 @@ class Cluster(Managed):
         elif self.backend == "kind" and self._started:
             with contextlib.suppress(CloudlabError):
                 run(["kind", "delete", "cluster", "--name", self.name], timeout=120)
-        # a grading pool's slots name namespaces that went with the cluster
-        shutil.rmtree(pool.folder_for(self.kubeconfig, self.context), ignore_errors=True)
+        # a grading pool's slots name namespaces that went with the cluster (the pool
+        # was reached with this context, or with the kubeconfig's current one)
+        for context in {self.context, None}:
+            shutil.rmtree(pool.folder_for(self.kubeconfig, context), ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
         self._started = False
 
