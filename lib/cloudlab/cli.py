@@ -108,13 +108,17 @@ def _grade(args: argparse.Namespace) -> int:
         print(report.text())
         return 0
     if args.action == "autograde":
+        from .checks.kubernetes import finish_grading
         from .grading import autograde as ag
         from .grading.sandbox import Limits
 
         limits = Limits(memory=args.memory, cpus=args.cpus, pids=args.pids)
-        results = ag.autograde(course, args.assignment, students=args.student or None,
-                               workers=args.workers, timeout=args.timeout, limits=limits,
-                               progress=not args.quiet)
+        try:
+            results = ag.autograde(course, args.assignment, students=args.student or None,
+                                   workers=args.workers, timeout=args.timeout, limits=limits,
+                                   progress=not args.quiet)
+        finally:  # the grading cluster's pool of submission namespaces goes with the run
+            finish_grading()
         if not results:
             print("no submissions to grade (collect them first: cloudlab grade collect PATH)")
             return 0
@@ -163,7 +167,8 @@ def _k8s(args: argparse.Namespace) -> int:
         return 0
     if args.action == "up":
         cluster = k8s.Cluster(args.backend, nodes=args.nodes, kubeconfig=args.kubeconfig,
-                              name=args.names[0] if args.names else None).start()
+                              name=args.names[0] if args.names else None,
+                              grading=args.grading).start()
         print(f"cluster {cluster.name} ({args.backend}) up in {cluster.up_seconds:.1f} s, "
               f"Kubernetes {cluster.version()}")
         print(f"  export KUBECONFIG={cluster.kubeconfig}")
@@ -251,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--backend", default="kwok", choices=["kwok", "kind", "kubeconfig"])
     k.add_argument("--nodes", type=int, default=2, help="simulated nodes (kwok)")
     k.add_argument("--kubeconfig", help="for --backend kubeconfig")
+    k.add_argument("--grading", action="store_true",
+                   help="up (kwok): a cluster for the grader only, running just the "
+                        "controllers grading needs (CLOUDLAB_GRADING_KUBECONFIG)")
     k.add_argument("--from-source", action="store_true",
                    help="install: skip the official downloads, build with Go")
     k.set_defaults(func=_k8s)

@@ -2,9 +2,9 @@
 
 The manifests: the host's pre-grade hook (:func:`cloudlab.checks.kubernetes.manifest_side`)
 read the submitted YAML defensively, checked it against the schemas and the semantic
-rules, and applied it into a fresh namespace of the grading cluster as a namespaced
-service account, before the notebook ran. Each of those graders turns one hook result
-into points (``passed``).
+rules, and applied it into a clean namespace of its own on the grading cluster as a
+namespaced service account, before the notebook ran. Each of those graders turns one hook
+result into points (``passed``).
 
 The replica function: the answer cell is executed from its source in the grading sandbox
 (``call`` probes: no notebook, no files of theirs, no network), ``desired_replicas`` is
@@ -60,7 +60,7 @@ def pull_policy(sub):
 
 @grader("rule_cluster")
 def cluster(sub):
-    """Applied into a fresh namespace: pods Ready, Service endpoints, HPA on the Deployment."""
+    """Applied into a clean namespace of its own: pods Ready, endpoints, HPA on the Deployment."""
     passed(sub, "cluster")
 
 

@@ -35,7 +35,7 @@ def cluster(tmp_path_factory):
         pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
     cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("k8s-state"),
                       run_id="test-kubernetes-" + secrets.token_hex(3))
-    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg, grading=True) as c:
         yield c
 
 
@@ -124,8 +124,16 @@ def test_hostile_manifests_get_a_verdict_and_touch_nothing_outside(graded, clust
     assert lib.score == TOTAL - 2 - 1 - 1 - 1
 
 
-def test_grading_namespaces_are_removed(graded, cluster):
+def test_grading_namespaces_are_emptied_then_removed(graded, cluster, monkeypatch):
+    """Each submission's namespace (from the cluster's pool) holds nothing once graded;
+    the end of the grading run (``finish_grading``) deletes the namespaces."""
     from cloudlab.proc import wait_for
+    left = cluster.get("deployments,replicasets,services,hpa,pods,endpointslices",
+                       all_namespaces=True)["items"]
+    assert not [i for i in left if i["metadata"]["namespace"].startswith("grade-")]
+    monkeypatch.setenv(kx.GRADING_KUBECONFIG_ENV, str(cluster.kubeconfig))
+    monkeypatch.setenv(kx.GRADING_CONTEXT_ENV, cluster.context or "")
+    assert 1 <= len(kx.finish_grading()) <= 3    # at most one per worker
     wait_for(lambda: not [n for n in cluster.namespaces() if n.startswith("grade-")],
              timeout=60, what="the grading namespaces to go")
 

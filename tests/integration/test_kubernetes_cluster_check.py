@@ -23,7 +23,7 @@ def cluster(tmp_path_factory):
         pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
     cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
                       run_id="test-kubernetes-cluster-check")
-    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
+    with k8s.Cluster("kwok", nodes=2, cfg=cfg, grading=True) as c:
         yield c
 
 
@@ -92,16 +92,110 @@ def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster):
     assert not cluster.exists("deployment", "hello", namespace="default")
 
 
-def test_grading_namespaces_are_deleted(cluster):
-    """Each check deletes its namespace; what it held goes at once (the namespace object
-    itself may stay Terminating until the namespace controller's next pass)."""
+def test_the_grading_cluster_runs_only_the_controllers_grading_needs(cluster):
+    (kcm,) = [p for p in cluster.processes() if p.name == "kube-controller-manager"]
+    assert "--controllers=" + ",".join(k8s.kwok.GRADING_CONTROLLERS) in kcm.command
+
+
+def test_a_namespace_is_reused_only_once_emptied(cluster):
+    """Checks one after another share one pool namespace, and what a submission left
+    there never counts for the next: its Ready pods must not pass unschedulable ones."""
+    first = check(cluster, ex.SOLUTION)
+    assert first["passed"], first
+    stuck = check(cluster, ex.edit("deployment.yaml", lambda o: o["spec"]["template"]["spec"]
+                                   .update(nodeSelector={"disktype": "ssd"})), timeout=8)
+    assert not stuck["passed"] and "0 of 2 pods Ready" in stuck["message"], stuck
+    again = check(cluster, ex.SOLUTION)
+    assert again["passed"] and again["data"]["namespace"] == first["data"]["namespace"]
+    assert again["data"]["identity"] == first["data"]["identity"]
+    left = cluster.get("deployments,replicasets,services,hpa,pods,endpointslices",
+                       namespace=first["data"]["namespace"])["items"]
+    assert left == []
+
+
+def test_concurrent_graders_never_share_a_namespace(cluster, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloudlab.k8s.pool import NamespacePool
+    with cluster.api() as api:
+        pool = NamespacePool(api, tmp_path / "pool", prepare=lambda a, ns: {"ns": ns},
+                             kinds=kx.POOL_KINDS, prefix="pooltest")
+        try:
+            held = [pool.acquire() for _ in range(3)]
+            assert len({lease.namespace for lease in held}) == 3
+            assert [lease.data["ns"] for lease in held] == [x.namespace for x in held]
+            for lease in held:
+                assert pool.release(lease)
+            with ThreadPoolExecutor(4) as run:   # 4 at once: at most 4 namespaces, no two alike
+                def hold(i: int) -> str:
+                    with pool.lease() as lease:   # nobody else's Service, nothing left
+                        api.apply({"apiVersion": "v1", "kind": "Service",
+                                   "metadata": {"name": f"mine-{i}"},
+                                   "spec": {"ports": [{"port": 80}]}},
+                                  namespace=lease.namespace)
+                        got = api.list("Service", namespace=lease.namespace)
+                        assert [s["metadata"]["name"] for s in got] == [f"mine-{i}"]
+                        return lease.namespace
+                used = list(run.map(hold, range(12)))
+            assert len(set(used)) <= 4
+        finally:
+            gone = pool.drain()
+        assert len(gone) >= 3
+        assert all(api.get("Namespace", ns)["metadata"].get("deletionTimestamp")
+                   for ns in gone)
+
+
+def test_a_namespace_that_cannot_be_emptied_is_discarded(cluster, tmp_path):
+    from cloudlab.k8s.pool import NamespacePool
+    with cluster.api() as api:
+        pool = NamespacePool(api, tmp_path / "pool", prepare=lambda a, ns: {},
+                             kinds=kx.POOL_KINDS, prefix="pooltest", reset_timeout=2)
+        held = pool.acquire()
+        blocked = {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
+                   "spec": {"ports": [{"port": 80}]}}
+        api.apply(blocked, namespace=held.namespace)
+        try:
+            assert not pool.release(held)   # the finalizer keeps the Service: not reusable
+            assert api.get("Namespace", held.namespace)["metadata"].get("deletionTimestamp")
+            with pool.lease() as fresh:
+                assert fresh.fresh and fresh.namespace != held.namespace
+        finally:
+            api.request("PATCH", f"/api/v1/namespaces/{held.namespace}/services/held",
+                        body={"metadata": {"finalizers": None}},
+                        content_type="application/merge-patch+json")
+            pool.drain()
+
+
+def test_grading_namespaces_are_emptied_then_deleted_by_drain(cluster):
+    """After the checks above, the pool's namespaces hold nothing a submission made;
+    draining the pool deletes them."""
+    from cloudlab.k8s import pool
     from cloudlab.proc import wait_for
 
     def emptied() -> bool:
-        spaces = [n for n in cluster.get("namespaces")["items"]
-                  if n["metadata"]["name"].startswith("grade-")]
         left = cluster.get("deployments,services,hpa,pods", all_namespaces=True)["items"]
-        return all(n["status"].get("phase") == "Terminating" for n in spaces) and not [
-            i for i in left if i["metadata"]["namespace"].startswith("grade-")]
+        return not [i for i in left if i["metadata"]["namespace"].startswith("grade-")]
 
-    wait_for(emptied, timeout=90, interval=1, what="the grading namespaces to be emptied")
+    wait_for(emptied, timeout=30, interval=0.5, what="the grading namespaces to be emptied")
+    assert list(pool.folder_for(cluster.kubeconfig, cluster.context).glob("slot-*.json"))
+    gone = kx.drain_grading_pool(cluster.kubeconfig, cluster.context)
+    assert gone
+    spaces = {n["metadata"]["name"]: n for n in cluster.get("namespaces")["items"]}
+    assert all(spaces[ns]["status"].get("phase") == "Terminating" for ns in gone
+               if ns in spaces)
+    assert not list(pool.folder_for(cluster.kubeconfig, cluster.context).glob("slot-*"))
+
+
+def test_stopping_a_cluster_removes_its_pool_folder(tmp_path):
+    from cloudlab import config
+    from cloudlab.k8s import pool
+    cfg = config.load(env={}, state_dir=tmp_path / "state", run_id="test-pool-folder")
+    c = k8s.Cluster("kwok", name="pool-folder-test", cfg=cfg)
+    c.context = "kwok-pool-folder-test"
+    folders = [pool.folder_for(c.kubeconfig, c.context), pool.folder_for(c.kubeconfig)]
+    for folder in folders:   # reached with the context, or with the current one
+        folder.mkdir(parents=True)
+        (folder / "slot-0.json").write_text("{}")
+    c.stop()   # never started: stopping is still safe, and the folders go
+    assert not any(folder.exists() for folder in folders)

@@ -15,9 +15,10 @@ The rules are plain functions on the files' text (try them without a cluster):
 
 Grading happens on the trusted side: the grader's pre-grade hook (:func:`manifest_side`)
 reads the submitted files defensively (size cap, no YAML aliases), refuses anything that
-is not one namespaced Deployment, Service or HPA, then applies them into a fresh
-namespace of the grading cluster with a service account that may only touch that
-namespace, and looks at what the cluster made of them (:func:`cluster_check`).
+is not one namespaced Deployment, Service or HPA, then applies them into a namespace of
+the grading cluster that this submission holds alone (a clean one from the cluster's
+pool, :func:`grading_pool`) with a service account that may only touch that namespace,
+and looks at what the cluster made of them (:func:`cluster_check`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import copy
 import functools
 import os
 import re
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -304,7 +304,7 @@ def grading_cluster() -> tuple[str, str | None] | None:
 def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None = None,
                   labels: Mapping[str, str] | None = None,
                   timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-    """Apply the files into a fresh namespace and see them work; never raises.
+    """Apply the files into a clean namespace of their own and see them work; never raises.
 
     Refused before anything is applied: unreadable files, a kind other than the three,
     a cluster-scoped object, a namespace in the manifests. The objects are applied with
@@ -312,8 +312,12 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     HPAs in that namespace. Everything goes straight to the API server over one HTTPS
     session per identity (:mod:`cloudlab.k8s.api`), no kubectl process.
     Passes when every replica is Ready on a node, the Service has ready endpoints and
-    the HPA's target is the applied Deployment. The namespace is deleted afterwards
-    (without waiting: the namespace controller empties it).
+    the HPA's target is the applied Deployment.
+
+    The namespace comes from the cluster's grading pool (:func:`grading_pool`): made once
+    with its service account and RBAC, held by this check alone, and emptied of every
+    object the submission made (and its ReplicaSets, Pods, Endpoints) before the next
+    check gets it; one that cannot be emptied is deleted, never reused.
     """
     objs, errors = parse(texts)
     if errors:
@@ -324,7 +328,6 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                       + "; ".join(map(str, scope)))
     from ..k8s.api import Api, ApiError
 
-    ns = f"grade-{secrets.token_hex(4)}"
     try:
         grader = Api.from_kubeconfig(kubeconfig, context, timeout=timeout)
     except Exception as exc:
@@ -332,10 +335,12 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                       f"{str(exc)[:400]}")
     with grader, contextlib.ExitStack() as stack:
         try:
-            _namespace(grader, ns, labels or {})
-            student, identity = _student(grader, ns)
-            if student is not grader:
-                stack.callback(student.close)
+            lease = stack.enter_context(grading_pool(grader, kubeconfig, context, labels)
+                                        .lease(need=timeout + 60))
+            ns, token, identity = lease.namespace, *_credentials(lease.data)
+            student = grader
+            if token:
+                student = stack.enter_context(grader.with_token(token))
             applied: dict[str, dict] = {}
             for fname, obj in objs.items():
                 try:
@@ -347,13 +352,51 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
             verdict = _watch(grader, ns, applied, timeout)
             if isinstance(verdict.get("data"), dict):
                 verdict["data"]["identity"] = identity
+                verdict["data"]["namespace"] = ns
             return verdict
         except Exception as exc:   # a grader never crashes: 0 with the reason
             return result(False, f"the cluster check failed: {type(exc).__name__}: "
                           f"{str(exc)[:400]}")
-        finally:
-            with contextlib.suppress(Exception):
-                grader.delete("Namespace", ns)
+
+
+# What a submission may leave in its namespace: its three kinds and what controllers make
+# of them. The pool deletes exactly these between two submissions.
+POOL_KINDS = ("HorizontalPodAutoscaler", "Deployment", "ReplicaSet", "Pod", "Service",
+              "Endpoints", "EndpointSlice")
+TOKEN_SECONDS = 3600
+
+
+def grading_pool(api: Any, kubeconfig: str | Path, context: str | None = None,
+                 labels: Mapping[str, str] | None = None) -> Any:
+    """The grading cluster's pool of submission namespaces (:mod:`cloudlab.k8s.pool`):
+    each made with its ``submission`` service account, Role and token, kept for reuse."""
+    from ..config import LABEL
+    from ..k8s.pool import NamespacePool, folder_for
+
+    lab = {"cloudlab-grading": "true",
+           **{k: v for k, v in (labels or {}).items() if k == LABEL
+              and _LABEL_VALUE.fullmatch(v)}}
+    return NamespacePool(api, folder_for(kubeconfig, context),
+                         prepare=lambda a, ns: _prepare(a, ns, lab), kinds=POOL_KINDS,
+                         prefix="grade", labels=lab, ttl=TOKEN_SECONDS)
+
+
+def drain_grading_pool(kubeconfig: str | Path, context: str | None = None) -> list[str]:
+    """Delete the grading pool's namespaces (grading is over); the names deleted."""
+    from ..k8s.api import Api
+    from ..k8s.pool import folder_for
+
+    if not folder_for(kubeconfig, context).is_dir():
+        return []
+    with Api.from_kubeconfig(kubeconfig, context) as api:
+        return grading_pool(api, kubeconfig, context).drain()
+
+
+def finish_grading() -> list[str]:
+    """After a grading run: the configured grading cluster's pool namespaces deleted
+    (nothing to do without one); the names deleted."""
+    target = grading_cluster()
+    return drain_grading_pool(*target) if target else []
 
 
 _LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
@@ -387,7 +430,29 @@ def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
         api.apply(obj, field_manager="cloudlab-grader")
 
 
-def _student(api: Any, ns: str) -> tuple[Any, str]:
+def _prepare(api: Any, ns: str, labels: Mapping[str, str]) -> dict[str, Any]:
+    """A pool namespace's fence and credentials: :func:`_namespace`, then a token of its
+    service account (``token``: empty when the grader's own identity must be used), when
+    the token expires (as the server says) and who applies the manifests (``identity``)."""
+    from ..k8s.api import ApiError
+
+    _namespace(api, ns, labels)
+    token, expires = "", time.time() + TOKEN_SECONDS
+    with contextlib.suppress(ApiError):
+        token, expires = api.token_request("submission", namespace=ns, seconds=TOKEN_SECONDS)
+    student, identity = _fence(api, ns, token)
+    if student is api:
+        token = ""
+    else:
+        student.close()
+    return {"token": token, "identity": identity, "expires": expires}
+
+
+def _credentials(data: Mapping[str, Any]) -> tuple[str, str]:
+    return str(data.get("token") or ""), str(data.get("identity") or "")
+
+
+def _student(api: Any, ns: str, seconds: int = 600) -> tuple[Any, str]:
     """A session holding only a short-lived token of the namespace's service account.
 
     If the cluster cannot issue tokens (no TokenRequest API) or does not enforce RBAC,
@@ -397,9 +462,15 @@ def _student(api: Any, ns: str) -> tuple[Any, str]:
     from ..k8s.api import ApiError
 
     try:
-        token = api.token("submission", namespace=ns, seconds=600)
+        token = api.token("submission", namespace=ns, seconds=seconds)
     except ApiError:
         token = ""
+    return _fence(api, ns, token)
+
+
+def _fence(api: Any, ns: str, token: str) -> tuple[Any, str]:
+    """A session with ``token`` if it is confined by RBAC, else the grader's (see
+    :func:`_student`), and which identity it is."""
     if not token:
         return api, "grader (the cluster issues no service-account tokens)"
     student = api.with_token(token)

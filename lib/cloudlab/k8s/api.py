@@ -32,6 +32,7 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),
     "Pod": ("/api/v1", "pods", True),
     "Service": ("/api/v1", "services", True),
+    "Endpoints": ("/api/v1", "endpoints", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Secret": ("/api/v1", "secrets", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
@@ -213,9 +214,12 @@ class Api:
         return self.request("GET", kind_path(kind, name, namespace=namespace))
 
     def list(self, kind: str, *, namespace: str | None = None,
-             selector: str | None = None) -> list[dict[str, Any]]:
-        got = self.request("GET", kind_path(kind, namespace=namespace),
-                           params={"labelSelector": selector} if selector else None)
+             selector: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The objects of ``kind`` (``limit``: at most that many, enough to ask "any?")."""
+        params = {"labelSelector": selector} if selector else {}
+        if limit:
+            params["limit"] = str(limit)
+        got = self.request("GET", kind_path(kind, namespace=namespace), params=params or None)
         return got.get("items") or []
 
     def delete(self, kind: str, name: str, *, namespace: str | None = None,
@@ -227,6 +231,13 @@ class Api:
         except ApiError as exc:
             if not (missing_ok and exc.status == 404):
                 raise
+
+    def delete_collection(self, kind: str, *, namespace: str | None = None,
+                          body: Mapping[str, Any] | None = None) -> None:
+        """Delete every object of ``kind`` (in ``namespace``) in one call; ``body``: the
+        DeleteOptions (default: background propagation)."""
+        self.request("DELETE", kind_path(kind, namespace=namespace),
+                     body=dict(body or {"propagationPolicy": "Background"}))
 
     def allowed(self, verb: str, resource: str, *, group: str = "",
                 namespace: str | None = None) -> bool:
@@ -240,9 +251,24 @@ class Api:
 
     def token(self, service_account: str, *, namespace: str, seconds: int = 600) -> str:
         """A short-lived token of a service account (the TokenRequest API)."""
+        return self.token_request(service_account, namespace=namespace, seconds=seconds)[0]
+
+    def token_request(self, service_account: str, *, namespace: str, seconds: int = 600
+                      ) -> tuple[str, float]:
+        """A service account's token and when it expires (epoch seconds, as the server
+        set it: a cluster may cap the lifetime asked for)."""
+        import calendar
+        import time
+
         got = self.request("POST", kind_path("ServiceAccount", service_account,
                                              namespace=namespace) + "/token",
                            body={"apiVersion": "authentication.k8s.io/v1",
                                  "kind": "TokenRequest",
                                  "spec": {"expirationSeconds": seconds}})
-        return str((got.get("status") or {}).get("token") or "")
+        status = got.get("status") or {}
+        try:
+            expires = float(calendar.timegm(time.strptime(
+                str(status.get("expirationTimestamp")), "%Y-%m-%dT%H:%M:%SZ")))
+        except ValueError:
+            expires = time.time() + seconds
+        return str(status.get("token") or ""), expires

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -36,7 +37,7 @@ from ..errors import CloudlabError, CommandError, UnavailableError
 from ..lifecycle import Managed
 from ..proc import run, wait_for, which
 from ..services import port_in_use
-from . import install, kwok
+from . import install, kwok, pool
 
 BACKENDS = ("kwok", "kind", "kubeconfig")
 PREFIX = "cloudlab"
@@ -125,13 +126,14 @@ class Cluster(Managed):
 
     ``backend``: ``kwok`` (default, offline), ``kind``, or ``kubeconfig`` (an existing
     cluster: pass ``kubeconfig=`` and optionally ``context=``). ``nodes`` fake nodes are
-    created on kwok, each with ``node_cpu`` CPUs.
+    created on kwok, each with ``node_cpu`` CPUs. ``grading``: a kwok cluster for the
+    grader only, running just the controllers grading needs (:data:`kwok.GRADING_ARGS`).
     """
 
     def __init__(self, backend: str = "kwok", *, name: str | None = None, nodes: int = 2,
                  node_cpu: str = "4", kubeconfig: str | Path | None = None,
                  context: str | None = None, cfg: Settings | None = None,
-                 start_timeout: float = 120) -> None:
+                 start_timeout: float = 120, grading: bool = False) -> None:
         if backend not in BACKENDS:
             raise CloudlabError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
         if nodes < 1:
@@ -141,6 +143,7 @@ class Cluster(Managed):
         self.name = name or cluster_name(self.cfg.run_id, secrets.token_hex(2))
         self.nodes, self.node_cpu, self.context = nodes, node_cpu, context
         self.start_timeout = start_timeout
+        self.grading = grading
         self._kubeconfig = Path(kubeconfig) if kubeconfig else None
         self._owned_namespaces: list[str] = []
         self._started = False
@@ -170,13 +173,14 @@ class Cluster(Managed):
         try:
             if self.backend == "kwok":
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+                extra = kwok.GRADING_ARGS if self.grading else ()
                 try:
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra)
                 except CloudlabError as exc:  # a port taken meanwhile by another cluster
                     if "address already in use" not in str(exc):
                         raise
                     kwok.delete(self.cfg, self.name)
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra)
                 self.context = f"kwok-{self.name}"
                 self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)
                             for i in range(1, self.nodes + 1)])
@@ -209,6 +213,10 @@ class Cluster(Managed):
         elif self.backend == "kind" and self._started:
             with contextlib.suppress(CloudlabError):
                 run(["kind", "delete", "cluster", "--name", self.name], timeout=120)
+        # a grading pool's slots name namespaces that went with the cluster (the pool
+        # was reached with this context, or with the kubeconfig's current one)
+        for context in {self.context, None}:
+            shutil.rmtree(pool.folder_for(self.kubeconfig, context), ignore_errors=True)
         self.kubeconfig.unlink(missing_ok=True)
         self._started = False
 
