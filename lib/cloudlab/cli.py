@@ -108,17 +108,13 @@ def _grade(args: argparse.Namespace) -> int:
         print(report.text())
         return 0
     if args.action == "autograde":
-        from .checks.kubernetes import finish_grading
         from .grading import autograde as ag
         from .grading.sandbox import Limits
 
         limits = Limits(memory=args.memory, cpus=args.cpus, pids=args.pids)
-        try:
-            results = ag.autograde(course, args.assignment, students=args.student or None,
-                                   workers=args.workers, timeout=args.timeout, limits=limits,
-                                   progress=not args.quiet)
-        finally:  # the grading cluster's pool of submission namespaces goes with the run
-            finish_grading()
+        results = ag.autograde(course, args.assignment, students=args.student or None,
+                               workers=args.workers, timeout=args.timeout, limits=limits,
+                               progress=not args.quiet)
         if not results:
             print("no submissions to grade (collect them first: cloudlab grade collect PATH)")
             return 0

@@ -25,7 +25,7 @@ from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, su
 from cloudlab import config  # noqa: E402
 from cloudlab.checks import kubernetes as kx  # noqa: E402
 from cloudlab.grading import Course, autograde, release  # noqa: E402
-from cloudlab.grading.hooks import hooks_for  # noqa: E402
+from cloudlab.grading.hooks import after_hooks_for, hooks_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +124,17 @@ def test_hostile_manifests_get_a_verdict_and_touch_nothing_outside(graded, clust
     assert lib.score == TOTAL - 2 - 1 - 1 - 1
 
 
-def test_grading_namespaces_are_emptied_then_removed(graded, cluster, monkeypatch):
-    """Each submission's namespace (from the cluster's pool) holds nothing once graded;
-    the end of the grading run (``finish_grading``) deletes the namespaces."""
+def test_the_grading_namespaces_go_when_the_run_ends(graded, cluster):
+    """Submissions were applied into namespaces of the cluster's pool; the run's
+    after-grading hook (``finish_grading``) deletes them (their emptying between two
+    submissions is tested in tests/integration/test_kubernetes_cluster_check.py)."""
     from cloudlab.proc import wait_for
+    assert kx.finish_grading in after_hooks_for(NAME)
+    wait_for(lambda: not [n for n in cluster.namespaces() if n.startswith("grade-")],
+             timeout=60, what="the grading namespaces to go")
     left = cluster.get("deployments,replicasets,services,hpa,pods,endpointslices",
                        all_namespaces=True)["items"]
     assert not [i for i in left if i["metadata"]["namespace"].startswith("grade-")]
-    monkeypatch.setenv(kx.GRADING_KUBECONFIG_ENV, str(cluster.kubeconfig))
-    monkeypatch.setenv(kx.GRADING_CONTEXT_ENV, cluster.context or "")
-    assert 1 <= len(kx.finish_grading()) <= 3    # at most one per worker
-    wait_for(lambda: not [n for n in cluster.namespaces() if n.startswith("grade-")],
-             timeout=60, what="the grading namespaces to go")
 
 
 def test_every_test_cell_is_decided_on_the_trusted_side():

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..grading.hooks import HookContext, Results, pre_grade
+from ..grading.hooks import HookContext, Results, after_grading, pre_grade
 from . import expect, register, trusted
 
 ASSIGNMENT = "kubernetes"
@@ -392,6 +392,7 @@ def drain_grading_pool(kubeconfig: str | Path, context: str | None = None) -> li
         return grading_pool(api, kubeconfig, context).drain()
 
 
+@after_grading(ASSIGNMENT)
 def finish_grading() -> list[str]:
     """After a grading run: the configured grading cluster's pool namespaces deleted
     (nothing to do without one); the names deleted."""

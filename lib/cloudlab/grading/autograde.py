@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import engine
 from ..errors import CloudlabError
-from . import confine, release, sandbox
+from . import confine, hooks, release, sandbox
 from . import image as grading_image
 from .course import Course
 from .results import Result
@@ -191,6 +191,7 @@ def autograde(course: Course, assignment: str | None = None, *,
     finally:
         gc.unfreeze()
         sandbox.sweep()
+        hooks.finish(a for a, _ in jobs)  # e.g. the grading cluster's pool of namespaces
     return results
 
 

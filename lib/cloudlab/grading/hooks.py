@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,48 @@ def pre_grade(assignment: str) -> Callable[[Hook], Hook]:
         return fn
 
     return decorate
+
+
+_AFTER: dict[str, list[Callable[[], object]]] = {}
+
+
+def after_grading(assignment: str) -> Callable[[Callable[[], object]], Callable[[], object]]:
+    """Decorator: call ``fn()`` once a grading run of ``assignment`` is over, whatever its
+    outcome (to release what the run's hooks shared: a cluster's namespaces, say)."""
+    def decorate(fn: Callable[[], object]) -> Callable[[], object]:
+        found = _AFTER.setdefault(_key(assignment), [])
+        if fn not in found:
+            found.append(fn)
+        return fn
+
+    return decorate
+
+
+def finish(assignments: Iterable[str]) -> list[str]:
+    """Run the :func:`after_grading` hooks of ``assignments``; never raises: returns what
+    failed, one line each (the run's results stand either way).
+
+    >>> finish([])
+    []
+    """
+    import logging
+
+    problems = []
+    for assignment in sorted(set(assignments)):
+        for fn in after_hooks_for(assignment):
+            try:
+                fn()
+            except Exception as exc:
+                problems.append(f"{assignment}: {fn.__name__} failed: "
+                                f"{type(exc).__name__}: {exc}"[:300])
+                logging.getLogger("cloudlab.grading").warning("%s", problems[-1])
+    return problems
+
+
+def after_hooks_for(assignment: str) -> list[Callable[[], object]]:
+    """The :func:`after_grading` hooks of ``assignment`` (its checker module imported)."""
+    hooks_for(assignment)  # imports the checker module, which registers them
+    return list(_AFTER.get(_key(assignment), []))
 
 
 def hooks_for(assignment: str) -> list[Hook]:
