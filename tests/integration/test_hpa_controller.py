@@ -35,13 +35,23 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def _deploy(cluster, ns, behavior=None):
+def _deploy(cluster, ns, millicores, behavior=None):
+    """Two Ready replicas using ``millicores`` each as the metrics API reports it; only
+    then the HPA, so the controller's first reading is the whole, steady usage (made
+    together, it could act on a sample taken while the usage was still changing)."""
+    from cloudlab.proc import wait_for
     objs = mf.app("web", "hello-cli:1.1", replicas=2, min_replicas=1, max_replicas=10,
                   cpu_percent=TARGET, cpu=f"{REQUEST_M}m", namespace=ns)
     if behavior:
         objs[2]["spec"]["behavior"] = behavior
-    cluster.apply(objs, namespace=ns)
-    cluster.wait_ready("app.kubernetes.io/name=web", 2, namespace=ns)
+    selector = "app.kubernetes.io/name=web"
+    cluster.apply(objs[:2], namespace=ns)
+    cluster.wait_ready(selector, 2, namespace=ns)
+    cluster.emulate_cpu(millicores, selector=selector, namespace=ns)
+    wait_for(lambda: (top := cluster.top_pods(namespace=ns, selector=selector))
+             and len(top) == 2 and all(abs(m - millicores) <= 2 for m in top.values()),
+             timeout=120, interval=2, what=f"the metrics API to report {millicores}m per pod")
+    cluster.apply(objs[2:], namespace=ns)
 
 
 def _first_decision(cluster, ns, timeout=120):
@@ -53,8 +63,7 @@ def _first_decision(cluster, ns, timeout=120):
 @pytest.mark.parametrize("millicores", [150, 90])
 def test_scale_up_matches_the_controller(cluster, millicores):
     with cluster.namespace() as ns:
-        _deploy(cluster, ns)
-        cluster.emulate_cpu(millicores, selector="app.kubernetes.io/name=web", namespace=ns)
+        _deploy(cluster, ns, millicores)
         seen = _first_decision(cluster, ns)
         percent = millicores * 100 / REQUEST_M
         ours = hpa.Autoscaler(1, 10).step(0, 2, hpa.Metric(TARGET, [percent, percent]))
@@ -64,8 +73,7 @@ def test_scale_up_matches_the_controller(cluster, millicores):
 def test_scale_down_without_a_window_matches_the_controller(cluster):
     behavior = {"scaleDown": {"stabilizationWindowSeconds": 0}}
     with cluster.namespace() as ns:
-        _deploy(cluster, ns, behavior)
-        cluster.emulate_cpu(10, selector="app.kubernetes.io/name=web", namespace=ns)
+        _deploy(cluster, ns, 10, behavior)
         seen = _first_decision(cluster, ns)
         ours = hpa.Autoscaler(1, 10, behavior=behavior).step(0, 2, hpa.Metric(TARGET, [10, 10]))
         assert seen["desired"] == ours.replicas == 1, (seen, ours)
