@@ -513,10 +513,18 @@ class Cluster(Managed):
         return listening_ports(pids)
 
     def _nodes_ready(self) -> bool:
+        """Enough nodes Ready AND rid of the not-ready taint: the node lifecycle controller
+        lifts it a while after Ready (on its own period), and until then no pod schedules
+        there (a first graded submission would fail through no fault of its own)."""
         nodes = self.get("nodes")["items"]
         ready = [n for n in nodes if any(c["type"] == "Ready" and c["status"] == "True"
-                                         for c in n["status"].get("conditions", []))]
+                                         for c in n["status"].get("conditions", []))
+                 and not any(t.get("key") in NOT_READY_TAINTS
+                             for t in n.get("spec", {}).get("taints") or [])]
         return len(ready) >= (self.nodes if self.backend == "kwok" else 1)
+
+
+NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
 def to_yaml(manifests: Any) -> str:
