@@ -175,17 +175,33 @@ class Score:
 
 
 def score(alerts: Iterable[tuple[Any, Any]], incidents: Iterable[tuple[Any, Any]],
-          slack: Any = 0) -> Score:
+          slack: Any = 0, by_start: bool = False) -> Score:
     """Compare alert episodes with labelled incidents (both as (start, end) intervals).
 
-    A page is true when it overlaps an incident widened by ``slack`` on each side; an
-    incident is caught when any page overlaps it.
+    By default a page is true when it overlaps an incident widened by ``slack`` on each
+    side, and an incident is caught when any page overlaps it. With ``by_start=True`` a page
+    belongs to the incident its *start* falls in (widened by ``slack``), and only pages that
+    belong to an incident catch it: a long page that began in one incident and lags into
+    the next does not take credit for the second.
+
+    >>> score([(0, 9)], [(0, 3), (6, 9)]).caught                 # the page overlaps both
+    2
+    >>> score([(0, 9)], [(0, 3), (6, 9)], by_start=True).caught  # it began in the first
+    1
     """
     pages, wanted = list(alerts), list(incidents)
 
     def overlaps(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:
         return a[0] <= b[1] + slack and b[0] - slack <= a[1]
 
+    def owner(page: tuple[Any, Any]) -> int | None:
+        return next((n for n, i in enumerate(wanted)
+                     if i[0] - slack <= page[0] <= i[1] + slack), None)
+
+    if by_start:
+        owners = [owner(p) for p in pages]
+        return Score(len(pages), sum(o is not None for o in owners), len(wanted),
+                     len({o for o in owners if o is not None}))
     true_pages = sum(any(overlaps(p, i) for i in wanted) for p in pages)
     caught = sum(any(overlaps(p, i) for p in pages) for i in wanted)
     return Score(len(pages), true_pages, len(wanted), caught)

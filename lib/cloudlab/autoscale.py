@@ -126,7 +126,7 @@ class Autoscaler(Managed):
         if target_cpu is not None and not cpu_request:
             raise ConfigError(
                 "CPU utilisation needs a CPU request: the service reserves no CPU, so "
-                "'60% of its request' means nothing (this is why the HPA ignores pods "
+                f"'{target_cpu:g}% of its request' means nothing (this is why the HPA ignores pods "
                 "without requests). Set a reservation, or scale on target_rps instead.")
         if target_cpu is None and target_rps is None:
             raise ConfigError("give a target: target_cpu (% of the request) or target_rps")

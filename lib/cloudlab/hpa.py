@@ -50,14 +50,15 @@ DOWNSCALE_WINDOW = 300     # --horizontal-pod-autoscaler-downscale-stabilization
 WITHIN_TOLERANCE = "within tolerance"
 DIRECTION_FLIPPED = "direction flipped"
 SCALED = "scaled"
+AT_RECOMMENDATION = "already at the recommendation"
 STABILIZED = "stabilized"
 LIMITED_BY_POLICY = "limited by policy"
 CLAMPED_TO_MAX = "clamped to max"
 CLAMPED_TO_MIN = "clamped to min"
 MISSING_METRICS = "missing metrics"
 DISABLED = "autoscaling disabled"
-REASONS = (WITHIN_TOLERANCE, DIRECTION_FLIPPED, SCALED, STABILIZED, LIMITED_BY_POLICY,
-           CLAMPED_TO_MAX, CLAMPED_TO_MIN, MISSING_METRICS, DISABLED)
+REASONS = (WITHIN_TOLERANCE, DIRECTION_FLIPPED, SCALED, AT_RECOMMENDATION, STABILIZED,
+           LIMITED_BY_POLICY, CLAMPED_TO_MAX, CLAMPED_TO_MIN, MISSING_METRICS, DISABLED)
 
 __all__ = ["REASONS", "Autoscaler", "Behavior", "Decision", "HpaError", "Metric", "Policy",
            "Proposal", "Rules", "desired_replicas", "explore", "load_profile", "plot",
@@ -428,9 +429,13 @@ class Autoscaler:
         else:
             top = max((p for p in proposals if p.replicas is not None),
                       key=lambda p: p.replicas or 0)
-            reason = SCALED
+            # outside the tolerance, yet the rounded-up count is what runs already
+            # (ceil(0.8 x 1) = 1): nothing was scaled, so the log must not say so
+            reason = SCALED if final != cur else AT_RECOMMENDATION
             detail = (top.detail if len(proposals) == 1
                       else f"largest proposal: {top.metric}, {top.detail}")
+            if final == cur:
+                detail += f": {cur} replica{'s' if cur != 1 else ''} already running"
         return decide(final, reason, detail, wanted, stabilized, proposals)
 
     # The two rules of horizontal.go, applied in its order.

@@ -136,7 +136,8 @@ def check_target(url: str) -> tuple[str, int]:
 class Result:
     """What Locust measured: history over time, totals per endpoint, failures."""
 
-    history: object  # DataFrame: t, users, rps, fail_rps, p50_ms, p95_ms, p99_ms, requests
+    history: object  # DataFrame: t, users, rps, fail_rps, p50_ms, p95_ms, p99_ms, requests,
+    # failures, avg_ms (the last three cumulative since the start)
     stats: object  # DataFrame: one row per endpoint plus Aggregated
     failures: object  # DataFrame: method, name, error, occurrences
     started: float  # wall clock (time.time()) when Locust started
@@ -154,6 +155,39 @@ class Result:
             frame = frame[frame["t"] <= self.duration]
         cols = ["rps", "fail_rps", *PERCENTILES.values()]
         return frame.groupby("users")[cols].mean().round(1)
+
+    def steps(self, settle: float = 2.0):
+        """Completed requests/s and mean response time per step of the profile.
+
+        For each user count, only rows at least ``settle`` seconds after the count was
+        reached are used (the ramp and Locust's own smoothing are left out). Throughput
+        is the growth of the cumulative request counter over that span, and the mean
+        response time is that of the requests completed in it (from Locust's running
+        mean). These are the two numbers Little's law relates.
+        """
+        import pandas as pd
+
+        frame = self.history[self.history["users"] > 0]
+        if self.duration:
+            frame = frame[frame["t"] <= self.duration]
+        rows = []
+        for users, part in frame.groupby("users", sort=False):
+            began = part["t"].iloc[0]
+            part = part[part["t"] >= began + settle]
+            if len(part) < 2:
+                continue
+            first, last = part.iloc[0], part.iloc[-1]
+            done = float(last["requests"] - first["requests"])
+            span = float(last["t"] - first["t"])
+            spent = float(last["avg_ms"] * last["requests"] - first["avg_ms"] * first["requests"])
+            rows.append({"users": int(users), "seconds": round(span, 1),
+                         "completed": int(done),
+                         "throughput_rps": round(done / span, 2) if span else float("nan"),
+                         "mean_ms": round(spent / done, 1) if done else float("nan"),
+                         "p50_ms": part["p50_ms"].mean().round(1),
+                         "p95_ms": part["p95_ms"].mean().round(1)})
+        return pd.DataFrame(rows).set_index("users") if rows else pd.DataFrame(
+            columns=["seconds", "completed", "throughput_rps", "mean_ms", "p50_ms", "p95_ms"])
 
     @property
     def total(self) -> dict[str, float]:
@@ -330,7 +364,7 @@ def _history(path: Path, started: float):
     import pandas as pd
 
     columns = ["t", "time", "users", "rps", "fail_rps", *PERCENTILES.values(), "requests",
-               "failures"]
+               "failures", "avg_ms"]
     if not path.exists():
         return pd.DataFrame(columns=columns)
     raw = pd.read_csv(path)
@@ -344,6 +378,7 @@ def _history(path: Path, started: float):
         **{new: pd.to_numeric(raw[old], errors="coerce") for old, new in PERCENTILES.items()},
         "requests": raw["Total Request Count"],
         "failures": raw["Total Failure Count"],
+        "avg_ms": pd.to_numeric(raw["Total Average Response Time"], errors="coerce"),
     })
     return frame[columns].reset_index(drop=True)
 

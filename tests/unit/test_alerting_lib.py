@@ -64,6 +64,18 @@ def test_precision_and_recall():
     assert alerting.score([(10, 10)], [(11, 12)], slack=1).precision == 1.0
 
 
+
+def test_a_lagging_page_takes_no_credit_for_the_next_incident_when_scored_by_start():
+    major, minor = (10, 16), (28, 34)
+    lagging = [(12, 30)]  # began in the major incident, still firing when the minor began
+    assert alerting.score(lagging, [major, minor], slack=2).recall == 1.0
+    by_start = alerting.score(lagging, [major, minor], slack=2, by_start=True)
+    assert (by_start.caught, by_start.true_pages, by_start.recall) == (1, 1, 0.5)
+    own = alerting.score([(12, 30), (29, 31)], [major, minor], slack=2, by_start=True)
+    assert (own.caught, own.precision) == (2, 1.0)
+    stray = alerting.score([(20, 21)], [major, minor], slack=2, by_start=True)
+    assert (stray.false_pages, stray.caught) == (1, 0)
+
 def test_expected_delay_rounds_for_up_to_evaluations():
     assert alerting.expected_delay(scrape_interval=5, evaluation_interval=5, for_=7,
                                    group_wait=2) == (12.0, 22.0)

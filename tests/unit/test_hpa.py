@@ -53,6 +53,16 @@ def test_docs_skip_scaling_when_the_ratio_is_within_the_0_1_tolerance(metric):
     assert (d.replicas, d.reason) == (10, hpa.WITHIN_TOLERANCE)
 
 
+def test_a_ratio_outside_the_tolerance_that_rounds_back_to_current_is_not_logged_as_scaled():
+    """ceil(0.8 x 1) = 1: outside the band, yet nothing changes; the log must not say
+    "scaled" (it did, for rows going 1 -> 1 and 3 -> 3 in notebook 10)."""
+    d = one_step(1, [56], 70)
+    assert (d.replicas, d.reason) == (1, hpa.AT_RECOMMENDATION)
+    assert "1 replica already running" in d.detail
+    moved = one_step(3, [35] * 3, 70, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    assert (moved.replicas, moved.reason) == (2, hpa.SCALED)
+
+
 @pytest.mark.parametrize(("metric", "expected"), [(111, 12), (89, 9), (150, 15), (10, 1)])
 def test_just_outside_the_tolerance_band_scales(metric, expected):
     """Docs, same passage: outside 0.9..1.1 the ratio formula applies (ceil)."""

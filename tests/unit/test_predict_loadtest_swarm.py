@@ -70,6 +70,27 @@ def test_profiles():
         loadtest.LoadTest("http://127.0.0.1:1", [loadtest.Stage(10, 1), loadtest.Stage(5, 2)])
 
 
+
+def test_steps_measure_completed_requests_and_their_mean_after_the_ramp():
+    import pandas as pd
+
+    # 2 users for 6 s at 2 requests/s of 100 ms, then 4 users at 3 requests/s of 500 ms;
+    # the second second of each step (the ramp) is noise that settle=2 leaves out
+    rows, count, spent = [], 0, 0.0
+    for t in range(12):
+        users, rps, ms = (2, 2, 100.0) if t < 6 else (4, 3, 500.0)
+        if t in (1, 7):
+            rps, ms = 50, 1.0
+        count += rps
+        spent += rps * ms
+        rows.append({"t": float(t), "users": users, "requests": count, "avg_ms": spent / count,
+                     "p50_ms": ms, "p95_ms": ms})
+    result = loadtest.Result(pd.DataFrame(rows), None, None, 0.0, 12.0)
+    table = result.steps(settle=2)
+    assert table.loc[2, "throughput_rps"] == 2.0 and table.loc[2, "mean_ms"] == 100.0
+    assert table.loc[4, "throughput_rps"] == 3.0 and table.loc[4, "mean_ms"] == 500.0
+    assert result.steps(settle=0).loc[2, "throughput_rps"] > 2.0  # the ramp counted
+
 def test_compose_is_a_dnsrr_service_with_rollback_and_labels():
     doc = swarm.compose(image="img:1", replicas=3, labels={"org.cloudlab.run-id": "r1"})
     svc = doc["services"]["predict"]
