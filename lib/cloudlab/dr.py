@@ -692,8 +692,8 @@ def facts(bucket: BackupBucket | None = None, queue: Queue | None = None,
 
 def checklist(f: Facts, rpo_target: float, rto_target: float,
               alarm_on: Iterable[str] = ()) -> pd.DataFrame:
-    """The serverless pillars as checks on :class:`Facts`: pass True/False, or None
-    when the fact was not gathered (the evidence column says which)."""
+    """The six Well-Architected pillars as checks on :class:`Facts`: pass True/False, or
+    None when the fact was not gathered (the evidence column says which)."""
     def row(pillar: str, check: str, ok: bool | None, evidence: str) -> dict[str, Any]:
         return {"pillar": pillar, "check": check, "pass": ok, "evidence": evidence}
 
@@ -706,8 +706,6 @@ def checklist(f: Facts, rpo_target: float, rto_target: float,
         row("operational excellence", "alarms on the key metrics", not missing,
             f"alarms on {f.alarm_metrics or 'nothing'}"
             + (f"; missing {missing}" if missing else "")),
-        row("operational excellence", "every resource tagged with the run id",
-            not f.untagged, f"untagged: {f.untagged}" if f.untagged else "all tagged"),
         row("security", "backups encrypted at rest", f.bucket_encrypted,
             "default bucket encryption" if f.bucket_encrypted else "no bucket encryption"),
         row("security", "no public access to backups", f.public_access_blocked,
@@ -733,9 +731,13 @@ def checklist(f: Facts, rpo_target: float, rto_target: float,
             f"measured {f.rto_seconds:.1f} s" if f.rto_seconds is not None else "not measured"),
         row("performance efficiency", "consumers long-poll the queue",
             f.long_polling_seconds > 0, f"ReceiveMessageWaitTimeSeconds={f.long_polling_seconds}"),
-        row("cost optimization", "old backup versions expire",
+        row("cost optimization", "every resource tagged with the run id",
+            not f.untagged, f"untagged: {f.untagged}" if f.untagged
+            else "all tagged: costs can be attributed, and leftovers found"),
+        row("sustainability", "old backup versions expire",
             f.lifecycle_noncurrent_days is not None,
-            f"noncurrent versions expire after {f.lifecycle_noncurrent_days} days"
-            if f.lifecycle_noncurrent_days else "versions kept (and billed) forever"),
+            f"noncurrent versions expire after {f.lifecycle_noncurrent_days} days: stored "
+            "data stays bounded" if f.lifecycle_noncurrent_days
+            else "versions kept (stored, powered and billed) forever"),
     ]
     return pd.DataFrame(rows, columns=["pillar", "check", "pass", "evidence"])

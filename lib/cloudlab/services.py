@@ -20,7 +20,7 @@ import subprocess
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import requests
@@ -400,6 +400,29 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def private(cfg: Settings | None = None) -> Settings:
+    """Settings for a Prometheus and an Alertmanager of this run alone.
+
+    Free ports and a state folder of the run's own, so a notebook can start them with the
+    intervals it states, whatever the machine-wide ones were started with, and stop them
+    at its end. Everything else (run id, AWS, registry) is unchanged.
+
+    >>> mine = private(settings())
+    >>> mine.prometheus_port != settings().prometheus_port and "private" in mine.state_dir.parts
+    True
+    """
+    cfg = cfg or settings()
+    return replace(cfg, prometheus_port=free_port(cfg.host), alertmanager_port=free_port(cfg.host),
+                   state_dir=cfg.state_dir / "private" / cfg.run_id)
 
 
 def _cmdline(pid: int) -> str:

@@ -64,7 +64,8 @@ def test_checklist_passes_on_a_well_built_stack():
                          alarm_on=["BackupAgeSeconds", "DeadLetters"])
     assert table["pass"].tolist() == [True] * len(table)
     assert set(table["pillar"]) == {"operational excellence", "security", "reliability",
-                                    "performance efficiency", "cost optimization"}
+                                    "performance efficiency", "cost optimization",
+                                    "sustainability"}
 
 
 def test_checklist_names_each_failure():
