@@ -7,6 +7,7 @@ import pytest
 from cloudlab import prometheus as prom
 from cloudlab import services
 from cloudlab.errors import CommandError
+from cloudlab.proc import wait_for
 from tests.conftest import private_settings
 
 
@@ -117,3 +118,17 @@ def test_intervals_are_read_from_the_running_server(tmp_path):
     svc.scrape_interval = "1s"
     with svc:
         assert prom.intervals(cfg=cfg) == {"scrape": 1.0, "evaluation": 5.0}
+
+
+def test_notebook_08_self_check_runs_the_query_against_this_prometheus(cfg, trio, capsys):
+    from cloudlab.checks.chapter import your_turn
+
+    right = 'sum(rate(rpc_durations_seconds_count{service="uniform"}[1m]))'
+    wait_for(lambda: (prom.value(right, cfg=cfg) or 0) > 0, timeout=60,
+             what="two scrapes of the random targets")
+    assert your_turn("08", {"cfg": cfg, "calls_per_second": right.replace(" ", "")})
+    assert your_turn("08", {"cfg": cfg, "calls_per_second": right.replace("uniform", "normal")}) \
+        is False  # the normal service is called every 75 ms, not every 100 ms
+    assert your_turn("08", {"cfg": cfg, "calls_per_second": "sum(rate(x[1m])"}) is False
+    out = capsys.readouterr().out
+    assert out.count("✗ 08") == 2 and "Prometheus cannot run this query" in out

@@ -1,8 +1,10 @@
-"""Notebook tier: every chapter notebook runs headless; one regression notebook is diffed."""
+"""Notebook tier: every chapter notebook runs headless, and what its prose claims about its
+outputs holds on the executed copy (claims.py); one regression notebook is diffed."""
 
 from pathlib import Path
 
 import pytest
+from claims import verify as verify_claims
 from pytest_notebook.nb_regression import NBRegressionFixture
 
 from cloudlab import runner
@@ -15,6 +17,7 @@ CHAPTERS = runner.notebooks()
 def test_chapter_notebook_runs_headless(notebook, tmp_path, docker_engine):
     result = runner.execute(notebook, {"ci": True}, out_dir=tmp_path, progress=False)
     assert result.status == "passed", f"{notebook.name}: {result.error}"
+    verify_claims(notebook.stem, result.output)  # read from this run, not a second one
 
 
 def test_library_output_matches_the_regression_notebook():

@@ -1,0 +1,115 @@
+"""What the chapter's prose claims, checked on a notebook's executed outputs.
+
+The notebooks tier runs every chapter notebook once (``test_notebooks.py``); right after a
+run passes, :func:`verify` reads the executed notebook's printed outputs and asserts the
+claims its text makes about them. Each claim reads the very lines a student reads, so a
+run that stops showing the effect fails here. ``tests/unit/test_notebook_claims.py`` proves
+each claim fails on outputs that contradict it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+YOUR_TURN = re.compile(r"your_turn\(")
+VERDICT = re.compile(r"^(✓|✗|skipped:) ", re.M)
+
+
+def text(notebook: nbformat.NotebookNode, cell_pattern: str | None = None) -> str:
+    """The printed output (streams and plain-text results) of the code cells, joined;
+    only of the cells whose source matches ``cell_pattern`` when one is given."""
+    parts = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code" or (cell_pattern and not re.search(cell_pattern,
+                                                                       cell.source)):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                parts.append(out.get("text", ""))
+            elif "text/plain" in out.get("data", {}):
+                parts.append(out["data"]["text/plain"])
+    return "\n".join(parts)
+
+
+def _one(pattern: str, output: str, what: str) -> re.Match:
+    found = re.search(pattern, output)
+    assert found, f"the output has no line saying {what} (looked for /{pattern}/)"
+    return found
+
+
+def detector_scores_differ_across_k(nb: nbformat.NotebookNode) -> None:
+    """11: the detector runs at the 1 s interval the text states, and its scores differ
+    across k (with overlap-free scoring a lagging page no longer credits every k alike)."""
+    out = text(nb)
+    _one(r"scrape every 1(\.0)? s", out, "Prometheus scrapes every 1 s")
+    rows = re.findall(r"k = (\d): (\d+) pages, (\d+) of them false; caught (\d+) of (\d+)", out)
+    assert len(rows) == 3, f"expected one score line per k = 1, 2, 3, found {rows}"
+    scores = {k: rest for k, *rest in rows}
+    assert len(set(map(tuple, scores.values()))) > 1, \
+        f"the detector scores the same for every k: {scores}"
+
+
+def throughput_flattens_at_saturation(nb: nbformat.NotebookNode) -> None:
+    """09: the run reaches saturation, and once there more users bring (almost) no more
+    throughput, which stays near the capacity measured before the test."""
+    out = text(nb)
+    capacity = float(_one(r"capacity 1/S = ([\d.]+) requests/s", out, "the capacity")[1])
+    users = _one(r"demand exceeds it from (\S+) users on", out, "where saturation begins")[1]
+    assert users != "no", "the profile never asks for more than the capacity: no saturation"
+    flat = _one(r"throughput from (\d+) to (\d+) users: ([\d.]+) -> ([\d.]+) requests/s "
+                r"\(x([\d.]+) for x(\d+) the users\)", out, "throughput at the last two steps")
+    growth, last = float(flat[5]), float(flat[4])
+    assert growth < 1.3, f"throughput still grows x{growth} for x{flat[6]} the users"
+    assert last <= 1.3 * capacity, \
+        f"{last} requests/s measured, above the capacity {capacity} it should flatten at"
+
+
+def rpo_is_meaningful(nb: nbformat.NotebookNode) -> None:
+    """12: backups are spaced (not milliseconds apart), the RPO is of the order of that
+    spacing, and the RPO check fails on purpose against its 1 s target."""
+    out = text(nb)
+    spacing = float(_one(r"backups taken, ([\d.]+) s apart", out, "the backup spacing")[1])
+    rpo = float(_one(r"RPO \(data lost\)\s*: ([\d.]+) s", out, "the measured RPO")[1])
+    assert spacing >= 0.5, f"backups only {spacing} s apart: the RPO cannot mean much"
+    assert rpo >= 0.5 * spacing, f"RPO {rpo} s is far below the backup spacing {spacing} s"
+    _one(r"to fix \(reliability\): RPO within", out, "the failing RPO check")
+    assert "sustainability" in text(nb, r"dr\.checklist"), "the checklist lacks a pillar"
+
+
+def canary_ratio_as_expected(nb: nbformat.NotebookNode) -> None:
+    """08: the measured canary/production ratio is the one worked out beforehand."""
+    found = _one(r"expected ([\d.]+)x .* measured ([\d.]+)x", text(nb), "the two ratios")
+    expected, measured = float(found[1]), float(found[2])
+    assert abs(measured / expected - 1) < 0.35, \
+        f"measured {measured}x against the {expected}x the text works out"
+
+
+def your_turn_reports(nb: nbformat.NotebookNode) -> None:
+    """Every "your turn" cell ran its check: a verdict or a skip reason, never a crash of
+    the check itself (a notebook variable it needs has gone missing)."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and YOUR_TURN.search(c.source)]
+    for cell in cells:
+        out = text(nbformat.v4.new_notebook(cells=[cell]))
+        assert VERDICT.search(out), f"a your-turn cell printed no verdict: {out!r}"
+        assert "the check could not run" not in out, f"a your-turn check crashed: {out!r}"
+
+
+CLAIMS: dict[str, list[Callable[[nbformat.NotebookNode], None]]] = {
+    "08-prometheus": [canary_ratio_as_expected],
+    "09-load-testing": [throughput_flattens_at_saturation],
+    "11-alerting": [detector_scores_differ_across_k],
+    "12-reliability-and-dr": [rpo_is_meaningful],
+}
+
+
+def verify(stem: str, executed: Path) -> list[str]:
+    """Assert the claims of notebook ``stem`` on its executed copy; the names checked."""
+    nb = nbformat.read(str(executed), as_version=4)
+    checks = [*CLAIMS.get(stem, []), your_turn_reports]
+    for claim in checks:
+        claim(nb)
+    return [c.__name__ for c in checks]

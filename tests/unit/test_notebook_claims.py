@@ -1,0 +1,97 @@
+"""The notebooks tier's claims fail on outputs that contradict the prose, pass on agreeing ones."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+from tests.notebooks import claims
+
+
+def executed(*printed: str, source: str = "print(...)") -> nbformat.NotebookNode:
+    cells = [new_code_cell(source, outputs=[new_output("stream", name="stdout", text=t)])
+             for t in printed]
+    return new_notebook(cells=cells)
+
+
+DETECTOR = ("scrape every 1.0 s; rules evaluated every 5.0 s\n",
+            "k = 1: 3 pages, 1 of them false; caught 2 of 2 incidents\n"
+            "k = 2: 2 pages, 0 of them false; caught 2 of 2 incidents\n"
+            "k = 3: {k3} pages, 0 of them false; caught {c3} of 2 incidents\n")
+
+
+def test_detector_scores_must_differ_across_k():
+    good = executed(DETECTOR[0], DETECTOR[1].format(k3=1, c3=1))
+    claims.detector_scores_differ_across_k(good)
+    same = executed(DETECTOR[0], DETECTOR[1].format(k3=2, c3=2).replace("3 pages, 1", "2 pages, 0"))
+    with pytest.raises(AssertionError, match="same for every k"):
+        claims.detector_scores_differ_across_k(same)
+    slow = executed("scrape every 5.0 s\n", DETECTOR[1].format(k3=1, c3=1))
+    with pytest.raises(AssertionError, match="1 s"):
+        claims.detector_scores_differ_across_k(slow)
+
+
+SATURATION = ("capacity 1/S = 5.0 requests/s; demand exceeds it from {from_} users on\n"
+              "throughput from 8 to 16 users: 4.8 -> {last} requests/s (x{growth} for x2 "
+              "the users); mean response time 600 -> 2200 ms\n")
+
+
+def test_throughput_must_flatten_at_saturation():
+    claims.throughput_flattens_at_saturation(
+        executed(SATURATION.format(from_=8, last=5.0, growth=1.04)))
+    with pytest.raises(AssertionError, match="still grows"):
+        claims.throughput_flattens_at_saturation(
+            executed(SATURATION.format(from_=8, last=9.6, growth=2.0)))
+    with pytest.raises(AssertionError, match="no saturation"):
+        claims.throughput_flattens_at_saturation(
+            executed(SATURATION.format(from_="no", last=5.0, growth=1.04)))
+
+
+RPO = ("8 batches written, 2 backups taken, {spacing} s apart on average\n",
+       "RPO (data lost)   : {rpo} s of writes, 10 orders in 2 batch(es)\n",
+       "to fix (reliability): RPO within 1 s - measured 1.5 s\n")
+
+
+def rpo_notebook(spacing: float, rpo: float, failing: bool = True) -> nbformat.NotebookNode:
+    nb = executed(RPO[0].format(spacing=spacing), RPO[1].format(rpo=rpo),
+                  RPO[2] if failing else "")
+    nb.cells.append(new_code_cell("table = dr.checklist(facts)", outputs=[new_output(
+        "execute_result", data={"text/plain": "pillar ... sustainability"}, execution_count=1)]))
+    return nb
+
+
+def test_rpo_must_mean_something():
+    claims.rpo_is_meaningful(rpo_notebook(1.5, 1.5))
+    with pytest.raises(AssertionError, match="apart"):
+        claims.rpo_is_meaningful(rpo_notebook(0.016, 0.06))
+    with pytest.raises(AssertionError, match="failing RPO check"):
+        claims.rpo_is_meaningful(rpo_notebook(1.5, 1.5, failing=False))
+
+
+def test_canary_ratio_must_match_the_worked_out_one():
+    line = ("0.9 quantile of the normal service, canary / production: expected 1.71x "
+            "(456 / 266 µs), measured {m}x (-2%)\n")
+    claims.canary_ratio_as_expected(executed(line.format(m=1.67)))
+    with pytest.raises(AssertionError, match=r"against the 1\.71x"):
+        claims.canary_ratio_as_expected(executed(line.format(m=20.0)))
+
+
+def test_your_turn_cells_must_report_a_verdict_and_never_crash():
+    ok = executed("✗ 09: set response_at_30 to a number\n",
+                  source='cl.checks.chapter.your_turn("09")')
+    claims.your_turn_reports(ok)
+    crashed = executed("✗ 09: 09: the check could not run: KeyError: 'capacity'\n",
+                       source='cl.checks.chapter.your_turn("09")')
+    with pytest.raises(AssertionError, match="crashed"):
+        claims.your_turn_reports(crashed)
+    silent = executed("", source='cl.checks.chapter.your_turn("09")')
+    with pytest.raises(AssertionError, match="no verdict"):
+        claims.your_turn_reports(silent)
+
+
+def test_verify_reads_the_executed_file(tmp_path):
+    path = tmp_path / "11-alerting.ipynb"
+    nbformat.write(executed(DETECTOR[0], DETECTOR[1].format(k3=1, c3=1)), str(path))
+    assert claims.verify("11-alerting", path) == ["detector_scores_differ_across_k",
+                                                  "your_turn_reports"]
