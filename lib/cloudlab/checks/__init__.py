@@ -251,3 +251,6 @@ def _install_friendly_tracebacks() -> None:
 
 if "IPython" in sys.modules:
     _install_friendly_tracebacks()
+
+# the chapter notebooks' self-checks: `cl.checks.chapter.your_turn("09")` with no import
+from . import chapter as chapter  # noqa: E402
