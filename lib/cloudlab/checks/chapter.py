@@ -53,7 +53,7 @@ def _number(ns: dict, name: str) -> float:
     value = ns.get(name)
     expect(isinstance(value, (int, float)) and not isinstance(value, bool)
            and math.isfinite(value),
-           f"set {name} to a number", found=value,
+           f"set {name} to a number", expected="a number", found=value,
            hint=f"replace the `...` after `{name} =` with an expression, then run the cell")
     return float(value)
 
@@ -88,13 +88,15 @@ def atomic_swap(ns: dict) -> None:
            hint="two commands joined by &&: make a new link, then rename it over `current`")
     words = shlex.split(command.replace("&&", " && "))
     expect("ln" in words and "-s" in "".join(w for w in words if w.startswith("-")),
-           "the new link must be made with ln -s (a symbolic link)", found=command,
+           "the new link must be made with ln -s (a symbolic link)",
+           expected="ln -s... NEW-LINK && mv -T NEW-LINK current", found=command,
            hint="ln -sfn releases/004-v4 current.new")
     expect("mv" in words and "-T" in words,
            "the swap must be a rename with mv -T, the one step a reader cannot see half done",
-           found=command, hint="... && mv -T current.new current")
-    expect(words[-1] == "current", "the rename must end at the link the servers read, current",
-           found=words[-1], hint="mv -T current.new current")
+           expected="... && mv -T NEW-LINK current", found=command,
+           hint="... && mv -T current.new current")
+    expect(words[-1] == "current", "the rename must end at the link the servers read",
+           expected="current", found=words[-1], hint="mv -T current.new current")
 
 
 @register(ASSIGNMENT, "03")
@@ -102,18 +104,22 @@ def docker_run_command(ns: dict) -> None:
     tag = ns["tag"]
     command = ns.get("run_command")
     expect(isinstance(command, str) and command.startswith("docker run"),
-           "run_command should be a `docker run ...` command line", found=command,
+           "run_command should be a `docker run ...` command line",
+           expected="docker run ...", found=command,
            hint='start with "docker run -d ..."')
     words = shlex.split(command)
     ports = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("-p", "--publish")]
-    expect(len(ports) == 1, "publish exactly one port with -p", found=ports,
+    expect(len(ports) == 1, "publish exactly one port with -p", expected="one -p option",
+           found=ports,
            hint="-p 127.0.0.1:8080:8000")
     mapping = PORT_MAPPING.match(ports[0])
     expect(mapping is not None,
-           "publish on 127.0.0.1 only, as HOST_IP:HOST_PORT:CONTAINER_PORT", found=ports[0],
+           "publish on 127.0.0.1 only, as HOST_IP:HOST_PORT:CONTAINER_PORT",
+           expected="127.0.0.1:8080:8000", found=ports[0],
            hint="without 127.0.0.1 the port is open on every interface of the machine")
     expect(mapping.group(1) == "8080" and mapping.group(2) == "8000",
-           "host port 8080 should reach the app's port 8000", found=ports[0],
+           "host port 8080 should reach the app's port 8000", expected="127.0.0.1:8080:8000",
+           found=ports[0],
            hint="-p 127.0.0.1:8080:8000 (host first, container second)")
     expect(any(w.startswith("--memory") or w == "-m" for w in words),
            "limit the container's memory", hint="--memory 256m")
@@ -136,7 +142,7 @@ def startup_ratio(ns: dict) -> None:
 def reference_parts(ns: dict) -> None:
     parts = ns.get("parts")
     expect(isinstance(parts, (tuple, list)) and len(parts) == 3,
-           "parts should be (registry, repository, tag)", found=parts,
+           "parts should be (registry, repository, tag)", expected="three strings", found=parts,
            hint='("host:port", "path/name", "tag")')
     wanted = ("127.0.0.1:5000", "course/hello", "1.0")
     for name, found, want in zip(("registry", "repository", "tag"), parts, wanted,
@@ -152,7 +158,8 @@ def layer_order(ns: dict) -> None:
     order = ns.get("order")
     lines = ["COPY app.py .", "COPY requirements.txt .", "RUN pip install -r requirements.txt"]
     expect(isinstance(order, (list, tuple)) and sorted(order) == sorted(lines),
-           "order should hold the three lines given, each once", found=order,
+           "order should hold the three lines given, each once", expected=sorted(lines),
+           found=order,
            hint="reorder the list; do not change the lines")
     expect(list(order) == [lines[1], lines[2], lines[0]],
            "a change to app.py should rebuild only the last step",
@@ -173,7 +180,8 @@ def promql_rate(ns: dict) -> None:
     try:
         found = prometheus.value(mine, cfg=cfg)
     except prometheus.PromQLError as exc:
-        expect(False, "Prometheus cannot run this query", found=str(exc),
+        expect(False, "Prometheus cannot run this query", expected="a valid query",
+               found=str(exc),
                hint="look at the column the error points at")
     _close(float(found if found is not None else math.nan), float(wanted or 0.0),
            "calls per second of the uniform service, all targets together", rel=0.05,
