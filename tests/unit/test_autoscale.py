@@ -73,6 +73,8 @@ def test_requests_per_second_can_drive_it_too(series):
 def test_cpu_utilisation_without_a_request_is_refused():
     with pytest.raises(ConfigError, match="needs a CPU request"):
         autoscale.replay(cpu_request=None, target_cpu=60)
+    with pytest.raises(ConfigError, match="'70% of its request'"):  # the target given
+        autoscale.replay(cpu_request=None, target_cpu=70)
 
 
 def test_never_to_zero():
