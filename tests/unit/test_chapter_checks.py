@@ -76,3 +76,12 @@ def test_a_missing_backend_is_a_skip_with_its_reason(capsys):
 def test_a_variable_the_check_needs_is_named_when_missing(capsys):
     assert chapter.your_turn("09", {"response_at_30": 5.0}) is False
     assert "could not run: KeyError: 'capacity'" in capsys.readouterr().out
+
+
+def test_a_wrong_answer_is_not_told_the_right_one(capsys):
+    spot = f"{cl.pricing.price('m4.xlarge', TABLE) * 0.3:.4f}"
+    for question, secret in (("10", "6"), ("01", spot), ("05", "127.0.0.1:5000"),
+                             ("06", "COPY requirements.txt .', 'RUN")):
+        chapter.your_turn(question, CASES[question][1])
+        expected = [ln for ln in capsys.readouterr().out.splitlines() if "expected:" in ln]
+        assert expected and secret not in expected[0], (question, expected)

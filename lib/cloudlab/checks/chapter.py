@@ -12,7 +12,7 @@ a backend the notebook could not use, the cell says ``skipped:`` and why.
 True
 >>> your_turn("10", {"desired": 4})
 ✗ 10: 3 replicas at 140 % CPU against a 70 % target: how many replicas does the HPA want?
-      expected: 6
+      expected: ceil(3 x 140 / 70)
       found:    4
       hint:     desired = ceil(replicas x current / target) = ceil(3 x 140 / 70)
 False
@@ -59,8 +59,11 @@ def _number(ns: dict, name: str) -> float:
 
 
 def _close(found: float, wanted: float, what: str, hint: str, rel: float = 0.02) -> None:
+    """Within ``rel`` of the right value; the value itself is not shown (that would be
+    the answer), the hint says how to work it out."""
     expect(math.isclose(found, wanted, rel_tol=rel, abs_tol=1e-9), what,
-           expected=round(wanted, 4), found=round(found, 4), hint=hint)
+           expected=f"within {rel:.0%} of the value the hint works out", found=round(found, 4),
+           hint=hint)
 
 
 @register(ASSIGNMENT, "00")
@@ -147,8 +150,8 @@ def reference_parts(ns: dict) -> None:
     wanted = ("127.0.0.1:5000", "course/hello", "1.0")
     for name, found, want in zip(("registry", "repository", "tag"), parts, wanted,
                                  strict=True):
-        expect(found == want, f"the {name} of 127.0.0.1:5000/course/hello:1.0",
-               expected=want, found=found,
+        expect(found == want, f"the {name} of 127.0.0.1:5000/course/hello:1.0 is not {found!r}",
+               expected=f"the {name} part", found=found,
                hint="the registry is everything before the first /; the tag follows the "
                     "last :, after the last /")
 
@@ -163,7 +166,7 @@ def layer_order(ns: dict) -> None:
            hint="reorder the list; do not change the lines")
     expect(list(order) == [lines[1], lines[2], lines[0]],
            "a change to app.py should rebuild only the last step",
-           expected=[lines[1], lines[2], lines[0]], found=order,
+           expected="each line before the lines that depend on it, app.py last", found=order,
            hint="what changes least goes first: requirements, then the install, then the code")
 
 
@@ -203,7 +206,7 @@ def hpa_desired(ns: dict) -> None:
     desired = ns.get("desired")
     expect(desired == 6,
            "3 replicas at 140 % CPU against a 70 % target: how many replicas does the HPA want?",
-           expected=6, found=desired,
+           expected="ceil(3 x 140 / 70)", found=desired,
            hint="desired = ceil(replicas x current / target) = ceil(3 x 140 / 70)")
 
 
@@ -222,7 +225,8 @@ def false_pages(ns: dict) -> None:
 def backup_interval(ns: dict) -> None:
     interval = _number(ns, "backup_every_min")
     expect(0 < interval <= 15, "with an RPO target of 15 minutes, how often must backups run "
-           "(minutes between backups)?", expected="more than 0, at most 15", found=interval,
+           "(minutes between backups)?", expected="an interval that meets the target",
+           found=interval,
            hint="the worst case loses everything since the last backup: one whole interval")
 
 
