@@ -9,6 +9,10 @@ in its own folder's context, and is written to a gitignored output folder.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +37,40 @@ def notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
+@functools.cache
+def _socket_dir() -> str:
+    """A private folder for this process's kernel sockets, removed at exit (short: a
+    socket's path must stay under ~107 characters)."""
+    folder = tempfile.mkdtemp(prefix="cl-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over Unix sockets in a private folder,
+    not TCP: no other local user can listen in, and the kernel has no reason to warn
+    "running over TCP without encryption" on every notebook.
+
+    >>> km = ipc_kernel_manager()(kernel_name="python3")
+    >>> km.transport, km.ip.startswith(tempfile.gettempdir())
+    ('ipc', True)
+    """
+    import itertools
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    counter = itertools.count()
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", f"{_socket_dir()}/k{next(counter)}")
+            super().__init__(**kwargs)
+
+    return IpcKernelManager
+
+
 def output_dir() -> Path:
     return (_project_root() or Path.cwd()) / "runs"
 
@@ -54,6 +92,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any] | None = None,
             parameters=dict(parameters or {}),
             cwd=str(notebook.parent),
             kernel_name="python3",
+            kernel_manager_class=ipc_kernel_manager(),
             progress_bar=progress,
             execution_timeout=timeout,
             report_mode=False,
