@@ -16,7 +16,7 @@ setup: ## venv + package; as root on Debian also Docker, registry, Prometheus...
 
 run: setup ## set up, start services, run every notebook headless, grade a demo course, summarise
 	@$(CL) services up
-	@$(CL) run --quiet; rc=$$?; \
+	@$(CL) run --quiet --jobs 2; rc=$$?; \
 	 echo; echo "== grading demo"; $(PY) scripts/grading_demo.py || rc=1; \
 	 $(CL) cleanup >/dev/null; exit $$rc
 

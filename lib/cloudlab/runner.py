@@ -106,22 +106,73 @@ def execute(notebook: Path, parameters: Mapping[str, Any] | None = None,
     return Result(notebook.name, "passed", time.monotonic() - start, output)
 
 
+def shares(notebook: Path) -> frozenset[str]:
+    """What ``notebook`` uses that is global to the machine (the engine's Swarm, the shared
+    Prometheus...), from its metadata ``cloudlab.shares``: two notebooks that share
+    something never run at the same time.
+
+    >>> sorted(shares(notebooks()[0]))
+    []
+    """
+    import json
+
+    meta = json.loads(Path(notebook).read_text()).get("metadata", {}).get("cloudlab", {})
+    return frozenset(meta.get("shares", ()))
+
+
+def _one(args: tuple[Path, Mapping[str, Any] | None, bool]) -> Result:
+    return execute(*args[:2], progress=args[2])
+
+
 def run_all(paths: Iterable[Path | str] = (), parameters: Mapping[str, Any] | None = None,
-            progress: bool = True) -> list[Result]:
-    """Execute each notebook (all chapter notebooks when none are given)."""
+            progress: bool = True, jobs: int = 1) -> list[Result]:
+    """Execute each notebook (all chapter notebooks when none are given), ``jobs`` at a
+    time: each in a process of its own, never two that :func:`shares` something. Results
+    come back in the order given."""
     chosen = [Path(p) for p in paths] or notebooks()
-    results = []
-    for i, nb in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
-        results.append(execute(nb, parameters, progress=progress))
-        last = results[-1]
-        print(f"    {last.status} in {last.seconds:.1f} s"
-              + (f": {last.error}" if last.error else ""), flush=True)
-    return results
+    if jobs <= 1:
+        results = []
+        for i, nb in enumerate(chosen, 1):
+            print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
+            results.append(execute(nb, parameters, progress=progress))
+            _said(results[-1])
+        return results
+    import concurrent.futures as cf
+    import multiprocessing
+
+    uses = {nb: shares(nb) for nb in chosen}
+    waiting, running, done = list(chosen), {}, {}
+    with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                max_tasks_per_child=1) as pool:
+        while waiting or running:
+            busy = frozenset().union(*(uses[nb] for nb in running.values()))
+            for nb in [nb for nb in waiting if len(running) < jobs]:
+                if uses[nb] & busy or len(running) >= jobs:
+                    continue
+                waiting.remove(nb)
+                busy |= uses[nb]
+                print(f"[{len(done) + len(running) + 1}/{len(chosen)}] {nb.name}", flush=True)
+                running[pool.submit(_one, (nb, parameters, False))] = nb
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                nb = running.pop(future)
+                try:
+                    done[nb] = future.result()
+                except Exception as exc:  # the worker process itself died
+                    done[nb] = Result(nb.name, "failed", 0.0, output_dir() / nb.name,
+                                      f"{type(exc).__name__}: {exc}")
+                _said(done[nb])
+    return [done[nb] for nb in chosen]
 
 
-def summary(results: Iterable[Result]) -> str:
-    """A plain-text table: notebook, status, seconds (and the error of failures)."""
+def _said(r: Result) -> None:
+    print(f"    {r.notebook}: {r.status} in {r.seconds:.1f} s"
+          + (f": {r.error}" if r.error else ""), flush=True)
+
+
+def summary(results: Iterable[Result], wall: float | None = None) -> str:
+    """A plain-text table: notebook, status, seconds (and the error of failures); with
+    ``wall``, the elapsed time too, beside the sum of the notebooks' own."""
     results = list(results)
     width = max([len("notebook"), *(len(r.notebook) for r in results)])
     lines = [f"{'notebook'.ljust(width)}  status  seconds", "-" * (width + 17)]
@@ -132,4 +183,7 @@ def summary(results: Iterable[Result]) -> str:
     passed = sum(r.status == "passed" for r in results)
     total = sum(r.seconds for r in results)
     lines.append(f"{passed}/{len(results)} notebooks passed in {total:.1f} s")
+    if wall is not None:
+        lines[-1] = (f"{passed}/{len(results)} notebooks passed: {wall:.1f} s wall clock, "
+                     f"{total:.1f} s of notebook time")
     return "\n".join(lines)
