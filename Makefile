@@ -25,7 +25,7 @@ lab: setup ## open JupyterLab on the workbook
 
 test: ## set up, then run every test tier (unit, integration, notebooks, grading, browser)
 	@bash scripts/setup.sh --with-browser
-	@$(PYTEST) tests
+	@$(PYTEST) --lanes tests
 
 test-quick: ## unit tests only (no services, seconds)
 	@test -x $(PY) || bash scripts/setup.sh --python-only

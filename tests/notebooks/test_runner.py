@@ -62,3 +62,11 @@ def test_jobs_never_overlap_what_they_share_and_keep_the_order(tmp_path, monkeyp
     assert peak <= 2
     text = runner.summary(results, wall=12.5)
     assert text.splitlines()[-1].startswith("3/4 notebooks passed: 12.5 s wall clock")
+
+
+def test_every_notebook_that_uses_the_swarm_says_it_shares_it():
+    """``make run`` runs two notebooks at a time: one that joins the engine's Swarm without
+    saying so could be torn down under another."""
+    for nb in runner.notebooks():
+        if "cl.swarm." in nb.read_text():
+            assert "swarm" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
