@@ -36,5 +36,15 @@ for name in notebooks services; do
   ok "$r" && state=passed || { state="FAILED (pytest exit $r)"; rc=1; }
   echo "lane $name: $state"
 done
-echo "both lanes: $((SECONDS - start)) s wall clock"
+wall=$((SECONDS - start))
+echo "both lanes: $wall s wall clock"
+# a record for bench/test_times.py: how long people wait for make test, warm and fresh
+if [ -n "${CLOUDLAB_TEST_SINCE:-}" ]; then
+  times="${XDG_CACHE_HOME:-$HOME/.cache}/cloudlab/test-times.jsonl"
+  mkdir -p "$(dirname "$times")"
+  printf '{"finished": %s, "pytest_s": %s, "total_s": %s, "fresh": %s, "passed": %s, "checkout": "%s"}\n' \
+    "$(date +%s)" "$wall" "$(( $(date +%s) - CLOUDLAB_TEST_SINCE ))" \
+    "$([ "${CLOUDLAB_TEST_FRESH:-no}" = yes ] && echo true || echo false)" \
+    "$([ "$rc" -eq 0 ] && echo true || echo false)" "$PWD" >> "$times"
+fi
 exit "$rc"

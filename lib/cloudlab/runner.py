@@ -120,12 +120,13 @@ def shares(notebook: Path) -> frozenset[str]:
     return frozenset(meta.get("shares", ()))
 
 
-def _one(args: tuple[Path, Mapping[str, Any] | None, bool]) -> Result:
-    return execute(*args[:2], progress=args[2])
+def _one(args: tuple[Path, Mapping[str, Any] | None, Path | None]) -> Result:
+    return execute(args[0], args[1], out_dir=args[2], progress=False)
 
 
 def run_all(paths: Iterable[Path | str] = (), parameters: Mapping[str, Any] | None = None,
-            progress: bool = True, jobs: int = 1) -> list[Result]:
+            progress: bool = True, jobs: int = 1, out_dir: Path | None = None
+            ) -> list[Result]:
     """Execute each notebook (all chapter notebooks when none are given), ``jobs`` at a
     time: each in a process of its own, never two that :func:`shares` something. Results
     come back in the order given."""
@@ -134,7 +135,7 @@ def run_all(paths: Iterable[Path | str] = (), parameters: Mapping[str, Any] | No
         results = []
         for i, nb in enumerate(chosen, 1):
             print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
-            results.append(execute(nb, parameters, progress=progress))
+            results.append(execute(nb, parameters, out_dir=out_dir, progress=progress))
             _said(results[-1])
         return results
     import concurrent.futures as cf
@@ -152,14 +153,14 @@ def run_all(paths: Iterable[Path | str] = (), parameters: Mapping[str, Any] | No
                 waiting.remove(nb)
                 busy |= uses[nb]
                 print(f"[{len(done) + len(running) + 1}/{len(chosen)}] {nb.name}", flush=True)
-                running[pool.submit(_one, (nb, parameters, False))] = nb
+                running[pool.submit(_one, (nb, parameters, out_dir))] = nb
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 nb = running.pop(future)
                 try:
                     done[nb] = future.result()
                 except Exception as exc:  # the worker process itself died
-                    done[nb] = Result(nb.name, "failed", 0.0, output_dir() / nb.name,
+                    done[nb] = Result(nb.name, "failed", 0.0, (out_dir or output_dir()) / nb.name,
                                       f"{type(exc).__name__}: {exc}")
                 _said(done[nb])
     return [done[nb] for nb in chosen]

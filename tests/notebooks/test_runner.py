@@ -32,18 +32,19 @@ def _notebook(folder: Path, name: str, shares: list[str], fail: bool = False) ->
     return path
 
 
-def test_jobs_never_overlap_what_they_share_and_keep_the_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "output_dir", lambda: tmp_path / "runs")
+def test_jobs_never_overlap_what_they_share_and_keep_the_order(tmp_path):
     log = tmp_path / "log.jsonl"
     books = [_notebook(tmp_path, "a-swarm", ["swarm"]), _notebook(tmp_path, "b-free", []),
              _notebook(tmp_path, "c-swarm", ["swarm", "prometheus"]),
              _notebook(tmp_path, "d-fails", [], fail=True)]
     assert runner.shares(books[2]) == {"swarm", "prometheus"}
-    results = runner.run_all(books, {"log": str(log)}, progress=False, jobs=2)
+    results = runner.run_all(books, {"log": str(log)}, progress=False, jobs=2,
+                             out_dir=tmp_path / "runs")
 
     assert [r.notebook for r in results] == [b.name for b in books]
     assert [r.status for r in results] == ["passed", "passed", "passed", "failed"]
     assert "boom" in results[3].error
+    assert all(r.output == tmp_path / "runs" / r.notebook for r in results)
     spans = {}
     for line in log.read_text().splitlines():
         name, start, end, pid = json.loads(line)
