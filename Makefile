@@ -16,7 +16,7 @@ setup: ## venv + package; as root on Debian also Docker, registry, Prometheus...
 
 run: setup ## set up, start services, run every notebook headless, grade a demo course, summarise
 	@$(CL) services up
-	@$(CL) run --quiet; rc=$$?; \
+	@$(CL) run --quiet --jobs 2; rc=$$?; \
 	 echo; echo "== grading demo"; $(PY) scripts/grading_demo.py || rc=1; \
 	 $(CL) cleanup >/dev/null; exit $$rc
 
@@ -24,8 +24,9 @@ lab: setup ## open JupyterLab on the workbook
 	$(VENV)/bin/jupyter lab --notebook-dir=. notebooks/00-getting-started.ipynb
 
 test: ## set up, then run every test tier (unit, integration, notebooks, grading, browser)
-	@bash scripts/setup.sh --with-browser
-	@$(PYTEST) tests
+	@t0=$$(date +%s); fresh=$$(test -x $(PY) && echo no || echo yes); \
+	 bash scripts/setup.sh --with-browser && \
+	 CLOUDLAB_TEST_SINCE=$$t0 CLOUDLAB_TEST_FRESH=$$fresh $(PYTEST) --lanes tests
 
 test-quick: ## unit tests only (no services, seconds)
 	@test -x $(PY) || bash scripts/setup.sh --python-only

@@ -11,30 +11,33 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from _report import Figure, at_most, holds, save
+from _report import Figure, at_most, holds, info, save
 
 from cloudlab import runner
 
-EACH_S, TOTAL_S = 120, 360
+EACH_S, TOTAL_S, JOBS = 120, 360, 2
 
 
 def main(paths: list[str]) -> list[Figure]:
     chosen = [Path(p) for p in paths] or runner.notebooks()
     figures = []
     with tempfile.TemporaryDirectory(prefix="cloudlab-bench-") as out:
-        results = []
-        for nb in chosen:
-            print(f"running {nb.name} ...", flush=True)
-            results.append(runner.execute(nb, {"ci": True}, out_dir=Path(out), progress=False))
+        started = time.monotonic()
+        results = runner.run_all(chosen, {"ci": True}, progress=False, jobs=JOBS,
+                                 out_dir=Path(out))
+        wall = time.monotonic() - started
     for r in results:
         figures.append(at_most(r.notebook, r.seconds, "s", EACH_S,
                                "passed" if r.status == "passed" else f"FAILED: {r.error}"))
     figures.append(holds("every notebook passed", all(r.status == "passed" for r in results)))
     if not paths:  # the total means something only for the whole chapter
-        figures.append(at_most("whole chapter", sum(r.seconds for r in results), "s", TOTAL_S,
-                               f"{len(results)} notebooks, one after another"))
+        figures.append(at_most("whole chapter (wall clock)", wall, "s", TOTAL_S,
+                               f"{len(results)} notebooks, {JOBS} at a time, as make run"))
+        figures.append(info("sum of the notebooks' own times", sum(r.seconds for r in results),
+                            "s"))
     return figures
 
 

@@ -25,6 +25,9 @@ if [ ! -f "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; the
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
   touch "$VENV/.installed"
 fi
+# JupyterLab's defaults for this workbook (as on Binder): no news question at first start.
+mkdir -p "$VENV/share/jupyter/lab/settings"
+cp binder/overrides.json "$VENV/share/jupyter/lab/settings/overrides.json"
 [ "${1:-}" = "--python-only" ] && exit 0
 
 # 2. System parts: only as root on Debian; elsewhere `cloudlab doctor` says what is missing.

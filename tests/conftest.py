@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import socket
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         tier = parts[0] if parts[0] in TIERS else "unit"
         item.add_marker(getattr(pytest.mark, tier))
+
+
+@contextlib.contextmanager
+def machine_lock(names: Iterable[str]) -> Iterator[None]:
+    """Hold what is global to the machine (``swarm``: the engine's one Swarm) while a test
+    uses it: ``make test``'s two lanes are separate processes, so this is a file lock.
+    Names are taken in sorted order, so two holders never wait on each other."""
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(names)):
+            f = stack.enter_context(open(Path(tempfile.gettempdir()) /
+                                         f"cloudlab-tests-{name}.lock", "w"))
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 
 from .errors import CloudlabError
@@ -63,9 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     from . import runner
 
     params = {"ci": not args.full}
-    results = runner.run_all(args.notebooks, params, progress=not args.quiet)
+    started = time.monotonic()
+    results = runner.run_all(args.notebooks, params, progress=not args.quiet and args.jobs == 1,
+                             jobs=args.jobs)
     print()
-    print(runner.summary(results))
+    print(runner.summary(results, wall=time.monotonic() - started))
     failed = [r for r in results if r.status != "passed"]
     for r in failed:
         print(f"\nFAILED {r.notebook}: {r.error}\n  executed copy: {r.output}", file=sys.stderr)
@@ -241,6 +244,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
     r.add_argument("--full", action="store_true", help="full sizes instead of ci=True")
     r.add_argument("--quiet", action="store_true", help="no per-cell progress bar")
+    r.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="run N notebooks at a time (never two that share the Swarm or the "
+                        "shared Prometheus); make run uses 2")
     r.set_defaults(func=_run)
 
     _grade_parser(sub)

@@ -9,6 +9,10 @@ in its own folder's context, and is written to a gitignored output folder.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +37,40 @@ def notebooks(folder: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
+@functools.cache
+def _socket_dir() -> str:
+    """A private folder for this process's kernel sockets, removed at exit (short: a
+    socket's path must stay under ~107 characters)."""
+    folder = tempfile.mkdtemp(prefix="cl-kernels-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def ipc_kernel_manager() -> type:
+    """A kernel manager that talks to its kernel over Unix sockets in a private folder,
+    not TCP: no other local user can listen in, and the kernel has no reason to warn
+    "running over TCP without encryption" on every notebook.
+
+    >>> km = ipc_kernel_manager()(kernel_name="python3")
+    >>> km.transport, km.ip.startswith(tempfile.gettempdir())
+    ('ipc', True)
+    """
+    import itertools
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    counter = itertools.count()
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", f"{_socket_dir()}/k{next(counter)}")
+            super().__init__(**kwargs)
+
+    return IpcKernelManager
+
+
 def output_dir() -> Path:
     return (_project_root() or Path.cwd()) / "runs"
 
@@ -54,6 +92,7 @@ def execute(notebook: Path, parameters: Mapping[str, Any] | None = None,
             parameters=dict(parameters or {}),
             cwd=str(notebook.parent),
             kernel_name="python3",
+            kernel_manager_class=ipc_kernel_manager(),
             progress_bar=progress,
             execution_timeout=timeout,
             report_mode=False,
@@ -67,22 +106,74 @@ def execute(notebook: Path, parameters: Mapping[str, Any] | None = None,
     return Result(notebook.name, "passed", time.monotonic() - start, output)
 
 
+def shares(notebook: Path) -> frozenset[str]:
+    """What ``notebook`` uses that is global to the machine (the engine's Swarm, the shared
+    Prometheus...), from its metadata ``cloudlab.shares``: two notebooks that share
+    something never run at the same time.
+
+    >>> sorted(shares(notebooks()[0]))
+    []
+    """
+    import json
+
+    meta = json.loads(Path(notebook).read_text()).get("metadata", {}).get("cloudlab", {})
+    return frozenset(meta.get("shares", ()))
+
+
+def _one(args: tuple[Path, Mapping[str, Any] | None, Path | None]) -> Result:
+    return execute(args[0], args[1], out_dir=args[2], progress=False)
+
+
 def run_all(paths: Iterable[Path | str] = (), parameters: Mapping[str, Any] | None = None,
-            progress: bool = True) -> list[Result]:
-    """Execute each notebook (all chapter notebooks when none are given)."""
+            progress: bool = True, jobs: int = 1, out_dir: Path | None = None
+            ) -> list[Result]:
+    """Execute each notebook (all chapter notebooks when none are given), ``jobs`` at a
+    time: each in a process of its own, never two that :func:`shares` something. Results
+    come back in the order given."""
     chosen = [Path(p) for p in paths] or notebooks()
-    results = []
-    for i, nb in enumerate(chosen, 1):
-        print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
-        results.append(execute(nb, parameters, progress=progress))
-        last = results[-1]
-        print(f"    {last.status} in {last.seconds:.1f} s"
-              + (f": {last.error}" if last.error else ""), flush=True)
-    return results
+    if jobs <= 1:
+        results = []
+        for i, nb in enumerate(chosen, 1):
+            print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
+            results.append(execute(nb, parameters, out_dir=out_dir, progress=progress))
+            _said(results[-1])
+        return results
+    import concurrent.futures as cf
+    import multiprocessing
+
+    uses = {nb: shares(nb) for nb in chosen}
+    waiting, running, done = list(chosen), {}, {}
+    with cf.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                max_tasks_per_child=1) as pool:
+        while waiting or running:
+            busy = frozenset().union(*(uses[nb] for nb in running.values()))
+            for nb in [nb for nb in waiting if len(running) < jobs]:
+                if uses[nb] & busy or len(running) >= jobs:
+                    continue
+                waiting.remove(nb)
+                busy |= uses[nb]
+                print(f"[{len(done) + len(running) + 1}/{len(chosen)}] {nb.name}", flush=True)
+                running[pool.submit(_one, (nb, parameters, out_dir))] = nb
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for future in finished:
+                nb = running.pop(future)
+                try:
+                    done[nb] = future.result()
+                except Exception as exc:  # the worker process itself died
+                    done[nb] = Result(nb.name, "failed", 0.0, (out_dir or output_dir()) / nb.name,
+                                      f"{type(exc).__name__}: {exc}")
+                _said(done[nb])
+    return [done[nb] for nb in chosen]
 
 
-def summary(results: Iterable[Result]) -> str:
-    """A plain-text table: notebook, status, seconds (and the error of failures)."""
+def _said(r: Result) -> None:
+    print(f"    {r.notebook}: {r.status} in {r.seconds:.1f} s"
+          + (f": {r.error}" if r.error else ""), flush=True)
+
+
+def summary(results: Iterable[Result], wall: float | None = None) -> str:
+    """A plain-text table: notebook, status, seconds (and the error of failures); with
+    ``wall``, the elapsed time too, beside the sum of the notebooks' own."""
     results = list(results)
     width = max([len("notebook"), *(len(r.notebook) for r in results)])
     lines = [f"{'notebook'.ljust(width)}  status  seconds", "-" * (width + 17)]
@@ -93,4 +184,7 @@ def summary(results: Iterable[Result]) -> str:
     passed = sum(r.status == "passed" for r in results)
     total = sum(r.seconds for r in results)
     lines.append(f"{passed}/{len(results)} notebooks passed in {total:.1f} s")
+    if wall is not None:
+        lines[-1] = (f"{passed}/{len(results)} notebooks passed: {wall:.1f} s wall clock, "
+                     f"{total:.1f} s of notebook time")
     return "\n".join(lines)

@@ -49,3 +49,12 @@ def test_getting_started_renders_in_the_browser(lab, tmp_path):
     text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", dom)))
     assert "Getting started" in text
     assert "import cloudlab as cl" in text.replace(" . ", ".")
+
+
+def test_lab_does_not_ask_about_jupyter_news(lab):
+    """The shipped settings (binder/overrides.json, installed by setup and postBuild) answer
+    JupyterLab's first-start question: no news feed, no update check, no prompt."""
+    plugin = "@jupyterlab/apputils-extension:notification"
+    got = requests.get(f"{lab}/lab/api/settings/{plugin}", timeout=10).json()
+    assert got["settings"]["fetchNews"] == "false", got["settings"]
+    assert got["settings"]["checkForUpdates"] is False

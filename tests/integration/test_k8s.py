@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from cloudlab import UnavailableError, config
+from cloudlab import CloudlabError, UnavailableError, config
 from cloudlab.k8s import Cluster, availability, install, kwok
 from cloudlab.k8s import sweep as k8s_sweep
 from cloudlab.proc import wait_for
@@ -185,6 +186,48 @@ def test_cleanup_removes_a_crashed_runs_cluster(tmp_path_factory):
     assert k8s_sweep(cfg.run_id, cfg) == 1
     assert not ours_running(kwok.cluster_dir(cfg, other.name))
     assert kwok.names(cfg) == []
+
+
+def test_a_component_that_died_while_starting_is_started_again(kube, caplog):
+    """What a busy machine does to kwokctl's all-at-once start: metrics-server gone."""
+    pid = kwok.pids(kube.cfg, kube.name)["metrics-server"]
+    os.kill(pid, 9)
+    wait_for(lambda: not kwok.running_pid(pid), timeout=10, what="metrics-server to die")
+    with pytest.raises(CloudlabError, match="metrics-server exited"):
+        kwok.check_running(kube.cfg, kube.name)
+    with caplog.at_level("WARNING", logger="cloudlab.k8s"):
+        assert list(kwok.revive(kube.cfg, kube.name)) == ["metrics-server"]
+    assert "metrics-server exited while starting" in caplog.text
+    kwok.check_running(kube.cfg, kube.name)  # all running again
+    assert kwok.pids(kube.cfg, kube.name)["metrics-server"] != pid
+    assert kwok.revive(kube.cfg, kube.name) == {}  # nothing dead: nothing restarted
+    # and it serves again: the HPA's metrics API answers
+    wait_for(lambda: kube.kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes",
+                                  check=False).returncode == 0,
+             timeout=60, what="the metrics API to answer again")
+
+
+def test_ten_clusters_back_to_back_then_two_at_once(tmp_path_factory):
+    """The start a student meets in notebook 07 never fails at random: 10 in a row, then 2
+    side by side (ports chosen by two kwokctl at the same moment), each with every
+    component running, and nothing left behind."""
+    cfg = settings(tmp_path_factory, "stress")
+    for _ in range(10):
+        with Cluster("kwok", nodes=1, cfg=cfg) as k:
+            kwok.check_running(cfg, k.name)
+            assert [n["metadata"]["name"] for n in k.json("get", "nodes")["items"]] == [
+                "kwok-node-1"]
+    assert kwok.names(cfg) == []
+
+    def up_then_down(_: int) -> str:
+        with Cluster("kwok", nodes=1, cfg=cfg) as k:
+            kwok.check_running(cfg, k.name)
+            return k.name
+
+    with ThreadPoolExecutor(2) as pool:
+        assert len(set(pool.map(up_then_down, range(2)))) == 2
+    assert kwok.names(cfg) == []
+    assert not ours_running(kwok.workdir_root(cfg))
 
 
 @pytest.mark.parametrize("backend", ["kind", "kubeconfig"])

@@ -12,6 +12,7 @@ import yaml
 
 from cloudlab import autoscale, cleanup, engine, loadtest, swarm
 from cloudlab.config import LABEL
+from tests.conftest import machine_lock
 
 
 def leftovers(run_id: str) -> dict[str, list[str]]:
@@ -30,7 +31,14 @@ def swarm_networks() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def before(docker_engine):
+def swarm_held():
+    """The engine's one Swarm, for this module alone (notebook 10 waits meanwhile)."""
+    with machine_lock(["swarm"]):
+        yield
+
+
+@pytest.fixture(scope="module")
+def before(docker_engine, swarm_held):
     return swarm.state(), swarm_networks()
 
 

@@ -68,25 +68,51 @@ def _world_runnable(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
-def _student_venv(top: Path) -> Path:
-    """A venv an unprivileged user can run, seeing this venv's packages; its python.
+def _readable_copy(site: Path, dest: Path) -> Path:
+    """``site`` as a tree any user may read, at ``dest``: hard links where one file system
+    allows (seconds, no space), copies otherwise.
+
+    A link shares the file, not the folders above it: so a venv inside a private folder
+    (a checkout under ``/root``, or in ``mktemp -d``'s 0700 folder) is still readable to
+    the unprivileged user through the copy, while nothing of the original is re-owned.
+    """
+
+    def link_or_copy(src: str, dst: str) -> str:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        return dst
+
+    shutil.copytree(site, dest, symlinks=True, copy_function=link_or_copy,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())):
+        folder.chmod(0o755)
+    return dest
+
+
+def _student_venv(top: Path, site: Path | None = None) -> Path:
+    """A venv an unprivileged user can run, with this venv's packages; its python.
 
     Built from an interpreter every user may run (this one, or the system's python of the
-    same version when this one lives in a private folder such as root's pyenv); a ``.pth``
-    file adds this venv's site-packages, and its scripts are re-pointed at the new python.
+    same version when this one lives in a private folder such as root's pyenv). This venv's
+    ``site`` packages are made readable under ``top`` (:func:`_readable_copy`) and added
+    by a ``.pth`` file; its scripts are re-pointed at the new python.
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     base = Path(getattr(sys, "_base_executable", sys.executable))
     if not _world_runnable(base):
         base = Path(shutil.which(version, path="/usr/local/bin:/usr/bin") or base)
     if not _world_runnable(base):
-        pytest.skip(f"no {version} that an unprivileged user may run (install {version})")
+        pytest.skip(f"no {version} that an unprivileged user may run: install Debian's "
+                    f"{version} (apt-get install {version})")
     venv = top / "venv"
     run([str(base), "-m", "venv", "--without-pip", str(venv)], timeout=120)
     here = Path(sys.executable).parent
-    site = next(Path(p) for p in sys.path if p.endswith("site-packages")
-                and Path(p).is_relative_to(here.parent))
-    (venv / "lib" / version / "site-packages" / "workbook.pth").write_text(f"{site}\n")
+    site = site or next(Path(p) for p in sys.path if p.endswith("site-packages")
+                        and Path(p).is_relative_to(here.parent))
+    packages = _readable_copy(site, top / "packages")
+    (venv / "lib" / version / "site-packages" / "workbook.pth").write_text(f"{packages}\n")
     for exe in here.iterdir():
         target = venv / "bin" / exe.name
         if target.exists() or exe.name.startswith(("python", "activate", "Activate")):
@@ -96,8 +122,11 @@ def _student_venv(top: Path) -> Path:
             lines = exe.read_text().splitlines(keepends=True)
             target.write_text(f"#!{venv / 'bin' / 'python'}\n" + "".join(lines[1:]))
             target.chmod(0o755)
-        else:
-            target.symlink_to(exe)
+        elif exe.is_file():  # a program (kubectl, hadolint): the user may not reach ours
+            try:
+                os.link(exe, target)
+            except OSError:
+                shutil.copy2(exe, target)
     return venv / "bin" / "python"
 
 
@@ -144,6 +173,37 @@ def binder() -> Iterator[dict]:
             "CLOUDLAB_ALERTMANAGER_PORT": str(free_port()),
         }
         yield {"home": home, "env": env, "prefix": prefix, "python": python}
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_student_venv_reads_packages_from_a_private_folder(tmp_path):
+    """A checkout inside a private folder (``/root``, ``mktemp -d``) still gives the
+    unprivileged user every package: the tier must not depend on where it was cloned."""
+    prefix = _as_user()
+    if not prefix:
+        pytest.skip("only root can drop to another user; a private folder of your own is "
+                    "readable to you")
+    private = tmp_path / "private"
+    site = private / "venv" / "site-packages"
+    (site / "privatepkg").mkdir(parents=True)
+    (site / "privatepkg" / "__init__.py").write_text("WHERE = 'copied'\n")
+    private.chmod(0o700)
+    top = Path(tempfile.mkdtemp(prefix="cloudlab-binder-venv-"))
+    try:
+        python = _student_venv(top, site=site)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(top, nobody.pw_uid, nobody.pw_gid)
+        probe = "import privatepkg, os; print(privatepkg.WHERE, os.geteuid())"
+        done = subprocess.run([*prefix, str(python), "-c", probe], capture_output=True,
+                              text=True, timeout=60, cwd="/")
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["copied", str(nobody.pw_uid)]
+        # the original stays private: the user reads the copy, not the checkout
+        direct = subprocess.run([*prefix, str(python), "-c", f"open({str(site)!r} + "
+                                 "'/privatepkg/__init__.py')"], capture_output=True,
+                                text=True, timeout=60, cwd="/")
+        assert direct.returncode != 0 and "Permission denied" in direct.stderr
     finally:
         shutil.rmtree(top, ignore_errors=True)
 

@@ -8,6 +8,7 @@ from claims import verify as verify_claims
 from pytest_notebook.nb_regression import NBRegressionFixture
 
 from cloudlab import runner
+from tests.conftest import machine_lock
 
 HERE = Path(__file__).parent
 CHAPTERS = runner.notebooks()
@@ -15,7 +16,8 @@ CHAPTERS = runner.notebooks()
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_notebook_runs_headless(notebook, tmp_path, docker_engine):
-    result = runner.execute(notebook, {"ci": True}, out_dir=tmp_path, progress=False)
+    with machine_lock(runner.shares(notebook)):
+        result = runner.execute(notebook, {"ci": True}, out_dir=tmp_path, progress=False)
     assert result.status == "passed", f"{notebook.name}: {result.error}"
     verify_claims(notebook.stem, result.output)  # read from this run, not a second one
 

@@ -38,3 +38,21 @@ def test_report_shows_each_target_skips_and_missing_benches(tmp_path):
     assert "`bench/absent.py`" in text and "Missed: fast: speed-up" in text
     assert (plots / "fast.png").stat().st_size > 0 and not (plots / "cluster.png").exists()
     assert "![fast](plots/fast.png)" in text
+
+
+def test_make_test_times_report_the_newest_passing_run_of_each_kind(tmp_path):
+    import test_times
+
+    times = tmp_path / "test-times.jsonl"
+    assert test_times.main(times)[0].figure == "skipped"
+    rows = [{"finished": 1, "pytest_s": 900, "total_s": 960, "fresh": False, "passed": True,
+             "checkout": "/a"},
+            {"finished": 2, "pytest_s": 700, "total_s": 730, "fresh": False, "passed": False,
+             "checkout": "/a"},
+            {"finished": 3, "pytest_s": 1300, "total_s": 1330, "fresh": False, "passed": True,
+             "checkout": "/b"}]
+    times.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"torn')
+    warm, with_setup, fresh = test_times.main(times)
+    assert (warm.value, warm.met, warm.target) == (1300.0, False, "<= 1200 s")  # newest passing
+    assert "/b" in warm.note and with_setup.value == 1330.0
+    assert fresh.value is None and "no such run" in fresh.note

@@ -193,6 +193,7 @@ class Cluster(Managed):
             wait_for(self._nodes_ready, timeout=self.start_timeout,
                      what=f"the nodes of {self.name} to be Ready")
             if self.backend == "kwok":
+                kwok.revive(self.cfg, self.name, self.start_timeout)
                 kwok.check_running(self.cfg, self.name)
         except BaseException:
             self.stop()

@@ -18,6 +18,7 @@ acts on it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -32,6 +33,8 @@ from ..config import Settings
 from ..errors import CloudlabError
 from ..proc import alive, which
 from . import install
+
+log = logging.getLogger("cloudlab.k8s")
 
 CPU_ANNOTATION = "kwok.x-k8s.io/usage-cpu"
 MEMORY_ANNOTATION = "kwok.x-k8s.io/usage-memory"
@@ -246,6 +249,34 @@ def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120,
         raise CloudlabError(f"kwokctl could not create cluster {name!r} (exit "
                             f"{done.returncode}):\n{(done.stdout + done.stderr).strip()[-3000:]}"
                             f"{_component_logs(cfg, name)}")
+
+
+def revive(cfg: Settings, name: str, timeout: float = 60) -> dict[str, str]:
+    """Start again, once, every component that died while the cluster came up; returns
+    each one's name and the log lines that say why.
+
+    ``kwokctl`` forks all the components at once and waits for none: metrics-server reads
+    a ConfigMap from the API server as it starts and exits at once if that server is not
+    listening yet (``connection refused``), which a busy machine makes likely. Called once
+    the nodes are Ready (the API server serves by then), so a second start succeeds; a
+    component that dies again is left for :func:`check_running` to report.
+    """
+    dead = {p.name: logs(cfg, name, p.name, 6) for p in processes(cfg, name) if not p.running}
+    if not dead:
+        return {}
+    for component, why in dead.items():
+        log.warning("cluster %s: %s exited while starting; starting it again. Its log:\n%s",
+                    name, component, why)
+        # kwokctl thinks a pid is running while it is a zombie: forget the dead ones
+        (cluster_dir(cfg, name) / "pids" / f"{component}.pid").unlink(missing_ok=True)
+    done = subprocess.run([str(install.paths()["kwokctl"]), "start", "cluster", "--name", name],
+                          capture_output=True, text=True, env=env(cfg), timeout=timeout + 30,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise CloudlabError(f"kwokctl could not restart {', '.join(dead)} of cluster {name!r} "
+                            f"(exit {done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}"
+                            f"{_component_logs(cfg, name)}")
+    return dead
 
 
 def delete(cfg: Settings, name: str, timeout: float = 60) -> None:
