@@ -4,11 +4,11 @@ outputs holds on the executed copy (claims.py); one regression notebook is diffe
 from pathlib import Path
 
 import pytest
-from claims import verify as verify_claims
 from pytest_notebook.nb_regression import NBRegressionFixture
 
 from cloudlab import runner
 from tests.conftest import machine_lock
+from tests.notebooks.claims import verify as verify_claims
 
 HERE = Path(__file__).parent
 CHAPTERS = runner.notebooks()

@@ -71,3 +71,12 @@ def test_every_notebook_that_uses_the_swarm_says_it_shares_it():
     for nb in runner.notebooks():
         if "cl.swarm." in nb.read_text():
             assert "swarm" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
+
+
+def test_every_notebook_on_the_shared_prometheus_says_it_shares_it():
+    """A notebook on the machine's Prometheus (port 9090, its targets and rules) shares it;
+    one that starts its own with ``cl.services.private`` (notebook 11) runs beside others."""
+    for nb in runner.notebooks():
+        text = nb.read_text()
+        if "cl.services.prometheus(" in text and "cl.services.private(" not in text:
+            assert "prometheus" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
