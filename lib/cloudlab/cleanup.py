@@ -31,6 +31,8 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
     counts = {"containers": 0, "services": 0, "networks": 0, "volumes": 0, "images": 0,
               "dangling_images": 0}
     if engine.version() is not None:
+        from docker import errors as docker_errors
+
         api = engine.client(timeout=60)
         with contextlib.suppress(Exception):  # not a swarm manager: nothing to remove
             for svc in api.services.list(filters=flt):
@@ -41,8 +43,13 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
                 wait_for(lambda: not api.containers.list(
                     all=True, filters={"label": ["com.docker.swarm.task", flt["label"]]}),
                     timeout=60, what="the removed services' containers to stop")
-        for c in api.containers.list(all=True, filters=flt):
-            c.remove(force=True, v=True)
+        # sparse: no inspect per container, so one that goes away on its own between the
+        # listing and its removal (--rm, another sweep) is no error (it was: NotFound)
+        for c in api.containers.list(all=True, filters=flt, sparse=True):
+            try:
+                c.remove(force=True, v=True)
+            except docker_errors.NotFound:
+                continue
             counts["containers"] += 1
         for n in api.networks.list(filters=flt):
             with contextlib.suppress(Exception):
