@@ -57,7 +57,7 @@ def throughput_flattens_at_saturation(nb: nbformat.NotebookNode) -> None:
     """09: the run reaches saturation, and once there more users bring (almost) no more
     throughput, which stays near the capacity measured before the test."""
     out = text(nb)
-    capacity = float(_one(r"capacity 1/S = ([\d.]+) requests/s", out, "the capacity")[1])
+    capacity = float(_one(r"capacity CPUS / C = ([\d.]+) requests/s", out, "the capacity")[1])
     users = _one(r"demand exceeds it from (\S+) users on", out, "where saturation begins")[1]
     assert users != "no", "the profile never asks for more than the capacity: no saturation"
     flat = _one(r"throughput from (\d+) to (\d+) users: ([\d.]+) -> ([\d.]+) requests/s "

@@ -32,7 +32,7 @@ def test_detector_scores_must_differ_across_k():
         claims.detector_scores_differ_across_k(slow)
 
 
-SATURATION = ("capacity 1/S = 5.0 requests/s; demand exceeds it from {from_} users on\n"
+SATURATION = ("capacity CPUS / C = 5.0 requests/s; demand exceeds it from {from_} users on\n"
               "throughput from 8 to 16 users: 4.8 -> {last} requests/s (x{growth} for x2 "
               "the users); mean response time 600 -> 2200 ms\n")
 
