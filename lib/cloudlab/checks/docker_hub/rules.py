@@ -322,7 +322,7 @@ def pip_installs(run: str) -> list[list[str]]:
     found = []
     for words in _commands(run):
         i = 0  # the command word: after VAR=value settings and sudo, env, exec, time
-        while i < len(words) and ("=" in words[i] and not words[i].startswith("-")
+        while i < len(words) and (("=" in words[i] and not words[i].startswith("-"))
                                   or words[i] in _WRAPPERS):
             i += 1
         name = words[i].rsplit("/", 1)[-1] if i < len(words) else ""
