@@ -215,6 +215,12 @@ receivers:
     webhook_configs:
       - url: http://127.0.0.1:9099/oncall-backup
 """,
+    # Alertmanager notifies an alert's receivers in parallel: their order does not matter
+    "the backup's route before the primary's": ROUTES.replace(
+        "      receiver: oncall-primary\n      continue: true\n    - matchers: "
+        "['severity=\"escalate\"']\n      receiver: oncall-backup\n",
+        "      receiver: oncall-backup\n      continue: true\n    - matchers: "
+        "['severity=\"escalate\"']\n      receiver: oncall-primary\n"),
     "the older match and match_re": ROUTES.replace(
         "matchers: ['severity=\"page\"']", "match: {severity: page}").replace(
         "matchers: ['severity=\"escalate\"']", "match: {severity: escalate}").replace(
@@ -224,6 +230,7 @@ receivers:
 
 @pytest.mark.parametrize("how", list(UNUSUAL_ROUTES))
 def test_correct_routes_written_differently_get_full_marks(how):
+    assert UNUSUAL_ROUTES[how] != ROUTES
     verdicts = G.grade_routes(UNUSUAL_ROUTES[how])
     assert lost(verdicts) == set(), {k: v["reason"] for k, v in verdicts.items()}
 
