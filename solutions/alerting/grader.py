@@ -20,10 +20,12 @@ Anything that fails, times out or is killed closes to 0 points with a reason.
 
 from __future__ import annotations
 
+import ast
 import ipaddress
 import math
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from cloudlab.checks.alerting import alert_rules, group_problem, shape_problems
 from cloudlab.grading.trusted import call, cell, expect, file, grader
 
 Verdicts = dict[str, dict[str, Any]]
@@ -45,17 +48,23 @@ MIN_VALUES = 20  # fewer values present than this: too little history, nothing i
 _NOISE = [10.2, 9.8, 10.1, 9.9, 10.0, 10.3, 9.7, 10.05, 9.95, 10.15,
           9.85, 10.1, 9.9, 10.0, 10.2, 9.8, 10.0, 10.1, 9.9, 10.0]
 
-SIGMA_CASES: dict[str, tuple[float, list[Any], str]] = {
-    # grade_id: (points, input, what it checks)
-    "sigma_flat": (1, [4.0] * 30, "a flat series has no spread: nothing is an outlier"),
-    "sigma_short": (1, [10.0] * 11 + [100.0],
-                    "fewer than 20 values present: too short to judge, nothing flagged"),
-    "sigma_nan": (1, [*_NOISE[:10], NAN, *_NOISE[10:], None, 30.0],
-                  "NaN and None are skipped (never flagged, not part of mean or sd)"),
+# grade_id: (points, what it checks, [hidden series]). Every test holds a series on which a
+# correct detector flags something, so a detector that never flags anything passes none.
+SIGMA_CASES: dict[str, tuple[float, str, list[list[Any]]]] = {
+    "sigma_flat": (1, "a flat series has no spread: nothing is flagged (no division by 0); "
+                      "one blip on a flat series is flagged",
+                   [[4.0] * 30, [4.0] * 30 + [5.0]]),
+    # one outlier among n values is at most (n-1)/sqrt(n) population sds away: 12 values
+    # already allow 3.2, so without the 20-value rule these short series would flag
+    "sigma_short": (1, "fewer than 20 values present: too short to judge, nothing flagged; "
+                       "exactly 20 values are judged",
+                    [[10.0] * 11 + [100.0], [*_NOISE[:18], 30.0], [*_NOISE[:19], 30.0]]),
+    "sigma_nan": (1, "NaN and None are skipped (never flagged, not part of mean or sd)",
+                  [[*_NOISE[:10], NAN, *_NOISE[10:], None, 30.0]]),
     # 9.36 is 3.05 population standard deviations below the mean, but only 2.97 sample ones
-    "sigma_spike": (1, [*_NOISE[:10], 9.36, *_NOISE[10:]],
-                    "a single dip, just over 3 population standard deviations below the "
-                    "mean, is the only outlier"),
+    "sigma_spike": (1, "a single dip, just over 3 population standard deviations below the "
+                       "mean, is the only outlier",
+                    [[*_NOISE[:10], 9.36, *_NOISE[10:]]]),
 }
 
 
@@ -77,47 +86,99 @@ def _present(v: Any) -> bool:
 
 # -- Part B: the Prometheus alerting rules -------------------------------------------------------
 
-P99 = 'rpc_durations_seconds{quantile="0.99", service="normal"}'
-PAGE_LABELS = {"severity": "page", "service": "normal", "quantile": "0.99"}
+# Hidden series, one sample a minute. Each service keeps its own baseline and spread, so
+# no fixed threshold (``> 5``), no ratio to the mean (``> 1.2 * avg``) and no fixed margin
+# (``> avg + 0.05``) passes: only a rule that scales with the standard deviation does.
+# Alerts are compared on the labels the text asks for (the series' own and ``severity``),
+# read from Prometheus' ALERTS series: labels and annotations a student adds are not
+# compared.
+_WIGGLE = [0.0, 0.003, -0.002, 0.001, -0.003, 0.002, -0.001, 0.0]  # population sd 0.00187
+_SD = math.sqrt(sum(w * w for w in _WIGGLE) / len(_WIGGLE))
+INCIDENT_AT = 90  # minutes: every incident below starts here
 
 
-def _healthy(minutes: int) -> str:
-    pattern = ["1", "1.2", "0.9", "1.1", "0.8", "1", "1.1", "0.9"]
-    return " ".join(pattern[i % len(pattern)] for i in range(minutes))
+def _p99(service: str, instance: str) -> str:
+    return (f'rpc_durations_seconds{{quantile="0.99", service="{service}", job="random", '
+            f'instance="{instance}"}}')
 
 
-def _incident(healthy: int, bad: int, level: float = 10) -> str:
-    return _healthy(healthy) + " " + " ".join([f"{level:g}"] * bad)
+def _steady(base: float, minutes: int = INCIDENT_AT, then: float | None = None,
+            bad: int = 20) -> str:
+    """``base`` with a small wiggle for ``minutes``, then ``bad`` minutes at ``then``."""
+    values = [f"{base + _WIGGLE[i % len(_WIGGLE)]:.4g}" for i in range(minutes)]
+    return " ".join(values + ([f"{then:.4g}"] * bad if then is not None else []))
+
+
+def _swings(low: float, high: float, minutes: int = INCIDENT_AT + 20) -> str:
+    """Ten minutes low, ten minutes high, and so on: normal for this service."""
+    return " ".join(f"{high if (i // 10) % 2 else low:g}" for i in range(minutes))
+
+
+# steady: 0.200 s +- 0.003, then 0.240 s (a 20 % rise, 21 sigma); noisy: 0.35 s and 0.65 s
+# in turns (sd 0.15 s; 0.65 s is only 1 sigma, and it is high from minute 90 to 99)
+FIRE_SERIES = [{"series": _p99("steady", "a:8080"), "values": _steady(0.2, then=0.24)},
+               {"series": _p99("noisy", "b:8080"), "values": _swings(0.35, 0.65)}]
+# calm rises to 2.5 sigma (never even pending); warm, on a lower baseline, jumps 10 sigma
+QUIET_SERIES = [{"series": _p99("calm", "c:8080"), "values": _steady(0.2, then=0.2 + 2.5 * _SD)},
+                {"series": _p99("warm", "d:8080"), "values": _steady(0.1, then=0.1 + 10 * _SD)}]
+DOWN_SERIES = [{"series": 'up{job="random", instance="a:8080"}', "values": "1 1 1 0 0 0 0"},
+               {"series": 'up{job="random", instance="b:8080"}', "values": "1 1 1 1 1 1 1"}]
+_KEEP = ("quantile", "service", "job", "instance", "severity")
+
+
+def _alerts(alert: str, state: str | None, keep: tuple[str, ...] = _KEEP) -> str:
+    """PromQL: the alerts of ``alert`` (in ``state``: pending, firing; None: either)."""
+    which = f'alertname="{alert}"' + (f', alertstate="{state}"' if state else "")
+    return f"count by ({', '.join(keep)}) (ALERTS{{{which}}})"
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+STEADY = _labels(quantile="0.99", service="steady", job="random", instance="a:8080",
+                 severity="page")
+
+
+def _expect(expr: str, minute: int, *labels: str) -> dict[str, Any]:
+    return {"expr": expr, "eval_time": f"{minute}m",
+            "exp_samples": [{"labels": lbl, "value": 1} for lbl in labels]}
 
 
 def _test(series: list[dict[str, str]], checks: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"interval": "1m", "input_series": series, "alert_rule_test": checks}
+    return {"interval": "1m", "input_series": series, "promql_expr_test": checks}
 
 
+LATENCY = "LatencyThreeSigma"
 RULE_CASES: dict[str, tuple[float, str, dict[str, Any]]] = {
-    "rule_fires": (2, "the p99 jumps far above 3 sigma and stays there: after 5 minutes "
-                      "LatencyThreeSigma fires with severity=page and the series' labels",
-                   _test([{"series": P99, "values": _incident(90, 20)}],
-                         [{"eval_time": "97m", "alertname": "LatencyThreeSigma",
-                           "exp_alerts": [{"exp_labels": PAGE_LABELS}]}])),
-    "rule_waits": (1, "3 minutes into the incident the alert is still pending (for: 5m)",
-                   _test([{"series": P99, "values": _incident(90, 20)}],
-                         [{"eval_time": "93m", "alertname": "LatencyThreeSigma",
-                           "exp_alerts": []}])),
-    "rule_quiet": (1, "a sustained rise to about 2.5 sigma pages nobody",
-                   _test([{"series": P99, "values": _healthy(90) + " 1.3 1.28" * 5}],
-                         [{"eval_time": f"{m}m", "alertname": "LatencyThreeSigma",
-                           "exp_alerts": []} for m in (93, 97, 99)])),
+    "rule_fires": (2, "an incident on a steady series pages once it has lasted 5 minutes "
+                      "(severity=page, the series' own labels), while a noisy series whose "
+                      "swings stay within 3 sigma of its own baseline pages nobody",
+                   _test(FIRE_SERIES, [_expect(_alerts(LATENCY, "firing"), m, STEADY)
+                                       for m in (INCIDENT_AT + 7, INCIDENT_AT + 9)])),
+    "rule_waits": (1, "3 minutes into that incident the alert is pending, not yet firing "
+                      "(for: 5m), and nothing else is pending",
+                   _test(FIRE_SERIES, [_expect(_alerts(LATENCY, "pending"), INCIDENT_AT + 3,
+                                               STEADY),
+                                       _expect(_alerts(LATENCY, "firing"), INCIDENT_AT + 3)])),
+    "rule_quiet": (1, "a sustained rise to 2.5 sigma never even makes the alert pending, "
+                      "while a 10 sigma jump on another series does",
+                   _test(QUIET_SERIES,
+                         [_expect(_alerts(LATENCY, None, ("service",)), INCIDENT_AT + 3,
+                                  _labels(service="warm")),
+                          *[_expect(_alerts(LATENCY, None, ("service",))
+                                    .replace("alertname=", 'service="calm", alertname='), m)
+                            for m in (INCIDENT_AT + 3, INCIDENT_AT + 7, INCIDENT_AT + 9)]])),
     "rule_target_down": (1, "a target down for 2 minutes raises TargetDown with "
-                            "severity=ticket",
-                         _test([{"series": 'up{job="random", instance="a:8080"}',
-                                 "values": "1 1 1 0 0 0 0"}],
-                               [{"eval_time": "6m", "alertname": "TargetDown",
-                                 "exp_alerts": [{"exp_labels": {
-                                     "severity": "ticket", "job": "random",
-                                     "instance": "a:8080"}}]},
-                                {"eval_time": "3m", "alertname": "TargetDown",
-                                 "exp_alerts": []}])),
+                            "severity=ticket and its job and instance; one that answers "
+                            "raises nothing",
+                         _test(DOWN_SERIES,
+                               [_expect(_alerts("TargetDown", "firing",
+                                                ("job", "instance", "severity")), 6,
+                                        _labels(job="random", instance="a:8080",
+                                                severity="ticket")),
+                                _expect(_alerts("TargetDown", "firing",
+                                                ("job", "instance", "severity")), 3)])),
 }
 RULES_VALID = ("rules_valid", 1.0)
 
@@ -161,7 +222,8 @@ def _tool_missing(tool: str) -> str | None:
 
 
 def grade_rules(text: str | bytes | None) -> Verdicts:
-    """promtool check rules (1 point), then one promtool test per hidden case."""
+    """promtool check rules and the file's shape (1 point), then one promtool test per
+    hidden case, on the student's file as written."""
     gid_valid, valid_pts = RULES_VALID
     verdicts = {gid_valid: _zero(valid_pts, ""),
                 **{gid: _zero(pts, "") for gid, (pts, _, _) in RULE_CASES.items()}}
@@ -176,14 +238,15 @@ def grade_rules(text: str | bytes | None) -> Verdicts:
         ok, out = checked["check"]
         if not ok:
             return _all_zero(verdicts, "promtool check rules: " + _tail(out))
-        if not _alert_names(_text(text)):
+        rules = alert_rules(yaml.safe_load(_text(text)))
+        if not rules:
             return _all_zero(verdicts, "alert_rules.yml defines no alerting rules")
-        verdicts[gid_valid] = _full(valid_pts, "promtool check rules: SUCCESS")
-        # promtool compares annotations too; the hidden cases judge labels and timing, so
-        # they run on a copy without annotations (their templates were checked just now)
-        (work / "tested.yml").write_text(yaml.safe_dump(_without_annotations(_text(text))))
+        missing = shape_problems(rules)
+        verdicts[gid_valid] = (_zero(valid_pts, "; ".join(missing)) if missing else
+                               _full(valid_pts, "promtool check rules: SUCCESS; both alerts "
+                                                "have a summary"))
         for gid, (_, _, case) in RULE_CASES.items():
-            spec = {"rule_files": ["tested.yml"], "evaluation_interval": "1m", "tests": [case]}
+            spec = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [case]}
             (work / f"{gid}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
         results = _tools({gid: ["promtool", "test", "rules", f"{gid}.yml"]
                           for gid in RULE_CASES}, work, "promtool")
@@ -192,20 +255,6 @@ def grade_rules(text: str | bytes | None) -> Verdicts:
             verdicts[gid] = (_full(pts, f"passed: {what}") if ok
                              else _zero(pts, f"{what}: {_tail(out)}"))
     return verdicts
-
-
-def _alert_names(text: str) -> list[str]:
-    doc = yaml.safe_load(text) or {}
-    return [r["alert"] for g in doc.get("groups") or [] for r in g.get("rules") or []
-            if isinstance(r, dict) and "alert" in r]
-
-
-def _without_annotations(text: str) -> dict[str, Any]:
-    doc = yaml.safe_load(text) or {}
-    for group in doc.get("groups") or []:
-        for rule in group.get("rules") or []:
-            rule.pop("annotations", None)
-    return doc
 
 
 # -- Part C: the Alertmanager escalation policy --------------------------------------------------
@@ -278,19 +327,36 @@ def grade_routes(text: str | bytes | None) -> Verdicts:
         ok, out = checked["check"]
         if not ok:
             return _all_zero(verdicts, "amtool check-config: " + _tail(out))
-        verdicts[gid_valid] = _full(valid_pts, "amtool check-config: SUCCESS")
+        grouping = group_problem(parsed)
+        verdicts[gid_valid] = (_zero(valid_pts, grouping) if grouping else
+                               _full(valid_pts, "amtool check-config: SUCCESS; grouped by "
+                                                "alertname and service"))
+        # who is notified, compared as a set: Alertmanager notifies the receivers of an
+        # alert in parallel, so the order the routes list them in does not matter
         commands = {gid: ["amtool", "config", "routes", "test",
                           "--config.file=alertmanager.yml",
-                          f"--verify.receivers={','.join(expect)}",
                           *[f"{k}={v}" for k, v in labels.items()]]
                     for gid, (_, labels, expect, _) in ROUTE_CASES.items()}
         results = _tools(commands, work, "amtool")
         for gid, (pts, _, expect, what) in ROUTE_CASES.items():
             ok, out = results[gid]
-            verdicts[gid] = (_full(pts, f"passed: {what}") if ok
-                             else _zero(pts, f"{what}: expected {expect}, amtool says "
-                                             f"{_tail(out)}"))
+            got = receivers(out) if ok else None
+            verdicts[gid] = (_full(pts, f"passed: {what}") if got == set(expect)
+                             else _zero(pts, f"{what}: expected {', '.join(expect)}, amtool "
+                                             f"says {', '.join(sorted(got)) if got else ''}"
+                                             f"{'' if ok else _tail(out)}"))
     return verdicts
+
+
+def receivers(output: str) -> set[str]:
+    """The receivers ``amtool config routes test`` printed (its last line, comma-separated).
+
+    >>> sorted(receivers("oncall-backup,oncall-primary\\n"))
+    ['oncall-backup', 'oncall-primary']
+    """
+    lines = [ln.strip() for ln in output.splitlines()
+             if ln.strip() and not ln.lower().startswith("warning")]
+    return {r.strip() for r in lines[-1].split(",") if r.strip()} if lines else set()
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -335,26 +401,53 @@ def _points(verdict: dict[str, Any]) -> float | None:
 
 
 # -- the trusted graders, one per graded cell -----------------------------------------------------
-FORBIDDEN = ("cloudlab", "import cl", "__import__", "importlib", "numpy", "pandas")
+def not_own_code(source: str) -> list[str]:
+    """What in ``source`` is not "your own code with the standard library only".
+
+    Read from the code itself (imports and names), never from comments or strings: a
+    comment saying "like numpy's default" is fine, ``import numpy`` is not.
+
+    >>> not_own_code("import math, statistics\n# unlike numpy, divide by n\n")
+    []
+    >>> not_own_code("import numpy as np\nfrom cloudlab import alerting\nx = __import__('os')")
+    ['import numpy', 'import cloudlab', '__import__']
+    """
+    try:
+        tree = ast.parse(source or "")
+    except SyntaxError:
+        return []  # the probe reports it, with its line
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level
+                 else [])
+        found += [f"import {n.split('.')[0]}" for n in names
+                  if n.split(".")[0] not in sys.stdlib_module_names or n.startswith("importlib")]
+        if isinstance(node, ast.Name) and node.id in ("__import__", "importlib"):
+            found.append(node.id)
+    return list(dict.fromkeys(found))
 
 
 def _sigma(gid: str):
-    _, series, what = SIGMA_CASES[gid]
+    _, what, cases = SIGMA_CASES[gid]
+    probes = {f"got{i}": call("three_sigma", series, cells="three_sigma")
+              for i, series in enumerate(cases)}
 
-    @grader(gid, got=call("three_sigma", series, cells="three_sigma"),
-            source=cell("three_sigma"))
-    def check(sub, got, source):
-        used = [w for w in FORBIDDEN if w in (source or "")]
+    @grader(gid, source=cell("three_sigma"), **probes)
+    def check(sub, source, **got):
+        used = not_own_code(source)
         expect(not used, "three_sigma must be your own code with the standard library only: "
                f"found {', '.join(used)}")
-        want = reference_three_sigma(series)
-        flags = got if isinstance(got, list) else None
-        expect(flags is not None and len(flags) == len(series)
-               and all(type(f) is bool for f in flags),
-               f"{what}: three_sigma should return a list of {len(series)} booleans",
-               found=got)
-        expect(flags == want, f"{what}: wrong values flagged",
-               expected=f"True at {_where(want)}", found=f"True at {_where(flags)}")
+        for i, series in enumerate(cases):
+            answer = got[f"got{i}"]
+            want = reference_three_sigma(series)
+            flags = answer if isinstance(answer, list) else None
+            expect(flags is not None and len(flags) == len(series)
+                   and all(type(f) is bool for f in flags),
+                   f"{what}: three_sigma should return a list of {len(series)} booleans",
+                   found=answer)
+            expect(flags == want, f"{what}: wrong values flagged",
+                   expected=f"True at {_where(want)}", found=f"True at {_where(flags)}")
 
     check.fn.__name__ = gid
     return check

@@ -29,7 +29,9 @@ def says_hello(sub):
 
 @grader("rule_exec_form")
 def exec_form(sub):
+    """Rule 4: exec form, so that plain `docker run IMAGE` prints the greeting too."""
     passed(sub, "exec_form")
+    passed(sub, "plain_run")
 
 
 @grader("rule_non_root")

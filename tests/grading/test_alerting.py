@@ -88,13 +88,24 @@ def test_the_untouched_release_scores_zero(graded):
 def test_each_hidden_rule_costs_exactly_its_points(graded, student):
     _, results, _ = graded
     lost = VARIANTS[student][1]
+    lost = {lost} if isinstance(lost, str) else set(lost)
     full, mine = _scores(results["solution"]), _scores(results[student])
     assert results[student].status == "graded", results[student].reason
     changed = {name for name in full if mine[name] != full[name]}
-    assert changed == {lost}, {t.name: t.message for t in results[student].tests
-                               if not t.passed}
-    assert _auto(results[student]) == AUTO_TOTAL - full[lost][1]
-    assert _why(results[student], lost)
+    assert changed == lost, {t.name: t.message for t in results[student].tests
+                             if not t.passed}
+    assert _auto(results[student]) == AUTO_TOTAL - sum(full[name][1] for name in lost)
+    assert all(_why(results[student], name) for name in lost)
+
+
+@pytest.mark.parametrize("student", [s for s, v in VARIANTS.items()
+                                     if v[1] is None and s != "solution"])
+def test_correct_answers_written_differently_get_full_marks(graded, student):
+    _, results, _ = graded
+    r = results[student]
+    failed = {t.name: t.message for t in r.tests if not t.passed and t.name != "five_whys"}
+    assert (r.status, failed) == ("graded", {}), r.reason
+    assert _auto(r) == AUTO_TOTAL
 
 
 def test_hostile_submissions_each_get_a_verdict(graded):
@@ -108,7 +119,7 @@ def test_hostile_submissions_each_get_a_verdict(graded):
 
     assert zeroed("huge") == rules
     assert "byte limit: not run" in _why(results["huge"], "rules_valid")
-    assert zeroed("never") == {"rule_fires"}
+    assert zeroed("never") == {"rule_fires", "rule_waits", "rule_quiet"}
     assert zeroed("outside") == routes
     assert "198.51.100.7" in _why(results["outside"], "am_valid")
     assert "Nothing was sent" in _why(results["outside"], "am_valid")
@@ -127,3 +138,35 @@ def test_every_test_cell_has_a_trusted_grader():
     tests = {c["metadata"]["nbgrader"]["grade_id"] for c in nb["cells"]
              if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"}
     assert tests == set(graders)
+
+
+def test_run_all_reaches_parts_b_and_c_after_a_failing_check(tmp_path):
+    """A wrong Part A fails its test cell, visibly, and Run All still writes B's and C's files.
+
+    Executed as JupyterLab's Run All does: the first cell whose execution fails stops the
+    rest (nbclient without allow_errors). ``cloudlab grade validate`` still reports the test.
+    """
+    import gradingkit as kit
+    import nbformat
+    from nbclient import NotebookClient
+
+    from cloudlab.grading import validate
+
+    root = SOURCE.parents[2]
+    nb = kit.answered(Course(root), NAME, SOURCE, [
+        ("three_sigma", "def three_sigma(series):\n",
+         "def three_sigma(series):\n    return [False] * len(series)\n")])
+    path = tmp_path / f"{NAME}.ipynb"
+    path.write_text(json.dumps(nb))
+    ran = nbformat.read(str(path), as_version=4)
+    NotebookClient(ran, timeout=120, kernel_name="python3", allow_errors=False,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert (tmp_path / "alert_rules.yml").is_file()
+    assert (tmp_path / "alertmanager.yml").is_file()
+    spike = next(c for c in ran.cells
+                 if c.metadata.get("nbgrader", {}).get("grade_id") == "sigma_spike")
+    errors = [o for o in spike.outputs if o.output_type == "error"]
+    assert errors and "only the last value" in "\n".join(errors[0].traceback)
+    report = validate.validate(path)
+    assert set(report.failed) == {"sigma_spike"}, report.text()
+    assert {"rules_valid", "am_valid"} <= set(report.passed), report.text()

@@ -33,6 +33,16 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "docker-hub"
 SOURCE = ROOT / "solutions" / NAME / f"{NAME}.ipynb"
 
+SOLUTION_DOCKERFILE = "FROM python:3.11-slim\nRUN useradd"
+VENV_DOCKERFILE = """FROM python:3.11-slim AS build
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+RUN /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM python:3.11-slim
+COPY --from=build /opt/venv /opt/venv
+RUN useradd"""
+
 # student -> (cell edits (grade id, old text, new text), answer overrides, test that fails)
 VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None]] = {
     "solution": ([], {}, None),
@@ -55,6 +65,10 @@ VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None
     "wronganswer": ([], {"CLASSMATE_SAYS": "Hello from Grace!"}, "q5_classmate"),
     # a classmate's answers.json, copied: the image is real, but in someone else's namespace
     "copied": ([], {}, "q4_pushed"),
+    # rule 4: plain `docker run IMAGE` prints the CLI's usage, not the greeting
+    "nocmd": ([("dockerfile", 'CMD ["hello"]\n', "")], {}, "rule_exec_form"),
+    # correct, written differently: a multi-stage build into a venv (issue 19's regression)
+    "venv": ([("dockerfile", SOLUTION_DOCKERFILE, VENV_DOCKERFILE)], {}, None),
 }
 BROKEN = [("dockerfile", "RUN pip install", "RUNN pip install")]
 
@@ -164,6 +178,16 @@ def test_each_hidden_rule_costs_exactly_its_points(graded, student):
     assert message, "a lost test says why"
 
 
+@pytest.mark.parametrize("student", [s for s, v in VARIANTS.items()
+                                     if v[2] is None and s != "solution"])
+def test_correct_answers_written_differently_get_full_marks(graded, student):
+    _, results, _, _ = graded
+    r = results[student]
+    failed = {t.name: t.message for t in r.tests if not t.passed}
+    assert (r.status, failed) == ("graded", {}), r.reason
+    assert r.score == r.max_score == 16
+
+
 def test_the_messages_say_what_was_wrong(graded):
     _, results, _, _ = graded
 
@@ -175,6 +199,7 @@ def test_the_messages_say_what_was_wrong(graded):
     assert "click" in why("unpinned", "rule_pinned")
     assert "pip's cache" in why("pipcache", "rule_no_pip_cache")
     assert "before pip installs" in why("copyfirst", "rule_no_pip_cache")
+    assert "`docker run IMAGE` should print" in why("nocmd", "rule_exec_form")
     assert "budget is 25 MB" in why("oversized", "rule_size")
     assert "another digest" in why("wrongdigest", "q4_pushed")
     assert "not what your classmate" in why("wronganswer", "q5_classmate")
@@ -302,3 +327,54 @@ def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_p
         assert not wrong["passed"] and "another digest" in wrong["message"]
     finally:
         images.remove_labelled(cfg.run_id)
+
+
+@pytest.mark.parametrize("run, args", [
+    ("RUN pip install --no-cache-dir -r requirements.txt",
+     [["--no-cache-dir", "-r", "requirements.txt"]]),
+    ("RUN /opt/venv/bin/pip install --no-cache-dir -r requirements.txt",
+     [["--no-cache-dir", "-r", "requirements.txt"]]),
+    ("RUN python -m pip install -r requirements.txt", [["-r", "requirements.txt"]]),
+    ("RUN /usr/local/bin/python3.11 -m pip --no-cache-dir install click==8.1.7",
+     [["click==8.1.7"]]),
+    ("RUN pip3.11 install -r r.txt && PIP_NO_CACHE_DIR=1 pip3 install x==1", [["-r", "r.txt"],
+                                                                           ["x==1"]]),
+    ('RUN ["pip3", "install", "-r", "requirements.txt"]', [["-r", "requirements.txt"]]),
+    ("RUN --mount=type=cache,target=/c pip install -r requirements.txt",
+     [["-r", "requirements.txt"]]),
+    ("RUN python -m venv /opt/venv && echo pip install done", []),
+    ("RUN pip list", []),
+])
+def test_pip_is_recognised_however_it_is_called(run, args):
+    assert hub.pip_installs(run) == args
+
+
+VENV = VENV_DOCKERFILE + """ --create-home --no-log-init --uid 10001 app
+WORKDIR /app
+COPY app.py .
+USER 10001
+ENTRYPOINT ["/opt/venv/bin/python", "app.py"]
+CMD ["hello"]
+"""
+
+
+@pytest.mark.parametrize("dockerfile, ok", [
+    (VENV, True),
+    (VENV.replace("/opt/venv/bin/pip install", "/opt/venv/bin/python -m pip install"), True),
+    (VENV.replace("FROM python:3.11-slim AS build", "FROM python:3.11-slim AS Build")
+     .replace("--from=build", "--from=0"), True),
+    # the builder copies app.py before it installs: a code change reinstalls everything
+    (VENV.replace("COPY requirements.txt /tmp/requirements.txt",
+                  "COPY requirements.txt app.py /tmp/"), False),
+    # the builder's install is not in the final image: nothing installs what it runs on
+    (VENV.replace("COPY --from=build /opt/venv /opt/venv\n", ""), False),
+    ("FROM python:3.11-slim\nCOPY . .\nRUN pip3.11 install -r requirements.txt\n", False),
+])
+def test_install_first_follows_the_stages_the_image_is_made_of(dockerfile, ok):
+    assert hub.install_first(dockerfile)["passed"] is ok, hub.install_first(dockerfile)
+
+
+def test_pinned_reads_every_pip_spelling_in_the_dockerfile():
+    for run in ("pip3.11 install click", "python -m pip install click", "/v/bin/pip install click"):
+        found = hub.pinned("click==8.1.7\n", f"FROM python:3.11-slim\nRUN {run}\n")
+        assert found["found"] == ["Dockerfile: pip install click"], run

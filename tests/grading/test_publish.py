@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from cloudlab import cli
 from cloudlab.grading import Course
 from cloudlab.grading.publish import INCLUDE, PublishError, publish
+from cloudlab.proc import wait_for
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)[ \t]*\n(.*?)### END \1", re.S)
@@ -38,7 +43,7 @@ def _texts(folder: Path) -> dict[str, str]:
 def course(tmp_path) -> Course:
     """A copy of this course with its grading state: registry passwords, the secret."""
     root = tmp_path / "course-root"
-    for name in (*INCLUDE, "solutions"):
+    for name in (*INCLUDE, "solutions", "edition", "README.md"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, root / name, ignore=shutil.ignore_patterns(
@@ -80,6 +85,54 @@ def test_the_edition_has_the_workbook_and_nothing_of_the_instructor(course, tmp_
         assert secret not in everything
     assert "### BEGIN SOLUTION" not in "\n".join(v for k, v in texts.items()
                                                  if k.endswith(".ipynb"))
+
+
+def test_the_edition_readme_speaks_to_students(course, tmp_path):
+    publish(course, tmp_path / "student")
+    readme = (tmp_path / "student" / "README.md").read_text()
+    assert "cloudlab doctor" in readme and "Submit" in readme and "Fetch" in readme
+    for instructor_only in ("make run", "make test", "cloudlab grade", "STUDENT_EDITION",
+                            "BINDER_LINE", "solutions/"):
+        assert instructor_only not in readme, f"{instructor_only!r} is not for students"
+    assert not (tmp_path / "student" / "Makefile").exists()
+
+
+@pytest.mark.timeout(1800)  # a new venv installs every package (from pip's cache when warm)
+def test_every_command_the_edition_readme_shows_works_in_a_fresh_copy(course, tmp_path):
+    """As a student would: a new venv, ``pip install -e .``, ``cloudlab doctor``, a
+    notebook headless, and JupyterLab answering; in the published copy, nothing else."""
+    dest = tmp_path / "student"
+    publish(course, dest)
+    block = (dest / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.strip() for line in block.splitlines() if line.strip()]
+    assert commands[0].startswith("python3 -m venv") and commands[-1].startswith(
+        ".venv/bin/jupyter lab")
+    env = {**os.environ, "CLOUDLAB_MOTO_PORT": str(free_port()),
+           "CLOUDLAB_REGISTRY_PORT": str(free_port()),
+           "CLOUDLAB_PROMETHEUS_PORT": str(free_port()),
+           "CLOUDLAB_ALERTMANAGER_PORT": str(free_port()), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    try:
+        for command in commands[:-1]:
+            done = subprocess.run(command, shell=True, cwd=dest, env=env, capture_output=True,
+                                  text=True, timeout=1200)
+            assert done.returncode == 0, f"{command}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        assert "1/1 notebooks passed" in done.stdout, done.stdout[-2000:]
+        port = free_port()
+        lab = subprocess.Popen(f"{commands[-1]} --no-browser --ServerApp.port={port} "
+                               "--ServerApp.ip=127.0.0.1 --IdentityProvider.token=",
+                               shell=True, cwd=dest, env=env, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).ok,
+                     timeout=120, what="the edition's JupyterLab")
+        finally:
+            os.killpg(lab.pid, signal.SIGTERM)
+            lab.wait(timeout=30)
+    finally:
+        if (dest / ".venv" / "bin" / "cloudlab").exists():
+            subprocess.run([str(dest / ".venv" / "bin" / "cloudlab"), "services", "down"],
+                           cwd=dest, env=env, capture_output=True, timeout=120)
 
 
 def test_a_leak_stops_the_publication_naming_the_file(course, tmp_path):

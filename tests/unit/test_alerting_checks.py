@@ -69,3 +69,20 @@ def test_q3_refuses_a_receiver_off_this_machine_like_the_grader(tmp_path, monkey
             (tmp_path / "alertmanager.yml").write_text(config.replace("//127.0.0.1:",
                                                                       f"//{host}:"))
             verify("q3", _ns())
+
+
+def test_q2_asks_for_the_summaries_and_q3_for_the_grouping_the_text_asks_for(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rules, routes = _solution("alert_rules"), _solution("alertmanager_config")
+    (tmp_path / "alert_rules.yml").write_text(rules.replace("summary:", "description:", 1))
+    with pytest.raises(CheckFailed, match="LatencyThreeSigma has no summary annotation"):
+        verify("q2", _ns())
+    (tmp_path / "alertmanager.yml").write_text(
+        routes.replace("group_by: [alertname, service]", "group_by: [alertname, instance]"))
+    with pytest.raises(CheckFailed, match="group by alertname and service"):
+        verify("q3", _ns())
+    (tmp_path / "alertmanager.yml").write_text(
+        routes.replace("group_by: [alertname, service]", "group_by: [service, alertname]"))
+    if shutil.which("amtool"):
+        verify("q3", _ns())

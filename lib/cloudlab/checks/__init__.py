@@ -194,15 +194,43 @@ def check(question: str, namespace: dict | None = None) -> bool:
     return True
 
 
-def verify(question: str, namespace: dict | None = None) -> None:
-    """Like :func:`check` but raises :class:`CheckFailed`: for nbgrader test cells."""
+def verify(question: str, namespace: dict | None = None, *, keep_going: bool = False) -> None:
+    """Like :func:`check` but raises :class:`CheckFailed`: for nbgrader test cells.
+
+    With ``keep_going=True`` in a Jupyter kernel, a failure is shown as the cell's error
+    output (so nbgrader's validate and ``cloudlab grade validate`` count the test as failed)
+    but the cell itself completes: *Run All* goes on to the next parts, whose cells write
+    the files the grader reads. Outside a kernel it raises as usual.
+
+    >>> @register("example", "q9")
+    ... def never(ns):
+    ...     expect(False, "not yet")
+    >>> verify("q9", {"ASSIGNMENT": "example"}, keep_going=True)
+    Traceback (most recent call last):
+    ...
+    cloudlab.checks.CheckFailed: q9: not yet
+    """
     ns = namespace if namespace is not None else _caller_namespace()
     try:
         _run(question, ns)
     except CheckFailed as failure:
         if not failure.message.startswith(question):
             failure.message = f"{question}: {failure.message}"
-        raise failure.with_traceback(None) from None
+        shell = _kernel_shell() if keep_going else None
+        if shell is None:
+            raise failure.with_traceback(None) from None
+        text = f"{type(failure).__name__}: {failure}"
+        shell._showtraceback(type(failure), failure, text.splitlines())
+
+
+def _kernel_shell() -> Any:
+    """The IPython shell of a Jupyter kernel (one that publishes outputs), else None."""
+    try:
+        from IPython import get_ipython as _get
+    except ImportError:
+        return None
+    shell = _get()
+    return shell if shell is not None and hasattr(shell, "kernel") else None
 
 
 def trusted(key: str) -> Any:

@@ -1,10 +1,10 @@
 """Visible checks of the ``alerting`` exercise (public: the hidden cases are not here).
 
 ``q1`` runs the student's ``three_sigma`` on one obvious case; ``q2`` checks that the
-alert rule file is valid for promtool and names the two alerts; ``q3`` checks that the
-Alertmanager config is valid for amtool, names the four receivers and sends nothing off
-this machine. The points come from the trusted graders of the instructor's side, which
-use other, hidden, cases.
+alert rule file is valid for promtool and names the two alerts, each with a ``summary``;
+``q3`` checks that the Alertmanager config is valid for amtool, groups by alertname and
+service, names the four receivers and sends nothing off this machine. The points come
+from the trusted graders of the instructor's side, which use other, hidden, cases.
 """
 
 from __future__ import annotations
@@ -20,6 +20,41 @@ from . import expect, register
 
 ASSIGNMENT = "alerting"
 RECEIVERS = ("team-chat", "tickets", "oncall-primary", "oncall-backup")
+ALERTS = ("LatencyThreeSigma", "TargetDown")
+GROUP_BY = {"alertname", "service"}
+
+
+def group_problem(config: Any) -> str:
+    """'' when the top route groups by alertname and service (in any order), else why not.
+
+    >>> group_problem({"route": {"group_by": ["service", "alertname"]}})
+    ''
+    >>> group_problem({"route": {"group_by": ["instance"]}})
+    "the route should group by alertname and service, not ['instance']"
+    """
+    route = config.get("route") if isinstance(config, dict) else None
+    group_by = route.get("group_by") if isinstance(route, dict) else None
+    if isinstance(group_by, list) and set(map(str, group_by)) == GROUP_BY:
+        return ""
+    return f"the route should group by alertname and service, not {group_by!r}"
+
+
+def shape_problems(rules: dict[str, dict[str, Any]]) -> list[str]:
+    """What the text asks of the file beyond promtool: both alerts, each with a summary.
+
+    >>> shape_problems({"TargetDown": {"annotations": {"summary": "down"}}})
+    ['the alert LatencyThreeSigma is missing']
+    >>> shape_problems({a: {"annotations": {"runbook": "x"}} for a in ALERTS})[0]
+    'LatencyThreeSigma has no summary annotation'
+    """
+    found = []
+    for name in ALERTS:
+        rule = rules.get(name)
+        if rule is None:
+            found.append(f"the alert {name} is missing")
+        elif not str((rule.get("annotations") or {}).get("summary") or "").strip():
+            found.append(f"{name} has no summary annotation")
+    return found
 
 
 @register(ASSIGNMENT, "q1")
@@ -56,11 +91,11 @@ def rule_file_is_valid(ns: dict) -> None:
     from ..proc import which
 
     doc = _yaml_file("alert_rules.yml")
-    names = [r.get("alert") for g in doc.get("groups") or [] for r in g.get("rules") or []]
-    for wanted in ("LatencyThreeSigma", "TargetDown"):
-        expect(wanted in names, f"alert_rules.yml should define the alert {wanted}",
-               expected=["LatencyThreeSigma", "TargetDown"], found=names,
-               hint="each rule's `alert:` field is its name (spelling and case matter)")
+    rules = alert_rules(doc)
+    for problem in shape_problems(rules):
+        expect(False, f"alert_rules.yml: {problem}", expected=list(ALERTS), found=list(rules),
+               hint="each rule's `alert:` field is its name (spelling and case matter); "
+                    "`annotations: {summary: ...}` says in one line what is wrong")
     if which("promtool"):
         ok, out = tool_output(["promtool", "check", "rules", "alert_rules.yml"])
         expect(ok, "promtool check rules rejects alert_rules.yml", expected="SUCCESS",
@@ -81,10 +116,23 @@ def alertmanager_config_is_valid(ns: dict) -> None:
     expect(not away, "a receiver points off this machine: the grader would score the whole "
            "part 0", expected="http://127.0.0.1:<port>/...", found=away,
            hint="every webhook url must use 127.0.0.1; nothing is sent anywhere")
+    grouping = group_problem(doc)
+    expect(not grouping, grouping, hint="route: {group_by: [alertname, service], ...}")
     if which("amtool"):
         ok, out = tool_output(["amtool", "check-config", "alertmanager.yml"])
         expect(ok, "amtool check-config rejects alertmanager.yml", expected="SUCCESS",
                found=_tail(out))
+
+
+def alert_rules(doc: Any) -> dict[str, dict[str, Any]]:
+    """The alerting rules of a parsed rule file, by name (recording rules left out).
+
+    >>> list(alert_rules({"groups": [{"rules": [{"record": "r"}, {"alert": "A"}]}]}))
+    ['A']
+    """
+    groups = doc.get("groups") if isinstance(doc, dict) else None
+    return {str(r["alert"]): r for g in groups or [] if isinstance(g, dict)
+            for r in g.get("rules") or [] if isinstance(r, dict) and "alert" in r}
 
 
 def _tail(output: str, width: int = 150) -> str:

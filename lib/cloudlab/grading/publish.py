@@ -8,8 +8,10 @@ the copy, and can push it to a git remote that Binder and students use::
     cloudlab grade publish ../workbook-student --push git@host:course/workbook-student.git
 
 What goes in: :data:`INCLUDE` (the notebooks, the released exercises, the library, Binder's
-config, the data, the README and what installs the library). Only files git tracks are
-copied when the course is a git checkout (no outputs, caches or local state).
+config, the data and what installs the library), and ``edition/README.md`` as the
+edition's README: it speaks to students (open it, fetch, check, submit), not to the
+instructor. Only files git tracks are copied when the course is a git checkout (no
+outputs, caches or local state).
 
 >>> report = publish(Course(), "/tmp/student-edition")        # doctest: +SKIP
 >>> report.files > 0, report.problems                         # doctest: +SKIP
@@ -28,8 +30,11 @@ from ..errors import CloudlabError
 from ..proc import run
 from .course import Course
 
-INCLUDE = ("notebooks", "exercises", "lib", "binder", "data", "README.md", "pyproject.toml",
+INCLUDE = ("notebooks", "exercises", "lib", "binder", "data", "pyproject.toml",
            "environment.yml", "LICENSE")
+STUDENT_README = Path("edition") / "README.md"
+# owner/name of a GitHub repository (what the Binder link names) from a push URL
+_GITHUB = re.compile(r"github\.com[:/]([\w.-]+/[\w.-]+?)(?:\.git)?/?$")
 NEVER = re.compile(r"(^|/)(solutions|tests|course|\.cloudlab|\.venv|__pycache__|"
                    r"\.ipynb_checkpoints)(/|$)|(^|/)nbgrader_config\.py$|\.db$")
 MARKERS = re.compile(r"### (BEGIN|END) (SOLUTION|HIDDEN TESTS)")
@@ -195,6 +200,8 @@ def publish(course: Course, dest: str | Path, *, push: str | None = None,
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, target)
         report.files += 1
+    (dest / "README.md").write_text(student_readme(root, push))
+    report.files += 1
     (dest / ".cloudlab-edition").write_text("the student edition, written by "
                                             "`cloudlab grade publish`; do not edit\n")
     report.problems = leaks(dest, course)
@@ -205,6 +212,30 @@ def publish(course: Course, dest: str | Path, *, push: str | None = None,
         _push(dest, push, branch)
         report.pushed = push
     return report
+
+
+def student_readme(root: Path, push: str | None = None) -> str:
+    """The edition's README: ``edition/README.md`` with its Binder line filled in from
+    the repository the edition is pushed to (none when that is not a forge Binder builds).
+
+    >>> "mybinder.org/v2/gh/course/book/HEAD" in student_readme(
+    ...     Path("."), "git@github.com:course/book.git")
+    True
+    >>> "BINDER" in student_readme(Path("."), None)
+    False
+    """
+    text = (root / STUDENT_README).read_text()
+    found = _GITHUB.search(push or "")
+    if found:
+        line = (f"[![Binder](https://mybinder.org/badge_logo.svg)](https://mybinder.org/v2/gh/"
+                f"{found.group(1)}/HEAD?urlpath=lab/tree/notebooks/00-getting-started.ipynb)"
+                " opens it in your browser with nothing to install (no Docker there: those "
+                "parts say so and skip). A Binder session is temporary: download your work "
+                "before you leave.")
+    else:
+        line = ("Your course may also give you a Binder link that opens it in your browser "
+                "with nothing to install (no Docker there: those parts say so and skip).")
+    return text.replace("BINDER_LINE", line)
 
 
 def _push(dest: Path, remote: str, branch: str) -> None:

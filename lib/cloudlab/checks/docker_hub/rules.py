@@ -57,12 +57,15 @@ __all__ = [
     "non_root",
     "official_base",
     "pinned",
+    "pip_installs",
+    "prints_greeting",
     "pushed",
     "recorded",
     "result",
     "scan_filesystem",
     "size_budget",
     "split_ref",
+    "stages",
     "syntax_error",
 ]
 
@@ -85,8 +88,8 @@ HUB_HOSTS = ("", "docker.io", "index.docker.io", "registry-1.docker.io")
 
 # The hook's keys, in the order the notebook's test cells use them.
 KEYS = ("files", "official_base", "lint_clean", "image_builds", "says_hello", "exec_form",
-        "install_first", "non_root", "pinned", "no_pip_cache", "size_budget", "pushed",
-        "classmate")
+        "plain_run", "install_first", "non_root", "pinned", "no_pip_cache", "size_budget",
+        "pushed", "classmate")
 
 
 def result(passed: bool, message: str, *, expected: Any = None, found: Any = None,
@@ -259,13 +262,9 @@ def pinned(requirements: str | None, dockerfile: str | None = None) -> dict[str,
     for _, keyword, text in instructions(dockerfile or ""):
         if keyword != "RUN":
             continue
-        for segment in re.split(r"&&|\|\||;|\|", text):
-            words = segment.split()
-            if "install" not in words or not any(w.endswith(("pip", "pip3")) or w == "pip"
-                                                 for w in words[:words.index("install")]):
-                continue
+        for args in pip_installs(text):
             skip = False
-            for word in words[words.index("install") + 1:]:
+            for word in args:
                 if skip:
                     skip = False
                 elif word in _OPTION_WITH_VALUE:
@@ -285,38 +284,158 @@ def pinned(requirements: str | None, dockerfile: str | None = None) -> dict[str,
     return result(True, f"all {names} requirement(s) are pinned")
 
 
-_PIP_INSTALL = re.compile(r"\bpip3?\s+install\b|\bpython3?\s+-m\s+pip\s+install\b")
+_PIP = re.compile(r"pip(\d+(\.\d+)*)?")  # pip, pip3, pip3.11 (any folder: a venv's too)
+_PYTHON = re.compile(r"python(\d+(\.\d+)*)?")
+_PIP_GLOBAL_WITH_VALUE = {"--cache-dir", "--log", "--proxy", "--retries", "--timeout",
+                          "--exists-action", "--trusted-host", "--cert", "--client-cert",
+                          "--root-user-action", "--python", "--use-feature",
+                          "--use-deprecated", "--log-file"}
+_WRAPPERS = {"sudo", "env", "exec", "time", "nice", "command"}
+
+
+def _commands(run: str) -> list[list[str]]:
+    """The simple commands of a RUN instruction's text, each as a list of words."""
+    body = run.split(None, 1)[1] if len(run.split(None, 1)) > 1 else ""
+    while body.startswith("--"):  # RUN --mount=... --network=... flags
+        body = body.split(None, 1)[1] if len(body.split(None, 1)) > 1 else ""
+    if body.lstrip().startswith("["):
+        try:
+            return [[str(w) for w in json.loads(body)]]
+        except ValueError:
+            pass
+    return [[w.strip("'\"") for w in segment.split()]
+            for segment in re.split(r"&&|\|\||;|\||\n|\(|\)", body) if segment.strip()]
+
+
+def pip_installs(run: str) -> list[list[str]]:
+    """The arguments of every ``pip install`` in a RUN instruction, however pip is called.
+
+    >>> pip_installs("RUN /opt/venv/bin/pip install --no-cache-dir -r requirements.txt")
+    [['--no-cache-dir', '-r', 'requirements.txt']]
+    >>> pip_installs("RUN python3.11 -m pip --no-cache-dir install click==8.1.7 && pip3.11 list")
+    [['click==8.1.7']]
+    >>> pip_installs('RUN ["/usr/local/bin/pip3", "install", "-r", "requirements.txt"]')
+    [['-r', 'requirements.txt']]
+    >>> pip_installs("RUN python -m venv /opt/venv && echo pip install")
+    []
+    """
+    found = []
+    for words in _commands(run):
+        i = 0  # the command word: after VAR=value settings and sudo, env, exec, time
+        while i < len(words) and (("=" in words[i] and not words[i].startswith("-"))
+                                  or words[i] in _WRAPPERS):
+            i += 1
+        name = words[i].rsplit("/", 1)[-1] if i < len(words) else ""
+        if _PIP.fullmatch(name):
+            j = i + 1
+        elif _PYTHON.fullmatch(name) and words[i + 1:i + 3] == ["-m", "pip"]:
+            j = i + 3
+        elif name == "uv" and words[i + 1:i + 2] == ["pip"]:
+            j = i + 2
+        else:
+            continue
+        while j < len(words) and words[j].startswith("-"):
+            j += 2 if words[j] in _PIP_GLOBAL_WITH_VALUE else 1
+        if j < len(words) and words[j] == "install":
+            found.append(words[j + 1:])
+    return found
+
+
+def stages(dockerfile: str) -> list[dict[str, Any]]:
+    """The build stages: ``name`` (lower case, or None), ``base`` and ``steps``.
+
+    >>> [(s["name"], s["base"], len(s["steps"])) for s in stages(
+    ...     "FROM python:3.11-slim AS build\\nRUN x\\nFROM build\\nCOPY a b\\n")]
+    [('build', 'python:3.11-slim', 1), (None, 'build', 1)]
+    """
+    found: list[dict[str, Any]] = []
+    for line, keyword, text in instructions(dockerfile):
+        if keyword == "FROM":
+            words = [w for w in text.split()[1:] if not w.startswith("--")]
+            name = words[2].lower() if len(words) >= 3 and words[1].lower() == "as" else None
+            found.append({"name": name, "base": words[0] if words else "", "steps": []})
+        elif found:
+            found[-1]["steps"].append((line, keyword, text))
+    return found
+
+
+def _stage_index(found: list[dict[str, Any]], ref: str, before: int) -> int | None:
+    ref = ref.lower()
+    for k in range(before - 1, -1, -1):
+        if found[k]["name"] == ref:
+            return k
+    return int(ref) if ref.isdigit() and int(ref) < before else None
+
+
+def _copied_from(text: str) -> str | None:
+    return next((w.split("=", 1)[1] for w in text.split() if w.startswith("--from=")), None)
+
+
+def _lineage(found: list[dict[str, Any]], k: int) -> list[tuple[int, str, str]]:
+    """The steps that made stage ``k``'s file system: its parents' (FROM a stage), then its own."""
+    parent = _stage_index(found, found[k]["base"], k)
+    return (_lineage(found, parent) if parent is not None else []) + found[k]["steps"]
+
+
+def _final_stages(found: list[dict[str, Any]]) -> list[int]:
+    """The stages the final image is made of: the last one and those it builds on or copies."""
+    todo, seen = [len(found) - 1], []
+    while todo:
+        k = todo.pop()
+        if k in seen or k < 0:
+            continue
+        seen.append(k)
+        parent = _stage_index(found, found[k]["base"], k)
+        todo += [parent] if parent is not None else []
+        for _, keyword, text in found[k]["steps"]:
+            source = _copied_from(text) if keyword in ("COPY", "ADD") else None
+            index = _stage_index(found, source, k) if source else None
+            todo += [index] if index is not None else []
+    return sorted(seen)
+
+
+def _copies_app(keyword: str, text: str) -> bool:
+    return (keyword in ("COPY", "ADD") and _copied_from(text) is None
+            and any(src in ("app.py", ".", "./", "*") or src.endswith("/app.py")
+                    for src in _sources(text)))
 
 
 def install_first(dockerfile: str | None) -> dict[str, Any]:
-    """The final stage installs its requirements (``pip install``) before it copies app.py.
+    """pip installs the requirements before app.py is copied, in every stage of the final
+    image that installs them (a multi-stage build may install into a venv in a builder).
 
     >>> install_first("FROM x\\nCOPY requirements.txt .\\nRUN pip install -r requirements.txt"
     ...               "\\nCOPY app.py .\\n")["passed"]
     True
     >>> install_first("FROM x\\nCOPY . .\\nRUN pip install -r requirements.txt\\n")["message"]
     'app.py is copied (line 2) before pip installs the requirements (line 3)'
+    >>> install_first("FROM x AS b\\nRUN python -m venv /v && /v/bin/pip install -r r.txt\\n"
+    ...               "FROM x\\nCOPY --from=b /v /v\\nCOPY app.py .\\n")["passed"]
+    True
     """
     if not dockerfile:
         return result(False, "there is no Dockerfile")
-    steps = instructions(dockerfile)
-    last_from = max((i for i, (_, kw, _) in enumerate(steps) if kw == "FROM"), default=-1)
-    stage = steps[last_from + 1:]
-    install = next((line for line, kw, text in stage if kw == "RUN" and _PIP_INSTALL.search(text)),
-                   None)
-    copies_app = next((line for line, kw, text in stage if kw in ("COPY", "ADD")
-                       and not any(w.startswith("--from") for w in text.split())
-                       and any(src in ("app.py", ".", "./", "*") or src.endswith("/app.py")
-                               for src in _sources(text))), None)
-    if install is None:
-        return result(False, "no `RUN pip install ...` step installs the requirements",
+    found = stages(dockerfile)
+    installs = 0
+    for k in _final_stages(found):
+        copied = None
+        for line, keyword, text in _lineage(found, k):
+            if copied is None and _copies_app(keyword, text):
+                copied = line
+            if keyword == "RUN" and pip_installs(text):
+                if (line, keyword, text) in found[k]["steps"]:
+                    installs += 1
+                if copied is not None and copied < line:
+                    return result(False, f"app.py is copied (line {copied}) before pip "
+                                         f"installs the requirements (line {line})",
+                                  hint="COPY requirements.txt and RUN pip install first, COPY "
+                                       "app.py after: then a change to app.py reuses the "
+                                       "cached install layer")
+                break
+    if not installs:
+        return result(False, "no RUN step of the image installs the requirements with pip",
                       hint="COPY requirements.txt, then RUN pip install --no-cache-dir -r "
-                           "requirements.txt")
-    if copies_app is not None and copies_app < install:
-        return result(False, f"app.py is copied (line {copies_app}) before pip installs the "
-                             f"requirements (line {install})",
-                      hint="COPY requirements.txt and RUN pip install first, COPY app.py "
-                           "after: then a change to app.py reuses the cached install layer")
+                           "requirements.txt (pip3, python -m pip or a venv's pip are fine)")
     return result(True, "the requirements are installed before app.py is copied")
 
 
@@ -347,6 +466,22 @@ def exec_form(entrypoint: Sequence[str] | None, cmd: Sequence[str] | None) -> di
         return result(False, "the image sets neither ENTRYPOINT nor CMD")
     return result(True, "ENTRYPOINT and CMD use the exec form",
                   data={"entrypoint": list(entrypoint or []), "cmd": list(cmd or [])})
+
+
+def prints_greeting(command: str, ok: bool, output: str, exit_code: int | None = None,
+                    timed_out: bool = False, hint: str | None = None) -> dict[str, Any]:
+    """``command`` (run by the grader) printed :data:`GREETING` on a line of its own.
+
+    >>> prints_greeting("docker run IMAGE", True, "Hello World!\\n")["passed"]
+    True
+    >>> prints_greeting("docker run IMAGE", False, "Usage: app.py", 2)["message"]
+    '`docker run IMAGE` should print Hello World! (exit code 2)'
+    """
+    said = ok and GREETING in [line.strip() for line in output.splitlines()]
+    why = "" if said or ok else " (it timed out)" if timed_out else f" (exit code {exit_code})"
+    return result(said, f"`{command}` prints {GREETING}" if said
+                  else f"`{command}` should print {GREETING}{why}",
+                  expected=GREETING, found=output.strip()[-300:], hint=None if said else hint)
 
 
 def non_root(user: str | None, uid: int | None = None) -> dict[str, Any]:
