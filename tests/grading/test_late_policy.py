@@ -62,8 +62,8 @@ def test_the_feedback_page_and_the_export_state_the_policy(course, tmp_path):
     assert "Late policy:</b> 10% of the score per day late (or part of a day), at most 30%; " \
            "more than 3 days late: 0." in page
     assert "2.0 hour(s) after the due date: 0.6 point(s) taken off, final score 5.4 / 6" in page
-    rows = {r["student"]: r for r in csv.DictReader(export.export(course, tmp_path / "g.csv", "demo")
-                                                   .open())}
+    path = export.export(course, tmp_path / "g.csv", "demo")
+    rows = {r["student"]: r for r in csv.DictReader(path.open())}
     assert rows["tardy"]["late_penalty"] == "0.6" and rows["tardy"]["final_score"] == "5.4"
     assert rows["tardy"]["late_policy"] == rule
     on_time = Result("ontime", "demo", score=6, max_score=6, late_policy=rule)

@@ -26,10 +26,10 @@ zero once a submission is more than N days late. The policy and the due dates li
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import tomllib
 from nbgrader.plugins import LateSubmissionPlugin
 from traitlets import Float
 

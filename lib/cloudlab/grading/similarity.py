@@ -17,8 +17,8 @@ consecutive hashes. Any run of at least w + k - 1 tokens two answers share is fo
 Fingerprints of the released exercise and of the solution are discarded (what every
 student starts from, or arrives at when right, is no evidence of copying).
 
->>> a = "def total(xs):\\n    # add them up\\n    s = 0\\n    for x in xs:\\n        s += x\\n    return s\\n"
->>> b = "def sum_all(values):\\n    acc = 0  # start\\n    for v in values:\\n        acc += v\\n    return acc\\n"
+>>> a = "def total(xs):\\n    # add them up\\n    s = 0\\n    for x in xs:\\n        s += x\\n"
+>>> b = "def sum_all(values):\\n    acc = 0  # start\\n    for v in values:\\n        acc += v\\n"
 >>> normalise(a, "python") == normalise(b, "python")
 True
 >>> fingerprints(a, "python") == fingerprints(b, "python")
