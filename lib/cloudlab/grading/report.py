@@ -161,7 +161,8 @@ STYLE = """
 body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;width:100%;margin-bottom:1.5rem} td,th{border-bottom:1px solid
 #ddd;padding:.35rem;text-align:left;vertical-align:top} .plots{display:flex;flex-wrap:wrap;
-gap:1rem} .plots img{max-width:32rem;border:1px solid #eee} .hidden{color:#8a5300}
+gap:1rem;align-items:flex-start} .plots img{max-width:32rem;height:auto;
+border:1px solid #eee} .hidden{color:#8a5300}
 pre{white-space:pre-wrap;margin:0;font-size:.85rem} .none{color:#666}
 """
 
@@ -181,6 +182,7 @@ def plots(data: dict) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out: dict[str, str] = {}
     finals = [s["final"] for s in data["scores"]]
@@ -189,6 +191,7 @@ def plots(data: dict) -> dict[str, str]:
     ax.hist(finals, bins=min(20, max(5, int(top) + 1)), range=(0, top), color="#3b6ea8",
             edgecolor="white")
     ax.set(title="Final scores", xlabel=f"points (of {top:g})", ylabel="submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     out["scores"] = _png(fig)
     items = [i for i in data["items"] if i["pass_rate"] is not None]
     fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.32 * max(1, len(items))))
@@ -202,6 +205,7 @@ def plots(data: dict) -> dict[str, str]:
     ax.hist([s["seconds"] for s in data["scores"]], bins=15, color="#7a5ca8",
             edgecolor="white")
     ax.set(title="Grading time", xlabel="seconds per submission", ylabel="submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     out["time"] = _png(fig)
     return out
 
