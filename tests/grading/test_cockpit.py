@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradingkit as kit
 import pytest
 
 from cloudlab import cli
-from cloudlab.grading import Course, autograde, feedback, regrade, report
+from cloudlab.grading import Course, autograde, feedback, late, regrade, report
 
-TIMEOUT = 25
+TIMEOUT = 60  # seconds per notebook: a kernel that starts slowly on a busy machine is no change
 SOLUTION = kit.FIXTURES / "solutions" / "demo" / "demo.ipynb"
 STUDENTS = {
     "alice": [],                                                           # 6 before and after
@@ -22,6 +23,9 @@ STUDENTS = {
     "dan": [("q1_answer", "return a + b", "return 5 if a == 2 else 0")],   # 6 -> 4
 }
 # the hidden case of q1 changes: add(-7, 7) == 0 becomes add(7, 7) == 14
+# due at the fixtures' timestamp (10:00): cara is 1 s late, bob 2 hours
+POLICY = 'percent_per_day = 10\n[assignment.demo]\ndue = "2026-01-15 10:00:00 UTC"\n'
+LATE = {"cara": "2026-01-15 10:00:01.000000 UTC", "bob": "2026-01-15 12:00:00.000000 UTC"}
 OLD_CASE = ('neg=call("add", -7, 7, cells="q1_answer")', 'expect(neg == 0,')
 NEW_CASE = ('neg=call("add", 7, 7, cells="q1_answer")', 'expect(neg == 14,')
 
@@ -37,8 +41,11 @@ def _state(course: Course) -> dict[str, str]:
                            course.gradebook)
 
 
-def _feedback(course: Course, student: str) -> dict[str, str]:
-    return kit.tree_digest(course.feedback / student)
+def _feedback(course: Course, student: str) -> dict[str, tuple[str, int]]:
+    """Each feedback file's digest and modification time (a rewrite with the same text
+    still counts as written)."""
+    return {path: (digest, Path(path).stat().st_mtime_ns)
+            for path, digest in kit.tree_digest(course.feedback / student).items()}
 
 
 def _scores(course: Course) -> dict[str, float]:
@@ -52,7 +59,11 @@ def _scores(course: Course) -> dict[str, float]:
 def loop(grading_image, tmp_path_factory) -> Loop:
     course = kit.make_course(tmp_path_factory.mktemp("cockpit"))
     for student, edits in STUDENTS.items():
-        kit.submit(course, "demo", student, kit.answered(course, "demo", SOLUTION, edits))
+        folder = kit.submit(course, "demo", student, kit.answered(course, "demo", SOLUTION,
+                                                                  edits))
+        if student in LATE:
+            (folder / "timestamp.txt").write_text(LATE[student] + "\n")
+    late.path(course).write_text(POLICY)
     autograde.autograde(course, "demo", workers=2, timeout=TIMEOUT, progress=False,
                         image=grading_image)
     feedback.feedback(course, "demo")
@@ -70,8 +81,17 @@ def _regrade(loop: Loop, **kwargs) -> regrade.Plan:
                            **kwargs)
 
 
+def _penalties(course: Course) -> dict[str, float]:
+    return {s: json.loads(course.result_file(s, "demo").read_text())["late_penalty"]
+            for s in STUDENTS}
+
+
 def test_the_batch_as_graded_first(loop):
     assert loop.scores == {"alice": 6, "bob": 3, "cara": 4, "dan": 6}
+    assert _penalties(loop.course) == {"alice": 0, "bob": 0.3, "cara": 0.4, "dan": 0}, \
+        "the late policy applies to the trusted scores (10% a started day)"
+    page = (loop.course.feedback / "bob" / "demo" / "demo.html").read_text()
+    assert "0.3 point(s) taken off, final score 2.7 / 6" in page
 
 
 def test_the_report_of_the_batch(loop, tmp_path):
@@ -112,12 +132,13 @@ def test_apply_never_lower_moves_only_who_gains(loop):
     assert [p.parent.parent.name for p in plan.feedback] == ["cara"]
     result = json.loads(loop.course.result_file("cara", "demo").read_text())
     assert result["score"] == 6 and all(t["passed"] for t in result["tests"])
+    assert result["late_penalty"] == 0.6, "the late penalty follows the new score"
 
 
 def test_apply_then_moves_who_loses(loop):
     kept = {s: _feedback(loop.course, s) for s in ("alice", "bob", "cara")}
     plan = _regrade(loop, apply=True)
-    assert [c.student for c in plan.moved] == ["dan"]
+    assert [c.student for c in plan.moved] == ["dan"], plan.text()
     assert _scores(loop.course) == {"alice": 6, "bob": 3, "cara": 6, "dan": 4}
     assert {s: _feedback(loop.course, s) for s in kept} == kept
     page = (loop.course.feedback / "dan" / "demo" / "demo.html").read_text()
@@ -136,4 +157,4 @@ def test_the_cli_lists_similar_pairs_and_the_late_policy(loop, capsys):
     assert cli.main(["grade", "--course", root, "similar", "demo"]) == 0
     assert "no pair stands out" in capsys.readouterr().out
     assert cli.main(["grade", "--course", root, "late", "demo"]) == 0
-    assert "no penalty for late submissions" in capsys.readouterr().out
+    assert "due 2026-01-15 10:00:00 UTC; 10% of the score per day late" in capsys.readouterr().out

@@ -45,6 +45,9 @@ def course(tmp_path_factory):
                       _t("q3_test", 1, 0, XSS)]),
         Result("fay", "demo", status="crashed", max_score=6, seconds=2.0,
                reason="pre-grade check build_image failed: TimeoutError: docker"),
+        Result("gus", "demo", status="graded", max_score=6, seconds=2.0,
+               tests=[_t("q1_test", 2, 0, "the trusted probe run failed: ImageNotFound: "
+                                          "No such image: cloudlab-grader:1")]),
     ]
     for r in rows:
         r.save(course.result_file(r.student, "demo"))
@@ -57,11 +60,11 @@ def data(course):
 
 
 def test_scores_statuses_and_time(data):
-    assert data["submissions"] == 6
-    assert data["statuses"] == {"graded": 4, "timed out": 1, "crashed": 1}
+    assert data["submissions"] == 7
+    assert data["statuses"] == {"graded": 5, "timed out": 1, "crashed": 1}
     finals = {s["student"]: s["final"] for s in data["scores"]}
     assert finals["bob"] == 2.7, "the final score is after the late penalty"
-    assert data["timing"]["total"] == 110.0 and data["timing"]["max"] == 90.0
+    assert data["timing"]["total"] == 112.0 and data["timing"]["max"] == 90.0
     assert data["timing"]["slowest"][0] == {"student": "dee", "seconds": 90.0}
     assert data["late"] == [{"student": "bob", "hours": 2.0, "penalty": 0.3}]
 
@@ -84,7 +87,7 @@ def test_failures_are_grouped_with_a_count_and_an_example(data):
 
 def test_environment_errors_flags_and_refusals_are_kept_apart(data):
     env = {(e["student"], e["item"]) for e in data["environment"]}
-    assert env == {("eve", "q1_test"), ("fay", "")}
+    assert env == {("eve", "q1_test"), ("fay", ""), ("gus", "q1_test")}
     assert not any("engine gone" in f["example"] for f in data["failures"])
     kinds = {(f["student"], f["kind"]) for f in data["flags"]}
     assert kinds == {("eve", "flagged"), ("eve", "refused (q2_test)")}

@@ -39,7 +39,8 @@ ENVIRONMENT = re.compile(
     r"pre-grade check \S+ failed|the grader of \S+ failed|no trusted grader|"
     r"the grader failed on this submission|the grading worker died|"
     r"gradebook could not be reset|not a fraction in \[0, 1\]|probe stage|"
-    r"no trusted verdict", re.I)
+    r"no trusted verdict|the trusted probe run failed|ImageNotFound|No such image|"
+    r"Cannot connect to the Docker daemon", re.I)
 REFUSAL = re.compile(r"\brefus(ed|es)\b|not allowed here|is not on the allow-list", re.I)
 TOP_FAILURES = 15
 
