@@ -44,11 +44,12 @@ def test_the_rolling_hash_equals_hashing_each_kgram_afresh():
     assert rolled == fresh and len(set(rolled)) > 1
 
 
-def test_winnowing_keeps_the_rightmost_minimum_of_each_window():
+def test_winnowing_keeps_the_minimum_of_each_window():
     # the worked example of Schleimer et al. (2003), Fig. 2: fingerprints 17 17 8 39 17
     hashes = [77, 74, 42, 17, 98, 50, 17, 98, 8, 88, 67, 39, 77, 74, 42, 17, 98]
     assert S.winnow(hashes, 4) == {17, 8, 39}
     assert S.winnow([5, 1, 1, 5], 2) == {1}
+    assert S.winnow([3, 9, 4, 8, 2], 2) == {3, 4, 2}, "each window's minimum, no other value"
     assert S.winnow([], 4) == set()
 
 
