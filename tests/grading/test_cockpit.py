@@ -12,7 +12,7 @@ import gradingkit as kit
 import pytest
 
 from cloudlab import cli
-from cloudlab.grading import Course, autograde, feedback, late, regrade, report
+from cloudlab.grading import Course, autograde, export, feedback, late, regrade, report
 
 TIMEOUT = 60  # seconds per notebook: a kernel that starts slowly on a busy machine is no change
 SOLUTION = kit.FIXTURES / "solutions" / "demo" / "demo.ipynb"
@@ -133,6 +133,8 @@ def test_apply_never_lower_moves_only_who_gains(loop):
     result = json.loads(loop.course.result_file("cara", "demo").read_text())
     assert result["score"] == 6 and all(t["passed"] for t in result["tests"])
     assert result["late_penalty"] == 0.6, "the late penalty follows the new score"
+    row = next(r for r in export.rows(loop.course, "demo") if r["student"] == "cara")
+    assert (row["late_penalty"], row["final_score"]) == (0.6, 5.4), "and so does the gradebook"
 
 
 def test_apply_then_moves_who_loses(loop):

@@ -52,6 +52,7 @@ def test_the_file_sets_defaults_and_per_assignment_overrides(tmp_path):
     ("cap_percent = 150\n", "percentages must be 0-100"),
     ("percent_per_day = 'ten'\n", "could not convert"),
     ("percent_per_day = \n", "not valid TOML"),
+    ("[assignment.demo]\ndue = \"next friday-ish\"\n", "is not a date"),
 ])
 def test_a_bad_policy_file_is_named(tmp_path, text, needle):
     course = Course(tmp_path)

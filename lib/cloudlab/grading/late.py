@@ -104,6 +104,14 @@ def policy(course: Course, assignment: str) -> Policy:
     if found.percent_per_day < 0 or not 0 <= found.cap_percent <= 100 \
             or found.zero_after_days < 0:
         raise CloudlabError(f"{file}: percentages must be 0-100 and days >= 0 ({found})")
+    if found.due:
+        from nbgrader.utils import parse_utc
+
+        try:
+            parse_utc(found.due)
+        except (ValueError, OverflowError):
+            raise CloudlabError(f"{file}: due {found.due!r} is not a date (write it as "
+                                "\"2026-01-15 10:00:00 UTC\")") from None
     return found
 
 
@@ -133,14 +141,17 @@ def nbgrader_config(rule: Policy) -> dict:
 
 
 def set_due(course: Course, assignment: str) -> Policy:
-    """Write the policy's due date (or none) into the gradebook's assignment."""
+    """Write the policy's due date into the gradebook's assignment (no due date in the
+    policy: the gradebook's own, if any, is left as it is)."""
     from nbgrader.api import Gradebook
     from nbgrader.utils import parse_utc
 
     rule = policy(course, assignment)
+    if not rule.due:
+        return rule
     with Gradebook(course.db_url) as gb:
         found = gb.find_assignment(assignment)
-        found.duedate = parse_utc(rule.due) if rule.due else None
+        found.duedate = parse_utc(rule.due)
         gb.db.commit()
     return rule
 
