@@ -125,10 +125,28 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"(also in {ag.write_summary(course, results)})")
         return 0
     if args.action == "export":
-        from .grading.export import export
+        return _export(course, args)
+    if args.action == "report":
+        from .grading.report import write
 
-        path = export(course, args.output or course.state / "grades.csv", args.assignment)
-        print(f"wrote {path}")
+        page, data = write(course, args.assignment, args.output)
+        print(f"wrote {page} (data: {data})")
+        return 0
+    if args.action == "regrade":
+        return _regrade(course, args)
+    if args.action == "similar":
+        from .grading.similarity import similar
+
+        pairs = similar(course, args.assignment, threshold=args.threshold)
+        print("\n".join(p.line() for p in pairs) or "no pair stands out")
+        print("(a list to look at, never a verdict: read the answers before concluding)")
+        return 0
+    if args.action == "late":
+        from .grading.late import path, policy
+
+        found = policy(course, args.assignment)
+        print(f"{args.assignment}: due {found.due or 'no due date'}; {found.text()} "
+              f"(from {path(course)})")
         return 0
     if args.action == "publish":
         from .grading.publish import publish
@@ -154,6 +172,35 @@ def _grade(args: argparse.Namespace) -> int:
         print(report.text())
         failed += not report.ok
     return 1 if failed else 0
+
+
+def _export(course, args: argparse.Namespace) -> int:
+    if args.lms:
+        from .grading import lms
+
+        if not args.assignment or not args.roster:
+            print("error: an LMS export needs an ASSIGNMENT and --roster FILE", file=sys.stderr)
+            return 2
+        out = args.output or course.state / f"{args.assignment}-{args.lms}.csv"
+        path = lms.export(course, args.assignment, args.roster, args.lms, out, items=args.items)
+    else:
+        from .grading.export import export
+
+        path = export(course, args.output or course.state / "grades.csv", args.assignment)
+    print(f"wrote {path}")
+    return 0
+
+
+def _regrade(course, args: argparse.Namespace) -> int:
+    from .grading.regrade import regrade
+    from .grading.sandbox import Limits
+
+    plan = regrade(course, args.assignment, apply=args.apply, never_lower=args.never_lower,
+                   students=args.student or None, workers=args.workers, timeout=args.timeout,
+                   limits=Limits(memory=args.memory, cpus=args.cpus, pids=args.pids),
+                   progress=not args.quiet)
+    print(plan.text())
+    return 0
 
 
 def _k8s(args: argparse.Namespace) -> int:
@@ -272,9 +319,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sandbox_options(a: argparse.ArgumentParser) -> None:
+    """What autograde and regrade share: which students, how many sandboxes, their limits."""
+    a.add_argument("--student", action="append", help="only this student (repeatable)")
+    a.add_argument("--workers", type=int, help="parallel sandboxes (default: 4 per core, <= 8)")
+    a.add_argument("--timeout", type=float, default=120,
+                   help="seconds each submission may run, all cells together (default 120)")
+    a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")
+    a.add_argument("--cpus", type=float, default=1.0, help="CPUs per sandbox (default 1)")
+    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128)")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _grade_parser(sub) -> None:
-    g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, export, "
-                                     "feedback, validate, roster, registry, publish")
+    g = sub.add_parser("grade", help="graded exercises: release, collect, autograde, report, "
+                                     "regrade, export, feedback, similar, late, validate, "
+                                     "roster, registry, publish")
     g.add_argument("--course", help="course root (default: this checkout)")
     acts = g.add_subparsers(dest="action", required=True)
     a = acts.add_parser("release", help="regenerate exercises/ from solutions/")
@@ -287,17 +347,36 @@ def _grade_parser(sub) -> None:
     a.add_argument("--assignment", help="only this assignment")
     a = acts.add_parser("autograde", help="grade submissions in parallel sandboxes")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
-    a.add_argument("--student", action="append", help="only this student (repeatable)")
-    a.add_argument("--workers", type=int, help="parallel sandboxes (default: 4 per core, <= 8)")
-    a.add_argument("--timeout", type=float, default=120,
-                   help="seconds each submission may run, all cells together (default 120)")
-    a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")
-    a.add_argument("--cpus", type=float, default=1.0, help="CPUs per sandbox (default 1)")
-    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128)")
-    a.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = acts.add_parser("export", help="grades as CSV, one row per student and assignment")
+    _sandbox_options(a)
+    a = acts.add_parser("export", help="grades as CSV, one row per student and assignment; "
+                                       "or a Canvas/Moodle grade import CSV")
     a.add_argument("assignment", nargs="?")
-    a.add_argument("-o", "--output", help="default: course/grades.csv")
+    a.add_argument("-o", "--output", help="default: course/grades.csv "
+                                          "(--lms: course/<assignment>-<lms>.csv)")
+    a.add_argument("--lms", choices=["canvas", "moodle"], help="the LMS's grade import format")
+    a.add_argument("--roster", help="--lms: the roster CSV (id plus name, canvas_id, sis_id, "
+                                    "login, section, email)")
+    a.add_argument("--items", action="store_true", help="--lms: a column per graded item too")
+    a = acts.add_parser("report", help="HTML + JSON report: scores, pass rate per item, "
+                                       "failures, flags, timing")
+    a.add_argument("assignment")
+    a.add_argument("-o", "--output", help="folder (default: course/reports)")
+    a = acts.add_parser("regrade", help="re-run the grading; show per-item changes "
+                                        "(--preview) or write them (--apply)")
+    a.add_argument("assignment")
+    mode = a.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--preview", action="store_true", help="show the changes, write nothing")
+    mode.add_argument("--apply", action="store_true", help="write the changes")
+    a.add_argument("--never-lower", action="store_true",
+                   help="each item keeps the better of its old and new score")
+    _sandbox_options(a)
+    a = acts.add_parser("similar", help="pairs of unusually alike submissions (to look at)")
+    a.add_argument("assignment")
+    a.add_argument("--threshold", type=float, default=0.5,
+                   help="similarity from 0 to 1 worth listing (default 0.5)")
+    a = acts.add_parser("late", help="the late policy of an assignment "
+                                     "(course/late-policy.toml)")
+    a.add_argument("assignment")
     a = acts.add_parser("feedback", help="HTML feedback per submission (no hidden tests)")
     a.add_argument("assignment", nargs="?")
     a.add_argument("--student", action="append", help="only this student (repeatable)")

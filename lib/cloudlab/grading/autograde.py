@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import engine
 from ..errors import CloudlabError
-from . import confine, hooks, release, sandbox
+from . import confine, hooks, late, release, sandbox
 from . import image as grading_image
 from .course import Course
 from .results import Result
@@ -181,6 +181,7 @@ def autograde(course: Course, assignment: str | None = None, *,
     _preload()
     for name in sorted({a for a, _ in jobs}):
         release.ensure_in_gradebook(course, name)
+        late.set_due(course, name)
         _warm(course, name)
     gc.collect()
     gc.freeze()  # workers inherit these objects: keep the collector from copying their pages

@@ -13,7 +13,8 @@ from .course import Course
 from .results import Result
 
 COLUMNS = ("assignment", "student", "status", "score", "max_score", "percent",
-           "needs_manual_grade", "late_penalty", "timestamp", "reason")
+           "needs_manual_grade", "late_penalty", "timestamp", "reason", "final_score",
+           "late_policy")
 
 
 def rows(course: Course, assignment: str | None = None) -> list[dict[str, object]]:
@@ -41,16 +42,19 @@ def rows(course: Course, assignment: str | None = None) -> list[dict[str, object
                 except MissingEntry:
                     row.update(status="missing", score=0.0, percent=0.0,
                                needs_manual_grade=False, late_penalty=0.0, timestamp="",
-                               reason="no submission")
+                               reason="no submission", final_score=0.0, late_policy="")
                     out.append(row)
                     continue
                 score = float(sub.score or 0)
+                penalty = float(sub.late_submission_penalty or 0)
                 row.update(
                     status=result.status if result else "not graded",
                     score=score,
                     percent=round(100 * score / max_score, 1) if max_score else 0.0,
                     needs_manual_grade=bool(sub.needs_manual_grade),
-                    late_penalty=float(sub.late_submission_penalty or 0),
+                    late_penalty=penalty,
+                    final_score=round(max(0.0, score - penalty), 4),
+                    late_policy=result.late_policy if result else "",
                     timestamp=str(sub.timestamp or ""),
                     reason=(result.reason if result else ""),
                 )

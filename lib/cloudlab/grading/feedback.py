@@ -128,6 +128,7 @@ def render(course: Course, result: Result, notebook: str | None,
         f"<p><b>Score:</b> {result.score:g} / {result.max_score:g}"
         f" &nbsp; <b>Status:</b> {page.text(result.status)}</p>",
     ]
+    parts.append(_late(result, page))
     if by_hand := pending_by_hand(result):
         parts.append(f"<p><b>Graded by hand:</b> {by_hand:g} of the {result.max_score:g} "
                      "points are for answers your instructor reads and scores; they are not "
@@ -140,6 +141,21 @@ def render(course: Course, result: Result, notebook: str | None,
         parts.append(_cells(course, result, notebook, page))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _late(result: Result, page: _Page) -> str:
+    """The late policy and what it cost this submission (empty when there is no policy)."""
+    if not result.late_policy and not result.late_seconds:
+        return ""
+    text = f"<p><b>Late policy:</b> {page.text(result.late_policy or 'none')}."
+    if result.late_seconds > 0:
+        hours = result.late_seconds / 3600
+        text += (f" This submission came {hours:.1f} hour(s) after the due date: "
+                 f"{result.late_penalty:g} point(s) taken off, final score "
+                 f"{max(0.0, result.score - result.late_penalty):g} / {result.max_score:g}.")
+    else:
+        text += " This submission was on time."
+    return text + "</p>"
 
 
 def _cells(course: Course, result: Result, notebook: str, page: _Page) -> str:

@@ -37,11 +37,14 @@ class Result:
     reason: str = ""
     score: float = 0.0
     max_score: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the whole grading of this submission
     timestamp: str | None = None
     flags: list[str] = field(default_factory=list)
     tests: list[TestResult] = field(default_factory=list)
     probes: str = ""  # where the trusted probes ran: "kernel container", "own container (why)"
+    late_seconds: float = 0.0  # after the due date (nbgrader's total_seconds_late)
+    late_penalty: float = 0.0  # points the late policy takes off ``score``
+    late_policy: str = ""  # the policy applied, in words (grading.late)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,7 +26,7 @@ from nbconvert.preprocessors import Preprocessor
 from nbgrader.preprocessors import SaveAutoGrades
 from traitlets import Bool
 
-from . import executor, hooks, precheck, sandbox, trusted
+from . import executor, hooks, late, precheck, sandbox, trusted
 from .course import Course
 from .results import Result, TestResult, friendly
 
@@ -202,6 +202,8 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
                                 trusted.container_runner(image, sub.labels, limits))
     verdicts = trusted.run(graders, sub, grade_ids, runner=runner)
     write_verdicts(course, assignment, student, pre, verdicts, notes)
+    result.late_seconds, result.late_penalty = late.assess(course, assignment, student)
+    result.late_policy = late.policy(course, assignment).text()
     result.status = outcome.status
     parts = [outcome.reason] if outcome.reason else []
     parts += [pre.reason()] if pre.reason() else []
