@@ -17,12 +17,17 @@ Dockerfile, and running a tool on their files (``promtool``, ``amtool``, ``kubec
   cgroup parent the build's containers are put under; its disk is watched (each step's
   layers and the running step's writes) and the build is stopped when it goes over, and
   a single file is capped by ``ulimit fsize``.
-* **What a build can read.** The Dockerfile is checked before anything is built
-  (:func:`cloudlab.grading.dockerfile.policy`): ``FROM`` and ``COPY --from`` name allowed
-  images or earlier stages, each problem with its line.
+* **What a build can read.** The Dockerfile is checked before anything is built, read
+  with Docker's own parser (:func:`cloudlab.grading.dockerfile.policy`): ``FROM`` and
+  ``COPY --from`` name allowed images or earlier stages (build arguments expanded as
+  Docker does), ``ADD`` takes files of the context only (the classic builder fetches a
+  URL in the daemon, on the host's network), no ``ONBUILD``, ``# syntax=`` or label under
+  ``org.cloudlab``; each problem with its line.
 * **Cleanup.** Every image and build container of a build carries ``org.cloudlab.build``
-  (a ``LABEL`` after each ``FROM``, added to a copy of the Dockerfile), so :func:`sweep`
-  removes them all, also those of a grader that was killed mid-build.
+  (a ``LABEL`` after each ``FROM``, added to a copy of the Dockerfile, and the build API's
+  labels, which the engine applies last), so :func:`sweep` removes them all, also those
+  of a grader that was killed mid-build; a built image whose labels are not the grader's
+  fails the build.
 
 >>> from cloudlab.grading import confine
 >>> with confine.Jail() as jail:                                      # doctest: +SKIP
@@ -273,9 +278,9 @@ class PidsCgroup:
     ``path`` is None when this engine or machine cannot do it.
     """
 
-    def __init__(self, pids: int) -> None:
+    def __init__(self, pids: int, build_id: str | None = None) -> None:
         self.pids = pids
-        self.name = f"cloudlab-build-{uuid.uuid4().hex[:12]}"
+        self.name = f"cloudlab-build-{build_id or uuid.uuid4().hex[:12]}"
         self.path: Path | None = None
 
     def start(self) -> PidsCgroup:
@@ -394,7 +399,7 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
                      build_id=build_id)
     stamp = {BUILD_LABEL: build_id, OWNER_LABEL: owner(), LABEL: settings().run_id}
     stamped = dockerfile_rules.stamp(text, stamp)
-    pids = PidsCgroup(limits.pids).start()
+    pids = PidsCgroup(limits.pids, build_id).start()
     applied = {"network": f"jail {jail.network} allow {jail.allow}" if jail else "none",
                "memory": limits.memory, "cpus": limits.cpus, "seconds": limits.seconds,
                "disk": limits.disk, "pids": limits.pids if pids.parent else None}
@@ -407,7 +412,7 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
                              "rm": True, "forcerm": True, "pull": False, "nocache": False,
                              "networkmode": jail.network if jail else "none",
                              "buildargs": json.dumps(jail.buildargs() if jail else {}),
-                             "labels": json.dumps(labels or {}),
+                             "labels": json.dumps({**(labels or {}), **stamp}),
                              "memory": limits.memory_bytes, "memswap": limits.memory_bytes,
                              "cpuperiod": 100_000, "cpuquota": int(limits.cpus * 100_000),
                              "shmsize": 64 * 2**20,
@@ -439,11 +444,23 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
     log = "".join(lines)[-8000:]
     if watch.why:
         error = watch.why
+    if not error:
+        error = _relabelled(tag, {**(labels or {}), **stamp})
     if error:
         sweep(build_id)
         return Built(False, tag, f"docker build failed: {error[:500]}", log, seconds,
                      build_id, applied)
     return Built(True, tag, "the image builds", log, seconds, build_id, applied)
+
+
+def _relabelled(tag: str, labels: Mapping[str, str]) -> str | None:
+    """Why the built image does not carry the grader's ``labels`` (None when it does)."""
+    try:
+        found = engine.client(timeout=30).api.inspect_image(tag)["Config"].get("Labels") or {}
+    except Exception as exc:
+        return f"the built image cannot be inspected: {exc}"
+    wrong = sorted(k for k, v in labels.items() if found.get(k) != v)
+    return f"the image's label {wrong[0]} is not the grader's" if wrong else None
 
 
 def _post_build(context, params: dict[str, Any], timeout: float):
