@@ -105,12 +105,12 @@ def _hostile(listeners, base: str, classmate: str) -> dict[str, str]:
         "add-env": f"FROM {base}\nENV U={local('env')}\nADD $U /x\n",
         "add-onbuild": f"FROM {base} AS a\nONBUILD ADD {bridge('onbuild')} /x\nFROM a\n",
         "add-nbsp": f"FROM {base}\nRUN echo \\\u00a0\nADD {local('nbsp')} /x\n",
-        "add-late-directive": f"# syntax=none\n# escape=`\nFROM {base}\nRUN echo `\n"
+        "add-late-directive": f"# note=x\n# escape=`\nFROM {base}\nRUN echo ok # `\n"
                               f"ADD {bridge('directive')} /x\n",
         "from-colon-plus": f"ARG B={base}\nFROM ${{B:+{classmate}}}\nRUN cat /marker\n",
         "copy-from-nbsp": f"FROM {base}\nRUN echo \\\u00a0\nCOPY --from={classmate} /marker /m\n"
                           "RUN cat /m\n",
-        "copy-from-late-directive": f"# syntax=none\n# escape=`\nFROM {base}\nRUN echo `\n"
+        "copy-from-late-directive": f"# note=x\n# escape=`\nFROM {base}\nRUN echo ok # `\n"
                                     f"COPY --from={classmate} /marker /m\nRUN cat /m\n",
     }
 
@@ -167,11 +167,23 @@ def test_a_label_under_the_graders_prefix_is_refused_and_the_build_is_swept(base
     finally:
         ctx.cleanup()
         left = api.images(all=True, filters={"label": "org.cloudlab.build=student-wins"})
-        for image in sorted(left, key=lambda i: -i["Created"]):  # the test's own mess
-            api.remove_image(image["Id"], force=True)
+        _remove_chain([i["Id"] for i in left])  # what the old grader left (the test's own)
     assert left == [], "an image the sweep cannot find was left behind"
     assert not built.ok and "line 2: LABEL org.cloudlab.build" in built.message, built.message
     _assert_nothing_left(built.build_id, labels)
+
+
+def _remove_chain(ids: list[str]) -> None:
+    """Remove images whatever their order: a parent goes once its children (all in
+    ``ids``) are gone, so a few passes take them all."""
+    import contextlib
+
+    api = engine.client().api
+    for _ in range(len(ids) + 1):
+        for image in list(ids):
+            with contextlib.suppress(Exception):
+                api.remove_image(image, force=True)
+                ids.remove(image)
 
 
 def test_the_graders_labels_win_over_the_dockerfiles(base, tmp_path):
