@@ -206,3 +206,57 @@ def test_the_graders_labels_win_over_the_dockerfiles(base, tmp_path):
         assert "org.cloudlab.test" in confine._relabelled(tag, {"org.cloudlab.test": "x"})
     finally:
         api.remove_image(tag, force=True)
+
+
+# ------------------------------------------------------------------ the second wall
+PROBE_HOST = """\
+import socket, sys
+for host, port in (a.rsplit(":", 1) for a in sys.argv[1:]):
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        print("PROBE", host, "open")
+    except OSError as exc:
+        print("PROBE", host, "closed", type(exc).__name__)
+"""
+
+
+def test_a_policy_miss_still_finds_no_route_to_the_host(base, listeners, tmp_path):
+    """Behind the policy: the jailed engine fetches a remote ``ADD`` itself, as the host's
+    engine would, but from a network namespace whose only link is the jail's bridge. The
+    policy is skipped here (``confine._build``), as if it had missed the line."""
+    import os
+    import subprocess
+
+    from cloudlab.grading import jailengine
+
+    why = jailengine.available()
+    if why:
+        pytest.skip(why)
+    targets = [f"{s.server_address[0]}:{s.server_address[1]}" for s in listeners.values()]
+    before = {name: list(s.hits) for name, s in listeners.items()}
+    (tmp_path / "probe.py").write_text(PROBE_HOST)
+    texts = [f"FROM {base}\nADD {_url(listeners, name, 'missed')} /x\n" for name in listeners]
+    texts.append(f"FROM {base}\nCOPY probe.py /p.py\nRUN python /p.py {' '.join(targets)}\n")
+    results = []
+    with confine.Jail() as jail, jailengine.JailEngine(jail, [base]) as box:
+        for number, text in enumerate(texts):
+            build_id = f"missed{number}{uuid.uuid4().hex[:6]}"
+            results.append(confine._build(tmp_path, text, build_id, jail=jail,
+                                          limits=confine.Limits(seconds=120), labels={},
+                                          tag=None, on_step=None, builder=box))
+        netns, root, pid = box.netns, box.root, box._proc.pid
+    reached = {name: s.hits[len(before[name]):] for name, s in listeners.items()}
+    assert reached == {"local": [], "bridge": []}, f"the jailed engine fetched {reached}"
+    for built in results[:2]:
+        assert not built.ok and "ADD failed" in built.message, built.message
+    probe = results[2]
+    assert probe.ok, probe.message + probe.log[-1500:]
+    assert probe.log.count("PROBE") == 2 and " open" not in probe.log, probe.log[-800:]
+    # nothing of the engine is left: process, namespace, folders, mounts
+    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+    assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                       text=True).stdout
+    assert not root.exists() and str(root) not in Path("/proc/mounts").read_text()
+    confine.sweep(probe.build_id)  # the one image kept: the copy on the host's engine
+    for built in results:
+        _assert_nothing_left(built.build_id, {confine.BUILD_LABEL: built.build_id})
