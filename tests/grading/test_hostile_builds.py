@@ -224,7 +224,6 @@ def test_a_policy_miss_still_finds_no_route_to_the_host(base, listeners, tmp_pat
     """Behind the policy: the jailed engine fetches a remote ``ADD`` itself, as the host's
     engine would, but from a network namespace whose only link is the jail's bridge. The
     policy is skipped here (``confine._build``), as if it had missed the line."""
-    import os
     import subprocess
 
     from cloudlab.grading import jailengine
@@ -253,10 +252,51 @@ def test_a_policy_miss_still_finds_no_route_to_the_host(base, listeners, tmp_pat
     assert probe.ok, probe.message + probe.log[-1500:]
     assert probe.log.count("PROBE") == 2 and " open" not in probe.log, probe.log[-800:]
     # nothing of the engine is left: process, namespace, folders, mounts
-    assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read()
+    from cloudlab.proc import alive
+
+    assert not alive(pid), "the engine's dockerd is gone"
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                        text=True).stdout
     assert not root.exists() and str(root) not in Path("/proc/mounts").read_text()
     confine.sweep(probe.build_id)  # the one image kept: the copy on the host's engine
     for built in results:
         _assert_nothing_left(built.build_id, {confine.BUILD_LABEL: built.build_id})
+
+
+KILLED = """
+import sys, time
+from cloudlab.grading import jailengine
+box = jailengine.JailEngine(None, [sys.argv[1]]).start()
+print(box.id, box._proc.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_killed_graders_engine_is_swept(base):
+    """The engine's dockerd outlives a grader killed with SIGKILL; the next sweep (the
+    start of every grading run) removes it: process, namespace, folders, mounts."""
+    import signal
+    import subprocess
+    import sys
+
+    from cloudlab.grading import jailengine
+    from cloudlab.proc import alive
+
+    why = jailengine.available()
+    if why:
+        pytest.skip(why)
+    child = subprocess.Popen([sys.executable, "-c", KILLED, base], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        engine_id, pid = child.stdout.readline().split()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert alive(int(pid)), "the engine outlived its grader"
+    assert confine.sweep() >= 1
+    assert not alive(int(pid))
+    assert f"{jailengine.PREFIX}{engine_id}" not in subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not (jailengine.RUN / engine_id).exists()
+    assert not (jailengine.STATE / engine_id).exists()
+    assert str(jailengine.RUN / engine_id) not in Path("/proc/mounts").read_text()
