@@ -67,7 +67,7 @@ def test_names_are_compared_without_the_hub_prefix():
     assert normal("python@sha256:ab") == "python:latest@sha256:ab"
 
 
-@pytest.mark.parametrize("name", ["dockerfile", "buildproxy", "roster", "confine"])
+@pytest.mark.parametrize("name", ["dockerfile", "buildproxy", "roster", "confine", "jailengine"])
 def test_the_grading_side_examples_run(name):
     import doctest
     import importlib

@@ -282,10 +282,18 @@ def _remove(engine_id: str, keep_root: bool = False) -> None:
 
 
 def sweep() -> int:
-    """Remove the jailed engines of graders that are gone (a killed grader's)."""
+    """Remove the jailed engines of graders that are gone (a killed grader's), and golden
+    data roots whose images the host's engine no longer has (a rebuilt base)."""
     removed = 0
+    for golden in STATE.glob("golden-*") if STATE.is_dir() else ():
+        with contextlib.suppress(Exception):
+            ids = (golden / ".ready").read_text().split()
+            present = {i["Id"] for i in engine.client(timeout=60).api.images()}
+            if not set(ids) <= present:
+                shutil.rmtree(golden, ignore_errors=True)
+                removed += 1
     if not RUN.is_dir():
-        return 0
+        return removed
     for folder in RUN.iterdir():
         owner = folder / "owner"
         with contextlib.suppress(OSError, ValueError):
