@@ -243,7 +243,7 @@ def test_a_policy_miss_still_finds_no_route_to_the_host(base, listeners, tmp_pat
             results.append(confine._build(tmp_path, text, build_id, jail=jail,
                                           limits=confine.Limits(seconds=120), labels={},
                                           tag=None, on_step=None, builder=box))
-        netns, root, pid = box.netns, box.root, box._proc.pid
+        netns, root, pid, engine_id = box.netns, box.root, box._proc.pid, box.id
     reached = {name: s.hits[len(before[name]):] for name, s in listeners.items()}
     assert reached == {"local": [], "bridge": []}, f"the jailed engine fetched {reached}"
     for built in results[:2]:
@@ -258,6 +258,7 @@ def test_a_policy_miss_still_finds_no_route_to_the_host(base, listeners, tmp_pat
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                        text=True).stdout
     assert not root.exists() and str(root) not in Path("/proc/mounts").read_text()
+    assert list(confine.CGROUP_ROOT.glob(f"*/cloudlab-builder-{engine_id}")) == []
     confine.sweep(probe.build_id)  # the one image kept: the copy on the host's engine
     for built in results:
         _assert_nothing_left(built.build_id, {confine.BUILD_LABEL: built.build_id})
@@ -300,3 +301,24 @@ def test_a_killed_graders_engine_is_swept(base):
     assert not (jailengine.RUN / engine_id).exists()
     assert not (jailengine.STATE / engine_id).exists()
     assert str(jailengine.RUN / engine_id) not in Path("/proc/mounts").read_text()
+
+
+def test_an_engine_that_cannot_be_jailed_builds_nothing(base, tmp_path, monkeypatch):
+    """Fail closed: when the jailed engine cannot start, the grader builds nothing (and
+    starts nothing for a Dockerfile the policy refuses); ``host`` is an explicit opt-out."""
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {base}\nRUN echo ok\n")
+    labels = {"org.cloudlab.test": f"closed-{uuid.uuid4().hex[:8]}"}
+    results = {}
+    for mode in ("bogus", "host"):
+        monkeypatch.setenv("CLOUDLAB_BUILD_ENGINE", mode)
+        ctx = hooks.HookContext("docker-hub", "ada", files=folder, labels=labels, timeout=120)
+        try:
+            results[mode] = hooks.build_image(ctx, "Dockerfile", network="none")
+        finally:
+            ctx.cleanup()
+    assert not results["bogus"].ok
+    assert "could not confine the build" in results["bogus"].message, results["bogus"].message
+    assert results["host"].ok and results["host"].limits["engine"] == "host"
+    _assert_nothing_left(results["host"].build_id, labels)

@@ -377,9 +377,10 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
     """Build ``folder/dockerfile`` confined; never raises for what the Dockerfile does.
 
     Without a ``jail`` the build has no network at all. ``builder`` (a started
-    :class:`~.jailengine.JailEngine`) builds in an engine of its own whose fetches leave
-    from the jail's network namespace, then copies the image to the host's engine; without
-    it the host's engine builds. The image is tagged ``tag`` (a fresh ``cloudlab-graded-*``
+    :class:`~.jailengine.JailEngine`, or a function returning one, called once the policy
+    has passed) builds in an engine of its own whose fetches leave from the jail's network
+    namespace, then copies the image to the host's engine; without it the host's engine
+    builds. The image is tagged ``tag`` (a fresh ``cloudlab-graded-*``
     name by default) and labelled; remove it with :func:`sweep` (``build_id``) when done.
     """
     folder = Path(folder)
@@ -396,6 +397,12 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
     if problems:
         return Built(False, "", "the Dockerfile was not built: " + "; ".join(problems)[:600],
                      build_id=build_id)
+    if callable(builder):  # started only for a Dockerfile the policy lets through
+        try:
+            builder = builder()
+        except Exception as exc:  # fail closed: no confinement, no build
+            return Built(False, "", f"the grader could not confine the build: {exc}"[:500],
+                         build_id=build_id)
     return _build(folder, text, build_id, jail=jail, limits=limits or Limits(),
                   labels=labels, tag=tag, on_step=on_step, builder=builder)
 

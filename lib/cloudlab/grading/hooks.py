@@ -209,11 +209,11 @@ def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: st
     allowed = {settings().base_image, *ctx.allowed_images}
     try:
         jail = ctx.jail() if network != "none" else None
-        builder = ctx.builder(jail is not None, allowed)
     except Exception as exc:  # fail closed: no confinement, no build
         return Built(False, "", f"the grader could not confine the build: {exc}"[:500])
     done = confine.build(ctx.files, dockerfile, jail=jail, limits=limits, labels=ctx.labels,
-                         allowed_images=allowed, builder=builder)
+                         allowed_images=allowed,
+                         builder=lambda: ctx.builder(jail is not None, allowed))
     if done.build_id:
         ctx.builds.append(done.build_id)
     return done
