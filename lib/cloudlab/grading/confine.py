@@ -122,7 +122,8 @@ def default_allow() -> list[str]:
     urls += os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
     if not urls[0]:
         with contextlib.suppress(Exception):  # pip names its default index only here
-            from pip._internal.models.index import PyPI
+            import setuptools  # noqa: F401  first: pip's import would drop its distutils
+            from pip._internal.models.index import PyPI  # shim, and nbgrader fail to import
 
             urls = [PyPI.url, f"https://{PyPI.file_storage_domain}/", *urls[1:]]
     found = []
