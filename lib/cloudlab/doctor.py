@@ -135,6 +135,14 @@ def _docker(cfg: Settings) -> list[Row]:
     kit, why = buildkit(timeout=2)
     rows.append(Row("BuildKit (buildx)", kit, why if kit else "not available: builds use "
                     "the classic builder", BUILDX_HINT, required=False))
+    from .grading import jailengine
+
+    jailed = jailengine.available()
+    rows.append(Row("jailed build engine (grading)", jailed is None,
+                    "graded Dockerfiles build in a dockerd inside the jail's network namespace"
+                    if jailed is None else jailed,
+                    "run the grader as root with iproute2, or set CLOUDLAB_BUILD_ENGINE=host "
+                    "(the build policy alone)", required=False))
     return rows
 
 

@@ -17,12 +17,17 @@ Dockerfile, and running a tool on their files (``promtool``, ``amtool``, ``kubec
   cgroup parent the build's containers are put under; its disk is watched (each step's
   layers and the running step's writes) and the build is stopped when it goes over, and
   a single file is capped by ``ulimit fsize``.
-* **What a build can read.** The Dockerfile is checked before anything is built
-  (:func:`cloudlab.grading.dockerfile.policy`): ``FROM`` and ``COPY --from`` name allowed
-  images or earlier stages, each problem with its line.
+* **What a build can read.** The Dockerfile is checked before anything is built, read
+  with Docker's own parser (:func:`cloudlab.grading.dockerfile.policy`): ``FROM`` and
+  ``COPY --from`` name allowed images or earlier stages (build arguments expanded as
+  Docker does), ``ADD`` takes files of the context only (the classic builder fetches a
+  URL in the daemon, on the host's network), no ``ONBUILD``, ``# syntax=`` or label under
+  ``org.cloudlab``; each problem with its line.
 * **Cleanup.** Every image and build container of a build carries ``org.cloudlab.build``
-  (a ``LABEL`` after each ``FROM``, added to a copy of the Dockerfile), so :func:`sweep`
-  removes them all, also those of a grader that was killed mid-build.
+  (a ``LABEL`` after each ``FROM``, added to a copy of the Dockerfile, and the build API's
+  labels, which the engine applies last), so :func:`sweep` removes them all, also those
+  of a grader that was killed mid-build; a built image whose labels are not the grader's
+  fails the build.
 
 >>> from cloudlab.grading import confine
 >>> with confine.Jail() as jail:                                      # doctest: +SKIP
@@ -117,7 +122,8 @@ def default_allow() -> list[str]:
     urls += os.environ.get("PIP_EXTRA_INDEX_URL", "").split()
     if not urls[0]:
         with contextlib.suppress(Exception):  # pip names its default index only here
-            from pip._internal.models.index import PyPI
+            import setuptools  # noqa: F401  first: pip's import would drop its distutils
+            from pip._internal.models.index import PyPI  # shim, and nbgrader fail to import
 
             urls = [PyPI.url, f"https://{PyPI.file_storage_domain}/", *urls[1:]]
     found = []
@@ -273,9 +279,9 @@ class PidsCgroup:
     ``path`` is None when this engine or machine cannot do it.
     """
 
-    def __init__(self, pids: int) -> None:
+    def __init__(self, pids: int, build_id: str | None = None) -> None:
         self.pids = pids
-        self.name = f"cloudlab-build-{uuid.uuid4().hex[:12]}"
+        self.name = f"cloudlab-build-{build_id or uuid.uuid4().hex[:12]}"
         self.path: Path | None = None
 
     def start(self) -> PidsCgroup:
@@ -368,18 +374,18 @@ def _context(folder: Path, text: str, name: str):
 def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | None = None,
           limits: Limits | None = None, allowed_images: Iterable[str] | None = None,
           labels: dict[str, str] | None = None, tag: str | None = None,
-          on_step: Callable[[str], None] | None = None) -> Built:
+          on_step: Callable[[str], None] | None = None, builder=None) -> Built:
     """Build ``folder/dockerfile`` confined; never raises for what the Dockerfile does.
 
-    Without a ``jail`` the build has no network at all. The image is tagged ``tag`` (a
-    fresh ``cloudlab-graded-*`` name by default) and labelled; remove it with
-    :func:`sweep` (``build_id``) when done with it.
+    Without a ``jail`` the build has no network at all. ``builder`` (a started
+    :class:`~.jailengine.JailEngine`, or a function returning one, called once the policy
+    has passed) builds in an engine of its own whose fetches leave from the jail's network
+    namespace, then copies the image to the host's engine; without it the host's engine
+    builds. The image is tagged ``tag`` (a fresh ``cloudlab-graded-*``
+    name by default) and labelled; remove it with :func:`sweep` (``build_id``) when done.
     """
-    limits = limits or Limits()
     folder = Path(folder)
-    start = time.monotonic()
     build_id = uuid.uuid4().hex[:12]
-    tag = tag or f"cloudlab-graded-{build_id}:latest"
     path = folder / dockerfile
     if not path.is_file() or path.is_symlink():
         return Built(False, "", f"there is no {dockerfile} in the submission",
@@ -392,22 +398,43 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
     if problems:
         return Built(False, "", "the Dockerfile was not built: " + "; ".join(problems)[:600],
                      build_id=build_id)
+    if callable(builder):  # started only for a Dockerfile the policy lets through
+        try:
+            builder = builder()
+        except Exception as exc:  # fail closed: no confinement, no build
+            return Built(False, "", f"the grader could not confine the build: {exc}"[:500],
+                         build_id=build_id)
+    return _build(folder, text, build_id, jail=jail, limits=limits or Limits(),
+                  labels=labels, tag=tag, on_step=on_step, builder=builder)
+
+
+def _build(folder: Path, text: str, build_id: str, *, jail: Jail | None, limits: Limits,
+           labels: dict[str, str] | None, tag: str | None,
+           on_step: Callable[[str], None] | None, builder=None) -> Built:
+    """Build ``text`` (already checked by the policy: never call it otherwise)."""
+    from . import dockerfile as dockerfile_rules
+
+    start = time.monotonic()
+    tag = tag or f"cloudlab-graded-{build_id}:latest"
     stamp = {BUILD_LABEL: build_id, OWNER_LABEL: owner(), LABEL: settings().run_id}
     stamped = dockerfile_rules.stamp(text, stamp)
-    pids = PidsCgroup(limits.pids).start()
+    pids = PidsCgroup(limits.pids, build_id).start()
     applied = {"network": f"jail {jail.network} allow {jail.allow}" if jail else "none",
+               "engine": f"jailed {builder.id}" if builder else "host",
                "memory": limits.memory, "cpus": limits.cpus, "seconds": limits.seconds,
                "disk": limits.disk, "pids": limits.pids if pids.parent else None}
+    api = builder.api if builder else _host_api
+    network = "host" if builder else (jail.network if jail else "none")  # host: its netns
     lines: list[str] = []
     error: str | None = None
-    watch = _Watch(build_id, limits)
+    watch = _Watch(build_id, limits, api)
     try:
         reply = _post_build(_context(folder, stamped, f".cloudlab-{build_id}.Dockerfile"),
                             {"t": tag, "dockerfile": f".cloudlab-{build_id}.Dockerfile",
                              "rm": True, "forcerm": True, "pull": False, "nocache": False,
-                             "networkmode": jail.network if jail else "none",
+                             "networkmode": network,
                              "buildargs": json.dumps(jail.buildargs() if jail else {}),
-                             "labels": json.dumps(labels or {}),
+                             "labels": json.dumps({**(labels or {}), **stamp}),
                              "memory": limits.memory_bytes, "memswap": limits.memory_bytes,
                              "cpuperiod": 100_000, "cpuquota": int(limits.cpus * 100_000),
                              "shmsize": 64 * 2**20,
@@ -415,7 +442,7 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
                                                      "Soft": limits.disk_bytes,
                                                      "Hard": limits.disk_bytes}]),
                              **({"cgroupparent": pids.parent} if pids.parent else {})},
-                            limits.seconds + 30)
+                            limits.seconds + 30, api)
         watch.start(reply)
         for raw in reply.iter_lines():
             if not raw:
@@ -433,22 +460,47 @@ def build(folder: str | Path, dockerfile: str = "Dockerfile", *, jail: Jail | No
         error = error or f"the build stopped: {reason}"
     finally:
         watch.stop()
-        _kill_build_containers(build_id)
+        _kill_build_containers(build_id, api)
         pids.stop()
-    seconds = time.monotonic() - start
     log = "".join(lines)[-8000:]
     if watch.why:
         error = watch.why
+    if not error:
+        error = _relabelled(tag, {**(labels or {}), **stamp}, api)
+    if not error and builder:
+        try:
+            builder.export(tag)
+        except Exception as exc:
+            error = f"the image could not be copied out of the build engine: {exc}"
     if error:
+        if builder:
+            sweep(build_id, api=api(60))
         sweep(build_id)
-        return Built(False, tag, f"docker build failed: {error[:500]}", log, seconds,
-                     build_id, applied)
-    return Built(True, tag, "the image builds", log, seconds, build_id, applied)
+        return Built(False, tag, f"docker build failed: {error[:500]}", log,
+                     time.monotonic() - start, build_id, applied)
+    if builder:
+        sweep(build_id, api=api(60))  # the copy on the host's engine is the one kept
+    return Built(True, tag, "the image builds", log, time.monotonic() - start, build_id,
+                 applied)
 
 
-def _post_build(context, params: dict[str, Any], timeout: float):
+def _host_api(timeout: float):
+    return engine.client(timeout=int(timeout)).api
+
+
+def _relabelled(tag: str, labels: Mapping[str, str], api=_host_api) -> str | None:
+    """Why the built image does not carry the grader's ``labels`` (None when it does)."""
+    try:
+        found = api(30).inspect_image(tag)["Config"].get("Labels") or {}
+    except Exception as exc:
+        return f"the built image cannot be inspected: {exc}"
+    wrong = sorted(k for k, v in labels.items() if found.get(k) != v)
+    return f"the image's label {wrong[0]} is not the grader's" if wrong else None
+
+
+def _post_build(context, params: dict[str, Any], timeout: float, api=_host_api):
     """POST /build with every limit the engine's API has (the SDK leaves some out)."""
-    api = engine.client(timeout=int(timeout)).api
+    api = api(timeout)
     url = f"{api.base_url}/v{api.api_version}/build"
     reply = api.post(url, params={k: (str(v).lower() if isinstance(v, bool) else v)
                                   for k, v in params.items()},
@@ -466,8 +518,8 @@ def _post_build(context, params: dict[str, Any], timeout: float):
 class _Watch:
     """Stops a build that runs out of time or disk (polls the engine twice a second)."""
 
-    def __init__(self, build_id: str, limits: Limits) -> None:
-        self.build_id, self.limits = build_id, limits
+    def __init__(self, build_id: str, limits: Limits, api=_host_api) -> None:
+        self.build_id, self.limits, self._api = build_id, limits, api
         self.why: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -480,7 +532,7 @@ class _Watch:
         self._thread.start()
 
     def _run(self) -> None:
-        api = engine.client(timeout=30).api
+        api = self._api(30)
         while not self._stop.wait(0.5):
             used = None
             if time.monotonic() > self._deadline:
@@ -492,7 +544,7 @@ class _Watch:
                     self.why = (f"the build wrote more than {self.limits.disk} "
                                 f"({used / 2**20:.0f} MiB)")
             if self.why:
-                _kill_build_containers(self.build_id)
+                _kill_build_containers(self.build_id, self._api)
                 with contextlib.suppress(Exception):
                     self._reply.close()
                 return
@@ -517,9 +569,9 @@ def _disk_used(api, build_id: str) -> int:
     return layers + running
 
 
-def _kill_build_containers(build_id: str) -> None:
+def _kill_build_containers(build_id: str, api=_host_api) -> None:
     with contextlib.suppress(Exception):
-        api = engine.client(timeout=30).api
+        api = api(30)
         for box in api.containers(all=True, filters={"label": f"{BUILD_LABEL}={build_id}"}):
             with contextlib.suppress(Exception):
                 api.remove_container(box["Id"], force=True, v=True)
@@ -610,14 +662,16 @@ def run(command: Sequence[str], limits: Limits | None = None, *,
 
 
 # ---------------------------------------------------------------------------- cleanup
-def sweep(build_id: str | None = None, *, everything: bool = False) -> int:
+def sweep(build_id: str | None = None, *, everything: bool = False, api=None) -> int:
     """Remove what confined work left: of one build, else of graders that are gone.
 
     Containers first, then images newest first (a step image is the parent of the next);
-    jail networks last. Returns how many things were removed.
+    jail networks last; then the jailed build engines of graders that are gone. ``api``:
+    another engine than the host's (a :class:`~.jailengine.JailEngine`'s). Returns how
+    many things were removed.
     """
     try:
-        api = engine.client(timeout=60).api
+        api = api or engine.client(timeout=60).api
     except Exception:
         return 0
     flt = {"label": f"{BUILD_LABEL}={build_id}" if build_id else BUILD_LABEL}
@@ -649,6 +703,10 @@ def sweep(build_id: str | None = None, *, everything: bool = False) -> int:
                     api.remove_network(net["Id"])
                     removed += 1
     if build_id is None:
+        from . import jailengine
+
+        with contextlib.suppress(Exception):
+            removed += jailengine.sweep()
         with contextlib.suppress(Exception):
             _sweep_cgroups(0 if everything else 600)
         for bridge in _stale_rules():

@@ -126,6 +126,7 @@ class HookContext:
     course: Path | None = None  # the course root: its roster and secrets (trusted side only)
     builds: list[str] = field(default_factory=list)
     _jail: confine.Jail | None = None
+    _builders: dict[bool, Any] = field(default_factory=dict)
 
     def jail(self) -> confine.Jail:
         """The network this submission's builds use (started on first use)."""
@@ -133,11 +134,28 @@ class HookContext:
             self._jail = confine.Jail(labels=self.labels).start()
         return self._jail
 
+    def builder(self, jailed: bool, images: Iterable[str]):
+        """The build engine of this submission (a :class:`~.jailengine.JailEngine` on the
+        jail's network, or on none; started on first use), or None when
+        ``CLOUDLAB_BUILD_ENGINE=host`` asks for the host's engine."""
+        from . import jailengine
+
+        if jailengine.mode() == "host":
+            return None
+        if jailed not in self._builders:
+            self._builders[jailed] = jailengine.JailEngine(
+                self.jail() if jailed else None, images).start()
+        return self._builders[jailed]
+
     def cleanup(self) -> None:
         from ..engine import client
 
         for build_id in self.builds:
             confine.sweep(build_id)
+        for box in self._builders.values():
+            with contextlib.suppress(Exception):
+                box.stop()
+        self._builders.clear()
         if self._jail is not None:
             self._jail.stop()
             self._jail = None
@@ -175,7 +193,9 @@ def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: st
     """Build the student's ``dockerfile`` from their files, confined; never raises.
 
     ``network="none"``: no network at all; anything else (``"proxy"``): the hook's
-    :class:`~.confine.Jail`, whose only way out is the package index. ``FROM`` and
+    :class:`~.confine.Jail`, whose only way out is the package index. The build runs in
+    a :class:`~.jailengine.JailEngine` on that network (so even the engine's own fetches
+    cannot reach the host), unless ``CLOUDLAB_BUILD_ENGINE=host``. ``FROM`` and
     ``COPY --from`` may name the course's base image (plus ``ctx.allowed_images``) and
     earlier stages. Limits: :class:`~.confine.Limits` (``memory`` and ``timeout`` override
     theirs); every image and container of the build is removed by ``ctx.cleanup()``.
@@ -186,12 +206,14 @@ def build_image(ctx: HookContext, dockerfile: str = "Dockerfile", *, network: st
     limits = confine.Limits(cpus=limits.cpus, memory=memory, pids=limits.pids,
                             seconds=timeout or min(limits.seconds, ctx.timeout),
                             disk=limits.disk, output=limits.output)
+    allowed = {settings().base_image, *ctx.allowed_images}
     try:
         jail = ctx.jail() if network != "none" else None
     except Exception as exc:  # fail closed: no confinement, no build
         return Built(False, "", f"the grader could not confine the build: {exc}"[:500])
     done = confine.build(ctx.files, dockerfile, jail=jail, limits=limits, labels=ctx.labels,
-                         allowed_images={settings().base_image, *ctx.allowed_images})
+                         allowed_images=allowed,
+                         builder=lambda: ctx.builder(jail is not None, allowed))
     if done.build_id:
         ctx.builds.append(done.build_id)
     return done
