@@ -15,9 +15,11 @@ rebuilds in seconds.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from .. import engine, images
@@ -133,15 +135,30 @@ def _build(ctx: Path, tag: str, labels: dict[str, str], log: Path | None) -> Non
                                 "in solutions/requirements.txt")
 
 
-def _prune(keep: str, newest: int = 3) -> None:
-    """Remove older grading images, keeping ``keep`` and the few newest (other courses)."""
+def _prune(keep: str, newest: int = 3, grace: float = 86400,
+           repository: str = REPOSITORY) -> None:
+    """Remove older grading images, keeping ``keep``, the few newest, any a container uses
+    and any made in the last ``grace`` seconds: another checkout or course on the same
+    engine may be grading with its own image right now."""
     api = engine.client(timeout=60)
-    found = sorted(api.images.list(name=REPOSITORY), key=lambda i: i.attrs.get("Created", ""),
+    found = sorted(api.images.list(name=repository), key=lambda i: i.attrs.get("Created", ""),
                    reverse=True)
+    in_use = {c.attrs.get("Image") for c in api.containers.list(all=True)}
+    cutoff = time.time() - grace
     for image in found[newest:]:
-        if keep not in image.tags:
-            with contextlib.suppress(Exception):
-                api.images.remove(image.id, noprune=False)
+        if keep in image.tags or image.id in in_use or _created(image) > cutoff:
+            continue
+        with contextlib.suppress(Exception):
+            api.images.remove(image.id, noprune=False)
+
+
+def _created(image) -> float:
+    """When the engine made ``image`` (seconds since the epoch; now when unknown)."""
+    stamp = image.attrs.get("Created", "")
+    try:
+        return dt.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+    except ValueError:
+        return time.time()
 
 
 __all__ = ["LABEL", "ensure", "inputs_hash", "requirements"]
