@@ -36,8 +36,9 @@ from ..proc import run
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY",
                 "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",
                 "HEALTHCHECK", "SHELL")
-BUILDX_HINT = ("install the buildx plugin (Debian: docker-buildx; Docker's packages: "
-               "docker-buildx-plugin) to build with BuildKit")
+BUILDX_HINT = ("install the buildx plugin to build with BuildKit: Docker's own packages "
+               "(docker-buildx-plugin) or Docker Desktop ship it; Debian has it from 13 on "
+               "(docker-buildx), Debian 12 has none")
 BOOTSTRAP_HINT = "run `cloudlab images bootstrap` to build python:3.11-slim offline"
 
 
