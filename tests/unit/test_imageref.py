@@ -73,3 +73,13 @@ def test_the_registry_api_never_builds_a_url_from_a_non_canonical_path():
                  lambda: reg.delete("ada/..", "sha256:" + "0" * 64, "127.0.0.1:9")):
         with pytest.raises(reg.RegistryError, match=r"is not a repository path|neither a tag"):
             call()
+
+
+def test_the_docker_hub_check_reads_the_namespace_of_the_canonical_reference_only():
+    from cloudlab.checks.docker_hub import rules
+
+    answers = {"IMAGE_REF": "127.0.0.1:9/ada/../classmate/hello-cli:1.0",
+               "IMAGE_DIGEST": "sha256:" + "0" * 64}
+    for check in (rules.recorded(answers), rules.pushed(answers, "127.0.0.1:9", {"ada"})):
+        assert not check["passed"]
+        assert "not a canonical image reference" in check["message"], check

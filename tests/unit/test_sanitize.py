@@ -1,5 +1,7 @@
 """What instructors render of a student's work holds nothing that runs, and stays readable."""
 
+import re
+
 import nbformat
 import pytest
 
@@ -66,6 +68,19 @@ def test_a_notebook_keeps_plain_markdown_as_it_was_and_renders_the_rest_safely()
     assert markdown2html_mistune(hostile.source).strip() == hostile.source
     assert "<pre><code>code&#10;&#10;more&#10;</code></pre>" in hostile.source
     assert sanitize.notebook(nb) == [], "a sanitized notebook is left as it is"
+
+
+@pytest.mark.parametrize("source", [
+    "[harmless words](javascript:alert(1))", "[words][r]\n\n[r]: javascript:alert(1)",
+    "![a plot](javascript:alert(1))", "<JAVASCRIPT:alert(1)>", "[x](&#106;avascript:a())",
+    "[x](javascript\\:a())"])
+def test_a_markdown_link_cannot_carry_javascript(source):
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+    cell = nbformat.v4.new_markdown_cell(source)
+    sanitize.notebook(_nb(cell))
+    shown = markdown2html_mistune(cell.source)
+    assert not re.search(r"""(href|src)\s*=\s*["']?\s*(&#\w+;|java)""", shown, re.I), shown
 
 
 def test_outputs_keep_text_and_images_and_lose_scripts_widgets_and_iframes():

@@ -54,9 +54,11 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif")
 SAFE_OUTPUT_TYPES = ("text/plain", *IMAGE_TYPES)
 SANITIZED_OUTPUT_TYPES = ("text/html", "text/markdown")
 # Markdown with none of these is text, formatting and math only: left as it is. Anything
-# else - HTML, an entity, a backslash escape, a link or image destination (a URL could say
-# javascript:) - is rendered and sanitized. Bare URLs only ever become http(s) links.
-_ACTIVE = re.compile(r"[<&\\]|\]\s*[(:]")
+# else - HTML or an autolink, a link or image destination (a URL could say javascript:,
+# spelt with entities or escapes too) - is rendered and sanitized. Bare URLs only ever
+# become http(s) links; math is typeset by MathJax with its Safe extension (nbconvert's
+# templates load it so).
+_ACTIVE = re.compile(r"<|\]\s*[(:]")
 CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
