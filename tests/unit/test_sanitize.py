@@ -118,3 +118,17 @@ def test_outputs_keep_text_and_images_and_lose_scripts_widgets_and_iframes():
     ("a=1", "a=1"), ("", ""), (6.0, 6.0), (-1, -1), (None, None)])
 def test_csv_cells_never_start_a_formula(value, expected):
     assert sanitize.cell(value) == expected
+
+
+def test_nbconvert_sanitizes_in_formgrader_and_in_our_converters(tmp_path):
+    """nbgrader's own switch (its HTMLExporter, used by formgrader and generate_feedback)
+    is on in the course's config and in the config cloudlab's converters get."""
+    from traitlets.config import PyFileConfigLoader
+
+    from cloudlab.grading import Course
+    from tests.conftest import ROOT
+
+    loaded = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    assert loaded.HTMLExporter.sanitize_html is True
+    assert loaded.Execute.store_widget_state is False
+    assert Course(tmp_path).config().HTMLExporter.sanitize_html is True
