@@ -24,3 +24,10 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
                             "grader.py"]
 
 c.Execute.shutdown_kernel = "immediate"
+
+# Formgrader and feedback render student work in the instructor's browser: nbconvert's own
+# sanitizer drops JavaScript and widget outputs and cleans HTML. `cloudlab grade autograde`
+# also makes the autograded notebooks themselves safe (cloudlab.grading.sanitize; the
+# untouched ones are kept in course/originals/).
+c.HTMLExporter.sanitize_html = True
+c.Execute.store_widget_state = False  # no widget state saved into a notebook it runs

@@ -305,6 +305,25 @@ def api_get(path: str, *, registry: str | None = None, auth: Credentials | None 
     return reply
 
 
+def _path(repository: str) -> str:
+    """A repository path of the reference grammar, or a RegistryError (never a URL)."""
+    from .imageref import ReferenceError, check_repository
+
+    try:
+        return check_repository(repository)
+    except ReferenceError as exc:
+        raise RegistryError(str(exc)) from None
+
+
+def _version(ref: str) -> str:
+    from .imageref import ReferenceError, check_version
+
+    try:
+        return check_version(ref)
+    except ReferenceError as exc:
+        raise RegistryError(str(exc)) from None
+
+
 def repositories(registry: str | None = None, *, auth: Credentials | None = None,
                  cfg: Settings | None = None) -> list[str]:
     """``GET /v2/_catalog``: the repositories in a registry."""
@@ -314,15 +333,20 @@ def repositories(registry: str | None = None, *, auth: Credentials | None = None
 def tags(repository: str, registry: str | None = None, *, auth: Credentials | None = None,
          cfg: Settings | None = None) -> list[str]:
     """``GET /v2/<repository>/tags/list``: the tags of a repository."""
-    body = api_get(f"/v2/{repository}/tags/list", registry=registry, auth=auth, cfg=cfg).json()
+    body = api_get(f"/v2/{_path(repository)}/tags/list", registry=registry, auth=auth,
+                   cfg=cfg).json()
     return sorted(body.get("tags") or [])
 
 
 def manifest_digest(repository: str, ref: str = "latest", registry: str | None = None, *,
                     auth: Credentials | None = None, cfg: Settings | None = None) -> str:
-    """``HEAD /v2/<repository>/manifests/<ref>``: the digest the registry serves."""
-    reply = api_get(f"/v2/{repository}/manifests/{ref}", registry=registry, auth=auth,
-                    method="HEAD", headers={"Accept": MANIFEST_TYPES}, cfg=cfg)
+    """``HEAD /v2/<repository>/manifests/<ref>``: the digest the registry serves.
+
+    Both parts must follow the reference grammar: a path such as ``ada/../classmate``
+    would be normalised by HTTP into another student's repository.
+    """
+    reply = api_get(f"/v2/{_path(repository)}/manifests/{_version(ref)}", registry=registry,
+                    auth=auth, method="HEAD", headers={"Accept": MANIFEST_TYPES}, cfg=cfg)
     return reply.headers["Docker-Content-Digest"]
 
 
@@ -334,8 +358,8 @@ def delete(repository: str, ref: str, registry: str | None = None, *,
     """
     digest = ref if ref.startswith("sha256:") else manifest_digest(
         repository, ref, registry, auth=auth, cfg=cfg)
-    api_get(f"/v2/{repository}/manifests/{digest}", registry=registry, auth=auth,
-            method="DELETE", cfg=cfg)
+    api_get(f"/v2/{_path(repository)}/manifests/{_version(digest)}", registry=registry,
+            auth=auth, method="DELETE", cfg=cfg)
     return digest
 
 

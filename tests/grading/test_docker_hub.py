@@ -69,6 +69,8 @@ VARIANTS: dict[str, tuple[list[tuple[str, str, str]], dict[str, str], str | None
     "nocmd": ([("dockerfile", 'CMD ["hello"]\n', "")], {}, "rule_exec_form"),
     # correct, written differently: a multi-stage build into a venv (issue 19's regression)
     "venv": ([("dockerfile", SOLUTION_DOCKERFILE, VENV_DOCKERFILE)], {}, None),
+    # in its own namespace on paper, the classmate's image over HTTP (ada/../classmate)
+    "traversal": ([], {}, "q4_pushed"),
 }
 BROKEN = [("dockerfile", "RUN pip install", "RUNN pip install")]
 
@@ -123,6 +125,10 @@ def graded(grading_image, docker_engine, tmp_path_factory):
                            "CLASSMATE_SAYS": secret, **overrides}
                 if student == "wrongdigest":
                     answers["IMAGE_DIGEST"] = other_digest
+                if student == "traversal":
+                    answers.update(IMAGE_REF=f"{cfg.registry_host}/{student}/../"
+                                             f"{classmate.REPOSITORY}:{classmate.VERSION}",
+                                   IMAGE_DIGEST=other_digest)
                 if student == "copied":
                     answers.update(json.loads(
                         (course.submission("solution", NAME) / hub.ANSWERS).read_text()))
@@ -204,6 +210,8 @@ def test_the_messages_say_what_was_wrong(graded):
     assert "another digest" in why("wrongdigest", "q4_pushed")
     assert "not what your classmate" in why("wronganswer", "q5_classmate")
     assert "in solution's namespace" in why("copied", "q4_pushed")
+    assert "not a canonical image reference" in why("traversal", "q4_pushed")
+    assert "'..' is not allowed" in why("traversal", "q4_pushed")
 
 
 def test_a_dockerfile_with_a_syntax_error_gets_a_score_and_a_reason(graded):

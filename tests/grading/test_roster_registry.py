@@ -87,3 +87,48 @@ def test_the_instructor_publishes_for_everyone_and_nobody_deletes(course_registr
             reg.delete("classmate/hello-cli", digest, cfg.registry_host, auth=who)
     assert reg.manifest_digest("classmate/hello-cli", "1.0", cfg.registry_host,
                                auth=prof) == digest
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ada\nclassmate\n", r"r\.csv:2: the id 'classmate' is reserved for the course"),
+    ("ada\nCloudLab\n", r"r\.csv:2: the id 'CloudLab' is reserved for the course"),
+    ("ada\ninstructor\n", r"r\.csv:2: the id 'instructor' is the instructor's account"),
+    ("ada\nbob\nAda\n", r"r\.csv:3: ada is on the roster twice \(also line 1; ids are "
+                        r"compared in lower case\)"),
+    ("id,dockerhub\nada,\nbob,ADA\n", r"r\.csv:3: the Docker Hub handle 'ada' of bob is the "
+                                      r"id of another student \(line 2\)"),
+    ("id,dockerhub\nada,bob\nbob,\n", r"r\.csv:2: the Docker Hub handle 'bob' of ada is the "
+                                      r"id of another student \(line 3\)"),
+    ("id,dockerhub\nada,grace\nbob,Grace\n", r"r\.csv:3: the Docker Hub handle 'grace' of "
+                                             r"bob is also ada's \(line 2\)"),
+    ("id,dockerhub\nada,classmate\n", r"r\.csv:2: the Docker Hub handle 'classmate' of ada "
+                                      r"is reserved for the course"),
+    ("id,dockerhub\nada,library\n", r"handle 'library' of ada is reserved"),
+    ("id,dockerhub\nada,../bob\n", r"r\.csv:2: the Docker Hub handle '\.\./bob' of ada "
+                                   r"cannot be a namespace"),
+])
+def test_reserved_ids_and_collisions_are_refused_when_the_roster_is_made(tmp_path, text,
+                                                                          message):
+    """An id or Docker Hub handle that is the course's namespace or another student's
+    would let one account push over, or be graded on, someone else's images."""
+    course = Course(tmp_path)
+    (tmp_path / "r.csv").write_text(text)
+    with pytest.raises(roster.RosterError, match=message):
+        roster.generate(course, tmp_path / "r.csv")
+    assert not (roster.folder(course) / "credentials.json").exists(), "no account is made"
+
+
+def test_a_new_roster_cannot_take_an_earlier_accounts_namespace(tmp_path):
+    course = Course(tmp_path)
+    (tmp_path / "r.csv").write_text("id,dockerhub\nada,\nbob,bob-on-hub\n")
+    roster.generate(course, tmp_path / "r.csv")
+    for text, who in (("id,dockerhub\ncarol,bob\n", "'bob' of carol is the id of an account"),
+                      ("id,dockerhub\ncarol,bob-on-hub\n", "'bob-on-hub' \\(carol\\) is the "
+                                                           "Docker Hub handle of bob"),
+                      ("bob-on-hub\n", "'bob-on-hub' \\(bob-on-hub\\) is the Docker Hub "
+                                       "handle of bob")):
+        (tmp_path / "r.csv").write_text(text)
+        with pytest.raises(roster.RosterError, match=who):
+            roster.generate(course, tmp_path / "r.csv")
+    assert roster.namespaces(course, "carol") == {"carol"}
+    assert roster.namespaces(course, "bob") == {"bob", "bob-on-hub"}

@@ -28,3 +28,29 @@ def test_hidden_lines_are_redacted_from_messages():
                 max_score=2)
     page = feedback.render(None, r, None, ["assert secret_case(7)"])
     assert "secret_case" not in page
+
+
+def test_the_page_carries_no_script_even_from_an_unsanitized_notebook(tmp_path):
+    """Feedback sanitizes on its own: a notebook that skipped grading.sanitize (an older
+    run, a plain nbgrader autograde) still yields a page where nothing can run."""
+    import nbformat
+
+    from cloudlab.grading import Course
+
+    course = Course(tmp_path)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(
+        "Why? <b>FIVE-WHYS</b> <img src=x onerror=alert(1)> [x](javascript:alert(2))"
+        "<script>alert(3)</script><iframe src=/files></iframe>"),
+                nbformat.v4.new_code_cell("x", outputs=[nbformat.v4.new_output(
+                    "display_data", {"text/html": "<script>alert(4)</script>",
+                                     "text/plain": "<IPython.HTML>"})])]
+    folder = course.autograded / "ada" / "alerting"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, str(folder / "alerting.ipynb"))
+    r = _result(Test("alerting", "sigma_flat", 6, 6, True), max_score=6)
+    page = feedback.render(course, r, "alerting", [])
+    assert "<b>FIVE-WHYS</b>" in page and "&lt;IPython.HTML&gt;" in page
+    low = page.lower()
+    for active in ("<script", "onerror", "javascript:", "<iframe"):
+        assert active not in low, active

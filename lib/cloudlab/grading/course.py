@@ -65,6 +65,12 @@ class Course:
         return self.state / "feedback"
 
     @property
+    def originals(self) -> Path:
+        """The autograded notebooks as they ran, before :mod:`.sanitize` made them safe to
+        render: kept for the record, outside every folder formgrader serves."""
+        return self.state / "originals"
+
+    @property
     def results(self) -> Path:
         """Our per-submission outcome files (status, reason, per-test messages)."""
         return self.state / "results"
@@ -127,6 +133,9 @@ class Course:
         c.CourseDirectory.db_url = self.db_url
         c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback",
                                     ".git", GRADER_FILE]
+        # nbconvert's own sanitizing (formgrader, feedback): no JS or widget output, HTML
+        # cleaned; the autograded notebook itself is made safe too (grading.sanitize)
+        c.HTMLExporter.sanitize_html = True
         for section, values in extra.items():
             for key, value in values.items():
                 c[section][key] = value

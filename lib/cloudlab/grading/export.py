@@ -1,5 +1,9 @@
 """Export grades: CSV with one row per student and assignment (gradebook + run outcome).
 
+Every text cell goes through :func:`.sanitize.cell` and every cell is quoted (OWASP's CSV
+injection advice): a reason quoting a student's file name such as ``=HYPERLINK(...)``
+reaches the spreadsheet as text, never as a formula, even one that splits cells on ``;``.
+
 >>> export(Course(), "grades.csv")           # doctest: +SKIP
 PosixPath('grades.csv')
 """
@@ -11,6 +15,7 @@ from pathlib import Path
 
 from .course import Course
 from .results import Result
+from .sanitize import cell
 
 COLUMNS = ("assignment", "student", "status", "score", "max_score", "percent",
            "needs_manual_grade", "late_penalty", "timestamp", "reason", "final_score",
@@ -66,8 +71,8 @@ def export(course: Course, path: str | Path, assignment: str | None = None) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, quoting=csv.QUOTE_ALL)
         writer.writeheader()
         for row in rows(course, assignment):
-            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+            writer.writerow({k: cell(row.get(k, "")) for k in COLUMNS})
     return path

@@ -3,7 +3,9 @@
 nbgrader's own feedback renders the autograded notebook - hidden test source included
 (jupyter/nbgrader#917, #1363). Here every test cell is shown only as its name, points,
 pass/fail and the friendly message of its first failure; the student's own cells keep their
-code and (escaped, truncated) outputs. As a last line of defence, any line of the hidden
+code and (escaped, truncated) outputs, and markdown reaches the page only through the
+allow-list sanitizer (:func:`.sanitize.markdown`: no script, handler or ``javascript:``
+link can run in whoever opens it). As a last line of defence, any line of the hidden
 tests that still turns up in a message or output (say, printed from the kernel's history)
 is removed before the page is written.
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import sanitize
 from .course import Course
 from .release import HIDDEN_BEGIN, HIDDEN_END, redact
 from .results import Result
@@ -64,9 +67,9 @@ def _hidden_lines(course: Course, assignment: str) -> list[str]:
 class _Page:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
-        from mistune import create_markdown
 
-        self.markdown = create_markdown(escape=True)
+    def markdown(self, source: str) -> str:
+        return sanitize.markdown(redact(source, self.secrets))
 
     def text(self, value: object, limit: int = MAX_OUTPUT_CHARS) -> str:
         raw = redact(str(value), self.secrets)
@@ -168,7 +171,7 @@ def _cells(course: Course, result: Result, notebook: str, page: _Page) -> str:
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "markdown":
-            out.append(f"<div class=md>{page.markdown(redact(cell.source, page.secrets))}</div>")
+            out.append(f"<div class=md>{page.markdown(cell.source)}</div>")
         elif cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"):
             t = by_name.get(meta.get("grade_id"))
             if t is None:

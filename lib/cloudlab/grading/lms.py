@@ -18,7 +18,7 @@ roster column    Canvas column                                Moodle column
 
 The score is the final one (after the late policy); per-item columns are optional
 (``items=True``: one more column per graded cell). Every cell is neutralised against CSV
-injection (:mod:`.csvsafe`).
+injection (:func:`.sanitize.row`).
 
 >>> ident = Identity("ada", name="Lovelace, Ada", sis_id="S1", section="A")
 >>> canvas_row(ident, Record("ada", 4.5, {"q1": 2.0}), "demo", ["q1"])
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import CloudlabError
-from . import csvsafe
+from . import sanitize
 from .course import Course
 from .roster import ID, read_roster
 
@@ -150,7 +150,7 @@ def _write(path: Path, header: list[str], rows: list[dict]) -> Path:
         writer = csv.DictWriter(out, fieldnames=header)
         writer.writeheader()
         for row in rows:
-            writer.writerow(csvsafe.row(row))
+            writer.writerow(sanitize.row(row))
     return path
 
 

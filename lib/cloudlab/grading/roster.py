@@ -49,6 +49,10 @@ from .course import Course
 
 ID = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")  # one path component of a repository name
 PUBLIC = ("classmate",)  # namespaces every account (and anonymous pulls) may read
+# Namespaces no student id or Docker Hub handle may take: the course's public images
+# (grading/classmate.py pushes classmate/hello-cli), the workbook's own images
+# (cloudlab/busybox) and Docker Hub's official images (python is library/python).
+RESERVED = (*PUBLIC, "cloudlab", "library")
 SERVICE = "cloudlab-course-registry"
 ISSUER = "cloudlab-roster"
 TOKEN_SECONDS = 300
@@ -64,8 +68,12 @@ class Student:
     dockerhub: str = ""
 
 
-def read_roster(path: str | Path) -> list[Student]:
-    """The students of a roster file (ids lower-cased; duplicates and bad ids refused)."""
+def read_roster(path: str | Path, *, reserved: Iterable[str] = ()) -> list[Student]:
+    """The students of a roster file (ids and handles lower-cased), refusing whatever could
+    let one account reach another's images: a bad or reserved id (:data:`RESERVED`, and
+    ``reserved``), the same id twice in any case, or a Docker Hub handle that is a reserved
+    namespace, another student's id or another student's handle. Messages name the line.
+    """
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -76,21 +84,50 @@ def read_roster(path: str | Path) -> list[Student]:
     start = 1 if "id" in header else 0
     column = {name: header.index(name) for name in ("id", "dockerhub") if name in header} \
         if start else {"id": 0, "dockerhub": 1}
+    taken = {name: "reserved for the course" for name in RESERVED}
+    taken.update({name.lower(): "the instructor's account" for name in reserved})
     found: dict[str, Student] = {}
+    lines_of: dict[str, int] = {}
     for number, row in enumerate(rows[start:], start + 1):
         cells = [c.strip() for c in row]
         if not cells or not cells[0] or cells[0].startswith("#"):
             continue
-        sid = cells[column["id"]].lower()
+        raw = cells[column["id"]]
+        sid = raw.lower()
+        where = f"{path}:{number}"
         if not ID.fullmatch(sid):
-            raise RosterError(f"{path}:{number}: {sid!r} cannot be a registry namespace "
+            raise RosterError(f"{where}: {sid!r} cannot be a registry namespace "
                               "(lower-case letters, digits and . _ - between them)")
+        if sid in taken:
+            raise RosterError(f"{where}: the id {raw!r} is {taken[sid]}: choose another")
         if sid in found:
-            raise RosterError(f"{path}:{number}: {sid} is on the roster twice")
+            raise RosterError(f"{where}: {sid} is on the roster twice (also line "
+                              f"{lines_of[sid]}; ids are compared in lower case)")
         hub = cells[column["dockerhub"]] if len(cells) > column.get("dockerhub", 99) else ""
         found[sid] = Student(sid, hub.lower())
+        lines_of[sid] = number
     if not found:
         raise RosterError(f"the roster {path} names no student")
+    handles: dict[str, str] = {}
+    for student in found.values():
+        hub, where = student.dockerhub, f"{path}:{lines_of[student.id]}"
+        if not hub:
+            continue
+        if not ID.fullmatch(hub):
+            raise RosterError(f"{where}: the Docker Hub handle {hub!r} of {student.id} cannot "
+                              "be a namespace (lower-case letters, digits and . _ - between "
+                              "them)")
+        if hub in taken:
+            raise RosterError(f"{where}: the Docker Hub handle {hub!r} of {student.id} is "
+                              f"{taken[hub]}")
+        if hub in found and hub != student.id:
+            raise RosterError(f"{where}: the Docker Hub handle {hub!r} of {student.id} is "
+                              f"the id of another student (line {lines_of[hub]}): either "
+                              "could then claim the other's images")
+        if hub in handles:
+            raise RosterError(f"{where}: the Docker Hub handle {hub!r} of {student.id} is "
+                              f"also {handles[hub]}'s (line {lines_of[handles[hub]]})")
+        handles[hub] = student.id
     return list(found.values())
 
 
@@ -117,15 +154,16 @@ def generate(course: Course, roster: str | Path, *, instructor: str = "instructo
     """Accounts for every student of ``roster`` (and the instructor), keeping old ones."""
     import bcrypt
 
-    students = read_roster(roster)
-    if not ID.fullmatch(instructor) or instructor in {s.id for s in students}:
+    if not ID.fullmatch(instructor) or instructor in RESERVED:
         raise RosterError(f"the instructor account {instructor!r} must be a valid id that "
-                          "is not a student's")
+                          f"is not reserved ({', '.join(RESERVED)})")
+    students = read_roster(roster, reserved=[instructor])
     out = folder(course)
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     creds_path = out / "credentials.json"
     creds = json.loads(creds_path.read_text()) if creds_path.exists() else {}
+    _no_clash_with_earlier(students, creds, roster)
     report = RosterReport(out, instructor=instructor)
     wanted = [(s.id, "student", s.dockerhub) for s in students] + [(instructor, "instructor",
                                                                      "")]
@@ -146,6 +184,22 @@ def generate(course: Course, roster: str | Path, *, instructor: str = "instructo
     if not (out / "key.pem").exists():
         _make_key(out)
     return report
+
+
+def _no_clash_with_earlier(students: list[Student], creds: dict, roster: str | Path) -> None:
+    """Accounts an earlier roster made stay: no new id or handle may take their namespace."""
+    on_roster = {s.id for s in students}
+    earlier = {sid: e for sid, e in creds.items() if sid not in on_roster}
+    earlier_handles = {e.get("dockerhub"): sid for sid, e in earlier.items()
+                       if e.get("dockerhub")}
+    for s in students:
+        if s.dockerhub and s.dockerhub in earlier:
+            raise RosterError(f"{roster}: the Docker Hub handle {s.dockerhub!r} of {s.id} is "
+                              "the id of an account an earlier roster made")
+        if s.id in earlier_handles or (s.dockerhub and s.dockerhub in earlier_handles):
+            name = s.id if s.id in earlier_handles else s.dockerhub
+            raise RosterError(f"{roster}: {name!r} ({s.id}) is the Docker Hub handle of "
+                              f"{earlier_handles[name]}, an account an earlier roster made")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -24,9 +24,9 @@ from pathlib import Path
 import nbformat
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.preprocessors import SaveAutoGrades
-from traitlets import Bool
+from traitlets import Bool, Unicode
 
-from . import executor, hooks, late, precheck, sandbox, trusted
+from . import executor, hooks, late, precheck, sandbox, sanitize, trusted
 from .course import Course
 from .results import Result, TestResult, friendly
 
@@ -42,7 +42,7 @@ def nbgrader_extra() -> dict:
             "autograde_preprocessors": [StripHiddenTests, executor.SandboxExecute,
                                         IgnorePattern,
                                         ClearMetadataPreprocessor, LimitOutput, SaveAutoGradesOnce,
-                                        AssignLatePenalties],
+                                        AssignLatePenalties, KeepAndSanitize],
         },
         "Exporter": {"optimistic_validation": True},  # validated once, not per preprocessor
         "Execute": {"shutdown_kernel": "immediate", "interrupt_on_timeout": False,
@@ -84,6 +84,27 @@ class SaveAutoGradesOnce(SaveAutoGrades):
         unchanged = cell.metadata.nbgrader.get("checksum") == utils.compute_checksum(cell)
         comment.auto_comment = "No response." if unchanged and not utils.is_task(cell) \
             else None
+
+
+class KeepAndSanitize(Preprocessor):
+    """The last step: the autograded notebook as it ran is kept for the record
+    (``originals/<student>/<assignment>/<notebook>.ipynb``, a folder formgrader never
+    renders), and the copy nbgrader writes - what Manual Grading and the feedback show -
+    is made safe (:func:`.sanitize.notebook`: no script, handler, widget or JS output)."""
+
+    enabled = Bool(True)
+    originals = Unicode("", help="where the untouched notebooks are kept").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        if self.originals:
+            ids = resources["nbgrader"]
+            folder = Path(self.originals) / ids["student"] / ids["assignment"]
+            folder.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, str(folder / f"{ids['notebook']}.ipynb"))
+        done = sanitize.notebook(nb)
+        if done:
+            self.log.info("made safe for instructors: %s", "; ".join(done[:20]))
+        return nb, resources
 
 
 class StripHiddenTests(Preprocessor):
@@ -137,6 +158,7 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
     from nbgrader.converters import Autograde
 
     pre = precheck.inspect(course, assignment, student, stage)
+    shutil.rmtree(course.originals / student / assignment, ignore_errors=True)  # stale
     result.timestamp = pre.timestamp
     result.flags = list(pre.flags)
     notes: list[str] = []
@@ -179,6 +201,7 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
     outcome = executor.reset(timeout)
     extra = nbgrader_extra()
     extra["CourseDirectory"] = {"submitted_directory": str(stage / "submitted")}
+    extra["KeepAndSanitize"] = {"originals": str(course.originals)}
     coursedir = course.coursedir(assignment, student, **extra)
     converter = Autograde(coursedir=coursedir, config=coursedir.config)
     from .release import capture_log

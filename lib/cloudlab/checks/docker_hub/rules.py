@@ -528,23 +528,22 @@ def load_answers(folder: str | Path = ".") -> dict[str, str]:
 
 
 def split_ref(ref: str) -> tuple[str, str, str]:
-    """(registry host, repository, tag) of an image reference ('' host = Docker Hub).
+    """(registry host, repository, tag or digest) of an image reference ('' host = Docker
+    Hub); refused unless the reference follows the distribution grammar exactly.
 
     >>> split_ref("127.0.0.1:5000/ada/hello-cli:1.0")
     ('127.0.0.1:5000', 'ada/hello-cli', '1.0')
     >>> split_ref("ada/hello-cli")
     ('', 'ada/hello-cli', 'latest')
+    >>> split_ref("127.0.0.1:5000/ada/../classmate/hello-cli:1.0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cloudlab.imageref.ReferenceError: ... its path component '..' is not allowed ...
     """
-    ref = ref.split("@", 1)[0]
-    first, sep, rest = ref.partition("/")
-    host = first if sep and ("." in first or ":" in first or first == "localhost") else ""
-    path = rest if host else ref
-    head, _, last = path.rpartition("/")
-    if ":" in last:
-        last, tag = last.rsplit(":", 1)
-    else:
-        tag = "latest"
-    return host, (f"{head}/{last}" if head else last), tag
+    from ... import imageref
+
+    parsed = imageref.parse(ref)
+    return parsed.domain, parsed.path, parsed.version
 
 
 def recorded(answers: Mapping[str, Any]) -> dict[str, Any]:
@@ -558,7 +557,14 @@ def recorded(answers: Mapping[str, Any]) -> dict[str, Any]:
         return result(False, "IMAGE_DIGEST should be the digest the push reported",
                       expected="sha256: followed by 64 hex digits", found=digest,
                       hint="cl.registry.push(...) returns it")
-    host, repo, tag = split_ref(ref.strip())
+    from ... import imageref
+
+    try:  # every check below reads the parts of the canonical reference, nothing looser
+        host, repo, tag = split_ref(ref.strip())
+    except imageref.ReferenceError as exc:
+        return result(False, f"IMAGE_REF is refused: {exc}", found=ref,
+                      hint="record the reference exactly as you pushed it, e.g. "
+                           f"'127.0.0.1:5000/<you>/{REPOSITORY}:{VERSION}'")
     if repo == CLASSMATE_REPOSITORY:
         return result(False, "IMAGE_REF is your classmate's image, not yours", found=ref)
     if REPOSITORY not in repo.rsplit("/", 1)[-1]:
@@ -582,7 +588,7 @@ def pushed(answers: Mapping[str, Any], course_registry: str,
     if not first["passed"]:
         return first
     ref, digest = answers["IMAGE_REF"].strip(), answers["IMAGE_DIGEST"].strip()
-    host, repo, tag = split_ref(ref)
+    host, repo, tag = (first["data"][k] for k in ("host", "repository", "tag"))
     namespace = repo.split("/", 1)[0] if "/" in repo else ""
     if namespaces is not None and namespace not in namespaces:
         mine = f"{sorted(namespaces)[0]}/{REPOSITORY}"
