@@ -600,11 +600,21 @@ SUBMISSION_RULES = [
 
 
 def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
-    """The namespace, its ``submission`` service account and the Role that fences it."""
+    """The namespace, its ``submission`` service account and the Role that fences it, its
+    quota and container limits (:data:`QUOTA`, :data:`CONTAINER_LIMITS`) and the Pod
+    Security Standards' baseline enforced on it (defence in depth behind the refusal of
+    host access before apply)."""
     lab = {"cloudlab-grading": "true",
            **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
-              and _LABEL_VALUE.fullmatch(v)}}
+              and _LABEL_VALUE.fullmatch(v)},
+           "pod-security.kubernetes.io/enforce": "baseline"}
     for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
+                {"apiVersion": "v1", "kind": "ResourceQuota",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "spec": {"hard": dict(QUOTA)}},
+                {"apiVersion": "v1", "kind": "LimitRange",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "spec": {"limits": [{"type": "Container", **copy.deepcopy(CONTAINER_LIMITS)}]}},
                 {"apiVersion": "v1", "kind": "ServiceAccount",
                  "metadata": {"name": "submission", "namespace": ns}},
                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -617,6 +627,29 @@ def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
                  "subjects": [{"kind": "ServiceAccount", "name": "submission",
                                "namespace": ns}]}):
         api.apply(obj, field_manager="cloudlab-grader")
+    _await_quota(api, ns)
+
+
+QUOTA_TIMEOUT = 20.0
+
+
+def _await_quota(api: Any, ns: str) -> None:
+    """Wait until the cluster's quota controller has counted the namespace's usage (until
+    then the quota admission refuses every pod)."""
+    from ..errors import ServiceError
+    from ..proc import wait_for
+
+    def counted() -> bool:
+        status = api.get("ResourceQuota", "submission", namespace=ns).get("status") or {}
+        return set(status.get("hard") or {}) >= set(QUOTA) and "used" in status
+
+    try:
+        wait_for(counted, timeout=QUOTA_TIMEOUT, interval=0.2, what=f"the quota of {ns}")
+    except ServiceError:
+        raise ServiceError(f"the grading cluster did not count the quota of {ns} within "
+                           f"{QUOTA_TIMEOUT:g} s: does it run the resource quota controller "
+                           "(kube-controller-manager --controllers ...resourcequota-controller)?"
+                           ) from None
 
 
 def _prepare(api: Any, ns: str, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -695,6 +728,10 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
         seen["state"] = state
         if state["ready"] >= want and state["endpoints"] > 0:
             return True
+        refused = _refused(api.list("ReplicaSet", namespace=ns))
+        if refused:
+            seen["refused"] = refused
+            raise GiveUp("the namespace's quota or limits refused a pod")
         now = time.monotonic()  # the grading cluster's nodes never change: no point waiting
         seen["stuck"] = (seen["stuck"] or now) if state["unschedulable"] else None
         if seen["stuck"] is not None and now - seen["stuck"] > UNSCHEDULABLE_GRACE:
@@ -705,6 +742,10 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
         wait_for(settled, timeout=timeout, interval=0.2, what=f"the pods of {ns} to be Ready")
     except ServiceError:
         state = seen["state"]
+        if seen.get("refused"):
+            return result(False, "the grading namespace's quota or container limits refused "
+                          f"the pods (the text states the limits): {seen['refused']}",
+                          found=state)
         if state is None:
             raise
         return result(False, f"after {time.monotonic() - began:.0f} s: {state['ready']} of "
@@ -718,6 +759,16 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
     return result(True, f"{state['ready']} pods Ready on {state['nodes']}, "
                   f"{state['endpoints']} endpoints behind the Service, the HPA targets "
                   f"deployment/{state['deployment']}", data=state)
+
+
+def _refused(replicasets: list[dict]) -> str:
+    """Why a ReplicaSet could not create its pods (the quota's or the limit range's own
+    words), or ``""``."""
+    for rs in replicasets:
+        for c in (rs.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                return str(c.get("message") or c.get("reason") or "ReplicaFailure")[:300]
+    return ""
 
 
 def _summary(pods: list[dict], slices: list[dict], dep: dict, hpa: dict) -> dict[str, Any]:
