@@ -17,7 +17,7 @@ from cloudlab.grading import sandbox, trusted
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "solutions" / "kubernetes" / "kubernetes.ipynb"
-IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing")
+IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing", "rule_float_ratio")
 ANSWER = kit.MARKERS.sub("", trusted.from_notebook(SOURCE).cells[kx.ANSWER_CELL])
 
 
@@ -36,7 +36,10 @@ def test_the_solution_passes_every_case(tmp_path, grading_image):
 
 
 @pytest.mark.parametrize(("change", "lost"), [
-    (lambda s: s.replace("0.1 + 1e-12", "0.2"), "rule_tolerance"),
+    (lambda s: s.replace("not 0.9 <= ratio <= 1.1", "abs(ratio - 1) > 0.1"), "rule_tolerance"),
+    (lambda s: s.replace("math.ceil(ratio * current_replicas)",
+                         "math.ceil(current_replicas * current_metric / target_metric)"),
+     "rule_float_ratio"),
     (lambda s: s.replace("min(max(desired, min_replicas), max_replicas)",
                          "max(desired, min_replicas)"), "rule_clamp"),
     (lambda s: s.replace("if current_metric is not None:", "if True:"), "rule_zero_missing"),
@@ -49,6 +52,15 @@ def test_each_variant_loses_exactly_its_rule(tmp_path, grading_image, change, lo
 
 @pytest.mark.parametrize(("change", "words"), [
     (lambda s: "import cloudlab\n" + s, "your own code"),
+    # issue 18 item 5: in the grading image the workbook is installed, and still unreachable
+    (lambda s: s.replace("    desired = current_replicas\n", "    exec('imp' + 'ort cloudlab.hpa')"
+                         "\n    desired = current_replicas\n"), "standard library only"),
+    (lambda s: s.replace("    desired = current_replicas\n", "    import sys\n    sys.path.append("
+                         "'/opt/cloudlab-grader/lib')\n    __import__('cloud' + 'lab')\n"
+                         "    desired = current_replicas\n"), "standard library only"),
+    (lambda s: s.replace("    desired = current_replicas\n", "    open('/opt/cloudlab-grader/"
+                         "lib/cloudlab/hpa.py').read()\n    desired = current_replicas\n"),
+     "PermissionError"),
     (lambda s: s.replace('    """Replicas', "    while True: pass\n    \"\"\"Replicas"),
      "did not finish"),
     # the sandbox has no network: the connection fails at once, nothing is sent
