@@ -588,7 +588,7 @@ def host_access_problems(manifests: Iterable[Mapping[str, Any]]) -> list[Problem
             continue
         at, ref = ("spec" if m.get("kind") == "Pod" else "spec.template.spec"), _ref(m)
 
-        def refuse(path: str, what: str) -> None:
+        def refuse(path: str, what: str, at: str = at, ref: str = ref) -> None:
             out.append(Problem(f"{at}.{path}", f"{what}: refused (a graded pod may not reach "
                                "into the node it runs on)", "scope", ref))
 

@@ -26,14 +26,14 @@ Then this process must be the container's pid 1, and the order keeps both guaran
    this process's child (this process stays pid 1: it reaps orphans and forwards signals).
 
 A group marked ``stdlib_only`` (the exercise says "standard library only") is not run in
-the forked child itself: the child ``exec``\ s a fresh interpreter, ``python -I -S -B`` on
+the forked child itself: the child execs a fresh interpreter, ``python -I -S -B`` on
 this same file (:func:`isolated`), whose ``sys.path`` holds only the standard library, and
 which fences itself with Landlock before it runs a line of the student's code: it may read
 the standard library and the system's shared libraries, nothing else (not the workbook, not
 ``site-packages``, not ``/proc``), and may write, execute, connect or signal nothing. So
 no spelling of an import (``exec("imp" + "ort ...")``, ``__import__`` of a decoded string,
 ``importlib``, a ``sys.path`` entry added at run time, reading a module's source and
-``exec``\ ing it) reaches the workbook or a third-party package. Where the kernel has no
+executing it) reaches the workbook or a third-party package. Where the kernel has no
 Landlock, the group is refused (fail closed) with the reason, never run unfenced.
 
 Standard library only (the grading image has no nbgrader).
