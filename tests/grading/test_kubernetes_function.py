@@ -74,3 +74,25 @@ def test_hostile_or_broken_functions_get_a_reason(tmp_path, grading_image, chang
     got = grade(tmp_path, grading_image, change(ANSWER))
     assert not any(v.fraction for v in got.values())
     assert all(words in v.message for v in got.values()), got
+
+
+HONEST = '''
+import decimal, math, statistics
+from fractions import Fraction
+
+def desired_replicas(current_replicas, current_metric, target_metric, min_replicas,
+                     max_replicas):
+    """Three standard-library modules with C parts (_decimal, _statistics): the fenced
+    interpreter must still load them in the grading image."""
+    want = current_replicas
+    if current_metric is not None:
+        if not Fraction(9, 10) <= Fraction(current_metric, target_metric) <= Fraction(11, 10):
+            want = math.ceil(current_metric / target_metric * current_replicas)
+    want = int(decimal.Decimal(want))
+    return int(statistics.median([min_replicas, want, max_replicas]))
+'''
+
+
+def test_an_honest_standard_library_answer_passes_in_the_grading_image(tmp_path, grading_image):
+    got = grade(tmp_path, grading_image, HONEST)
+    assert {gid: v.fraction for gid, v in got.items()} == dict.fromkeys(IDS, 1.0), got
