@@ -215,11 +215,12 @@ def test_a_submission_with_finalizers_everywhere_leaves_nothing(cluster):
     pool deletes it for good (on 3669b86 it stayed Terminating)."""
     from cloudlab.proc import wait_for
     hold = ["example.com/hold"]
-    texts = ex.edit("deployment.yaml", lambda o: (o["metadata"].update(finalizers=hold),
+    texts = ex.edit("deployment.yaml", lambda o: (o["metadata"].update(finalizers=list(hold)),
                                                   o["spec"]["template"]["metadata"].update(
-                                                      finalizers=hold)))
+                                                      finalizers=list(hold))))
     for name in ("service.yaml", "hpa.yaml"):
-        texts[name] = ex.edit(name, lambda o: o["metadata"].update(finalizers=hold))[name]
+        texts[name] = ex.edit(name, lambda o: o["metadata"].update(
+            finalizers=list(hold)))[name]
     got = check(cluster, texts)
     assert got["passed"], got
     ns = got["data"]["namespace"]
