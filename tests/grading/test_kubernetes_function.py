@@ -53,13 +53,15 @@ def test_each_variant_loses_exactly_its_rule(tmp_path, grading_image, change, lo
 @pytest.mark.parametrize(("change", "words"), [
     (lambda s: "import cloudlab\n" + s, "your own code"),
     # issue 18 item 5: in the grading image the workbook is installed, and still unreachable
-    (lambda s: s.replace("    desired = current_replicas\n", "    exec('imp' + 'ort cloudlab.hpa')"
-                         "\n    desired = current_replicas\n"), "standard library only"),
+    # (no word of 3669b86's list appears: each of these scored full marks there)
+    (lambda s: s.replace("    desired = current_replicas\n", "    exec('imp' + 'ort clo' + "
+                         "'udlab.hpa')\n    desired = current_replicas\n"),
+     "standard library only"),
     (lambda s: s.replace("    desired = current_replicas\n", "    import sys\n    sys.path.append("
-                         "'/opt/cloudlab-grader/lib')\n    __import__('cloud' + 'lab')\n"
-                         "    desired = current_replicas\n"), "standard library only"),
-    (lambda s: s.replace("    desired = current_replicas\n", "    open('/opt/cloudlab-grader/"
-                         "lib/cloudlab/hpa.py').read()\n    desired = current_replicas\n"),
+                         "'/opt/clo' + 'udlab-grader/lib')\n    exec('imp' + 'ort clo' + "
+                         "'udlab')\n    desired = current_replicas\n"), "standard library only"),
+    (lambda s: s.replace("    desired = current_replicas\n", "    open('/opt/clo' + 'udlab-grader/"
+                         "lib/clo' + 'udlab/hpa.py').read()\n    desired = current_replicas\n"),
      "PermissionError"),
     (lambda s: s.replace('    """Replicas', "    while True: pass\n    \"\"\"Replicas"),
      "did not finish"),

@@ -355,21 +355,24 @@ def test_only_a_pod_that_fits_no_node_counts_as_unschedulable():
 # -- "standard library only": the probe cannot import the workbook or a package ------------
 
 LIB = str(ROOT / "lib")
-SPLIT = "    exec('imp' + 'ort cloudlab.hpa')\n"
-HEX = "    __import__(bytes.fromhex('636c6f75646c6162').decode())\n"
+HEX = b"import cloudlab.hpa".hex()
+NAME = "ns['clo' + 'udlab']"
 LIBCALL = ("    return {mod}.hpa.desired_replicas(current_replicas, current_metric, "
            "target_metric, min_replicas, max_replicas)\n")
+# Written so that no word of 3669b86's list (cloudlab, import cl, __import__, importlib)
+# appears: each scored full marks there.
 SNEAKY = {
-    "split": SPLIT.replace("exec(", "ns = {}\n    exec(").replace(")\n", ", ns)\n")
-    + LIBCALL.format(mod="ns['cloudlab']"),
-    "hex": "    cl = " + HEX.strip() + "\n" + LIBCALL.format(mod="cl"),
+    "split": "    ns = {}\n    exec('imp' + 'ort clo' + 'udlab.hpa', ns)\n"
+    + LIBCALL.format(mod=NAME),
+    "hex": f"    ns = {{}}\n    exec(bytes.fromhex('{HEX}').decode(), ns)\n"
+    + LIBCALL.format(mod=NAME),
+    "sys.path": f"    import sys\n    sys.path.insert(0, {LIB!r})\n    ns = {{}}\n"
+    "    exec('imp' + 'ort clo' + 'udlab.hpa', ns)\n" + LIBCALL.format(mod=NAME),
+    "read the source": f"    ns = {{'__name__': 'x'}}\n    exec(open({LIB!r} + '/clo' + "
+    "'udlab/hpa.py').read(), ns)\n    return ns['desired_replicas'](current_replicas, "
+    "current_metric, target_metric, min_replicas, max_replicas)\n",
     "importlib": "    import importlib\n    cl = importlib.import_module('cloud' + 'lab.hpa')\n"
     + LIBCALL.format(mod="importlib.import_module('cloudlab')"),
-    "sys.path": f"    import sys\n    sys.path.insert(0, {LIB!r})\n"
-    "    cl = __import__('cloud' + 'lab.hpa')\n" + LIBCALL.format(mod="cl"),
-    "read the source": f"    ns = {{'__name__': 'x'}}\n    exec(open({LIB!r} + '/cloudlab/hpa.py')"
-    ".read(), ns)\n    return ns['desired_replicas'](current_replicas, current_metric, "
-    "target_metric, min_replicas, max_replicas)\n",
 }
 
 
