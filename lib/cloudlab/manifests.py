@@ -564,6 +564,58 @@ def scope_problems(manifests: Iterable[Mapping[str, Any]], *,
     return out
 
 
+# The capabilities the Pod Security Standards' baseline profile lets a container add.
+BASELINE_CAPABILITIES = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
+
+
+def host_access_problems(manifests: Iterable[Mapping[str, Any]]) -> list[Problem]:
+    """Refuse pods that reach into the node (what the Pod Security Standards' *baseline*
+    profile forbids): a privileged container or one adding capabilities beyond the
+    baseline's, the node's network, PID or IPC namespace, a ``hostPath`` volume, a
+    ``hostPort``.
+
+    >>> pod = {"kind": "Deployment", "metadata": {"name": "x"}, "spec": {"template": {
+    ...        "spec": {"hostNetwork": True, "containers": [{"name": "c"}]}}}}
+    >>> [p.path for p in host_access_problems([pod])]
+    ['spec.template.spec.hostNetwork']
+    """
+    out = []
+    for m in manifests:
+        spec = _get(m, "spec", "template", "spec") if m.get("kind") != "Pod" else m.get("spec")
+        if not isinstance(spec, Mapping):
+            continue
+        at, ref = ("spec" if m.get("kind") == "Pod" else "spec.template.spec"), _ref(m)
+
+        def refuse(path: str, what: str, at: str = at, ref: str = ref) -> None:
+            out.append(Problem(f"{at}.{path}", f"{what}: refused (a graded pod may not reach "
+                               "into the node it runs on)", "scope", ref))
+
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if spec.get(key):
+                refuse(key, f"{key}: true shares the node's namespace")
+        for i, vol in enumerate(_as_list(spec.get("volumes") or [])):
+            if isinstance(vol, Mapping) and "hostPath" in vol:
+                refuse(f"volumes[{i}].hostPath", "a hostPath volume mounts the node's files")
+        for group in ("initContainers", "containers", "ephemeralContainers"):
+            for i, c in enumerate(_as_list(spec.get(group) or [])):
+                if not isinstance(c, Mapping):
+                    continue
+                where = f"{group}[{i}]"
+                if _get(c, "securityContext", "privileged"):
+                    refuse(f"{where}.securityContext.privileged", "a privileged container")
+                added = _get(c, "securityContext", "capabilities", "add") or []
+                extra = sorted({str(x) for x in _as_list(added)} - BASELINE_CAPABILITIES)
+                if extra:
+                    refuse(f"{where}.securityContext.capabilities.add",
+                           f"added capabilities {', '.join(extra)}")
+                for j, port in enumerate(_as_list(c.get("ports") or [])):
+                    if isinstance(port, Mapping) and port.get("hostPort"):
+                        refuse(f"{where}.ports[{j}].hostPort", "a hostPort binds the node's port")
+    return out
+
+
 # ---------------------------------------------------------------------------- all of it
 
 def validate(manifests: Sequence[Mapping[str, Any]] | Iterable[str | Path], *,

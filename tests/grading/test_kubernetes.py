@@ -22,6 +22,8 @@ k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the grading clus
 
 from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit  # noqa: E402
 
+MATHS = 2 + 1 + 1 + 1 + 1    # q3_replicas and the four hidden rules of part D
+
 from cloudlab import config  # noqa: E402
 from cloudlab.checks import kubernetes as kx  # noqa: E402
 from cloudlab.grading import Course, autograde, release  # noqa: E402
@@ -90,6 +92,14 @@ def test_the_untouched_release_scores_zero(graded):
     assert "deployment.yaml is missing" in _why(r, "q1_valid")
 
 
+@pytest.mark.parametrize("student", [s for s, v in VARIANTS.items() if not v[1]])
+def test_correct_answers_however_written_score_full_marks(graded, student):
+    _, results, _ = graded
+    r = results[student]
+    assert (r.status, r.score) == ("graded", TOTAL), {t.name: t.message for t in r.tests
+                                                      if not t.passed}
+
+
 @pytest.mark.parametrize("student", [s for s, v in VARIANTS.items() if v[1]])
 def test_each_hidden_rule_costs_exactly_its_points(graded, student):
     _, results, _ = graded
@@ -106,7 +116,7 @@ def test_each_hidden_rule_costs_exactly_its_points(graded, student):
 def test_hostile_manifests_get_a_verdict_and_touch_nothing_outside(graded, cluster):
     _, results, _ = graded
     laughs = results["laughs"]
-    assert laughs.status == "graded" and laughs.score == 2 + 3       # the maths still counts
+    assert laughs.status == "graded" and laughs.score == MATHS       # the maths still counts
     assert "YAML aliases" in _why(laughs, "q1_valid")
     kube = results["kubesystem"]
     assert "names namespace 'kube-system'" in _why(kube, "q1_valid")
@@ -119,9 +129,14 @@ def test_hostile_manifests_get_a_verdict_and_touch_nothing_outside(graded, clust
     unknown = results["unknownfield"]
     assert "unknown field 'replica'" in _why(unknown, "q1_valid")
     assert unknown.score == TOTAL - 2 - 3            # the API server refuses it as well
-    lib = results["fromlibrary"]
-    assert "your own code" in _why(lib, "rule_tolerance")
-    assert lib.score == TOTAL - 2 - 1 - 1 - 1
+    for student in ("fromlibrary", "hexlibrary"):   # no spelling of the import gets through
+        lib = results[student]
+        assert "standard library only" in _why(lib, "rule_tolerance"), student
+        assert lib.score == TOTAL - MATHS, student
+    host = results["hostnetwork"]
+    assert "hostNetwork" in _why(host, "q1_valid")
+    assert "refused before reaching the cluster" in _why(host, "rule_cluster")
+    assert host.score == TOTAL - 2 - 3
 
 
 def test_the_grading_namespaces_go_when_the_run_ends(graded, cluster):

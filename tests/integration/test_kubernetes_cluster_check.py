@@ -147,25 +147,41 @@ def test_concurrent_graders_never_share_a_namespace(cluster, tmp_path):
                    for ns in gone)
 
 
-def test_a_namespace_that_cannot_be_emptied_is_discarded(cluster, tmp_path):
+def test_a_finalizer_a_submission_left_is_stripped_and_the_namespace_reused(cluster, tmp_path):
+    """On 3669b86 a finalizer kept the object, and the namespace it was in stayed
+    Terminating for ever once the pool discarded it (issue 18, item 7)."""
     from cloudlab.k8s.pool import NamespacePool
     with cluster.api() as api:
         pool = NamespacePool(api, tmp_path / "pool", prepare=lambda a, ns: {},
-                             kinds=kx.POOL_KINDS, prefix="pooltest", reset_timeout=2)
+                             kinds=kx.POOL_KINDS, prefix="pooltest", reset_timeout=10)
         held = pool.acquire()
         blocked = {"apiVersion": "v1", "kind": "Service",
                    "metadata": {"name": "held", "finalizers": ["example.com/hold"]},
                    "spec": {"ports": [{"port": 80}]}}
         api.apply(blocked, namespace=held.namespace)
         try:
-            assert not pool.release(held)   # the finalizer keeps the Service: not reusable
+            assert pool.release(held)          # the finalizer is stripped: clean, reused
+            assert api.list("Service", namespace=held.namespace) == []
+            with pool.lease() as again:
+                assert not again.fresh and again.namespace == held.namespace
+        finally:
+            pool.drain()
+
+
+def test_a_namespace_that_cannot_be_emptied_is_discarded(cluster, tmp_path, monkeypatch):
+    from cloudlab.k8s.pool import NamespacePool
+    with cluster.api() as api:
+        pool = NamespacePool(api, tmp_path / "pool", prepare=lambda a, ns: {},
+                             kinds=kx.POOL_KINDS, prefix="pooltest", reset_timeout=2)
+        held = pool.acquire()
+        monkeypatch.setattr(pool, "_unblock", lambda ns: 1)   # an object that never goes
+        try:
+            assert not pool.release(held)   # not emptied in time: not reusable
             assert api.get("Namespace", held.namespace)["metadata"].get("deletionTimestamp")
+            monkeypatch.undo()
             with pool.lease() as fresh:
                 assert fresh.fresh and fresh.namespace != held.namespace
         finally:
-            api.request("PATCH", f"/api/v1/namespaces/{held.namespace}/services/held",
-                        body={"metadata": {"finalizers": None}},
-                        content_type="application/merge-patch+json")
             pool.drain()
 
 
@@ -187,6 +203,79 @@ def test_grading_namespaces_are_emptied_then_deleted_by_drain(cluster):
     assert all(spaces[ns]["status"].get("phase") == "Terminating" for ns in gone
                if ns in spaces)
     assert not list(pool.folder_for(cluster.kubeconfig, cluster.context).glob("slot-*"))
+
+
+def _gone(cluster, ns: str) -> bool:
+    return ns not in cluster.namespaces()
+
+
+def test_a_submission_with_finalizers_everywhere_leaves_nothing(cluster):
+    """Finalizers on the Deployment, its pods (through the template), the Service and the
+    HPA: the check still grades it, then the pool empties the namespace, and draining the
+    pool deletes it for good (on 3669b86 it stayed Terminating)."""
+    from cloudlab.proc import wait_for
+    hold = ["example.com/hold"]
+    texts = ex.edit("deployment.yaml", lambda o: (o["metadata"].update(finalizers=list(hold)),
+                                                  o["spec"]["template"]["metadata"].update(
+                                                      finalizers=list(hold))))
+    for name in ("service.yaml", "hpa.yaml"):
+        texts[name] = ex.edit(name, lambda o: o["metadata"].update(
+            finalizers=list(hold)))[name]
+    got = check(cluster, texts)
+    assert got["passed"], got
+    ns = got["data"]["namespace"]
+    left = cluster.get("deployments,replicasets,services,hpa,pods,endpointslices",
+                       namespace=ns)["items"]
+    assert left == []
+    assert ns in kx.drain_grading_pool(cluster.kubeconfig, cluster.context)
+    wait_for(lambda: _gone(cluster, ns), timeout=60, interval=0.5,
+             what=f"{ns} to be deleted (not held Terminating by a finalizer)")
+
+
+def test_each_pool_namespace_has_a_quota_limits_and_the_baseline(cluster):
+    got = check(cluster, ex.SOLUTION)
+    assert got["passed"], got
+    ns = got["data"]["namespace"]
+    quota = cluster.get("resourcequota", "submission", namespace=ns)
+    assert quota["spec"]["hard"] == kx.QUOTA or all(
+        k in quota["spec"]["hard"] for k in kx.QUOTA)
+    limits = cluster.get("limitrange", "submission", namespace=ns)["spec"]["limits"][0]
+    assert limits["max"] == kx.CONTAINER_LIMITS["max"]
+    labels = cluster.get("namespace", ns)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+def test_an_over_quota_submission_is_refused_clearly_and_starves_no_one(cluster):
+    """Ten replicas asking for a whole CPU each would hold every CPU of the two nodes (4
+    each); the namespace's quota lets two of them in, the verdict names the quota, and a
+    submission checked at the same time gets its pods."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def hog(o):
+        o["spec"]["replicas"] = 10
+        ex.container(o)["resources"] = {"requests": {"cpu": "1", "memory": "128Mi"},
+                                        "limits": {"cpu": "1", "memory": "128Mi"}}
+    with ThreadPoolExecutor(2) as run:
+        greedy = run.submit(check, cluster, ex.edit("deployment.yaml", hog), 20)
+        honest = run.submit(check, cluster, ex.SOLUTION, 30)
+        greedy, honest = greedy.result(), honest.result()
+    assert honest["passed"], honest
+    assert not greedy["passed"]
+    assert "quota" in greedy["message"] and "exceeded quota" in greedy["message"], greedy
+    assert greedy["found"]["pods"] <= 2
+
+
+def test_a_pod_reaching_into_the_node_is_refused_by_the_cluster_too(cluster):
+    """Defence in depth: were the refusal before apply ever missed, the namespace's Pod
+    Security baseline refuses the pods (the verdict says so)."""
+    texts = ex.edit("deployment.yaml", lambda o: o["spec"]["template"]["spec"].update(
+        hostNetwork=True))
+    objs, _ = kx.parse(texts)
+    with cluster.api() as api, \
+            kx.grading_pool(api, cluster.kubeconfig, cluster.context).lease() as lease:
+        applied = {f: api.apply(o, namespace=lease.namespace) for f, o in objs.items()}
+        got = kx._watch(api, lease.namespace, applied, 15)
+    assert not got["passed"] and "PodSecurity" in got["message"], got
 
 
 def test_stopping_a_cluster_removes_its_pool_folder(tmp_path):

@@ -9,6 +9,7 @@ solution.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -149,7 +150,8 @@ def test_hook_without_a_grading_cluster_says_so(tmp_path, monkeypatch):
 # -- the hidden replica cases ---------------------------------------------------------------
 
 GRADER = ROOT / "solutions" / "kubernetes" / "grader.py"
-FUNCTION_IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing")
+FUNCTION_IDS = ("q3_replicas", "rule_tolerance", "rule_clamp", "rule_zero_missing",
+                "rule_float_ratio")
 
 
 def _grader_module():
@@ -178,12 +180,56 @@ def test_hidden_cases_agree_with_the_documented_algorithm_and_the_solution():
         assert got == want and type(got) is int, args
 
 
-def test_hidden_cases_stay_off_the_tolerance_boundary():
-    """A ratio of exactly 0.9 or 1.1 depends on float rounding: no hidden case uses one."""
-    for group in _grader_module()["HIDDEN"].values():
-        for (_, metric, target, _, _), _ in group:
-            if metric is not None:
-                assert abs(abs(metric / target - 1) - 0.1) > 0.005
+def _variants():
+    """desired_replicas written the ways the text warns about: each differs from the
+    controller's float maths on exactly one kind of edge."""
+    import math
+    from fractions import Fraction
+
+    def make(band, count):
+        def fn(n, m, t, lo, hi):
+            want = n
+            if m is not None and not band(m, t):
+                want = count(n, m, t)
+            return min(max(want, lo), hi)
+        return fn
+
+    ratio_first = lambda n, m, t: math.ceil(m / t * n)  # noqa: E731
+    return {
+        "controller": make(lambda m, t: 0.9 <= m / t <= 1.1, ratio_first),
+        "abs_band": make(lambda m, t: abs(m / t - 1) <= 0.1, ratio_first),
+        "strict_band": make(lambda m, t: 0.9 < m / t < 1.1, ratio_first),
+        "exact_band": make(lambda m, t: Fraction(9, 10) <= Fraction(m, t) <= Fraction(11, 10),
+                           ratio_first),
+        "exact_count": make(lambda m, t: 0.9 <= m / t <= 1.1,
+                            lambda n, m, t: math.ceil(Fraction(m, t) * n)),
+        "multiply_first": make(lambda m, t: 0.9 <= m / t <= 1.1,
+                               lambda n, m, t: math.ceil(n * m / t)),
+    }
+
+
+@pytest.mark.parametrize(("variant", "only"), [
+    ("controller", None), ("exact_band", None), ("abs_band", "rule_tolerance"),
+    ("strict_band", "rule_tolerance"), ("exact_count", "rule_float_ratio"),
+    ("multiply_first", "rule_float_ratio")])
+def test_each_spelling_differs_from_the_controller_in_one_rule_only(variant, only):
+    """The hidden cases are consistent with the text's choice (the controller's floats):
+    a band test by ``abs`` or with strict ``<`` misses only the tolerance edges, exact
+    arithmetic for the count misses only the float edges, and an exact band test (Fraction)
+    is as good as the controller's."""
+    fn = _variants()[variant]
+    cases = _grader_module()["HIDDEN"]
+    wrong = {gid for gid, group in cases.items() for args, want in group if fn(*args) != want}
+    assert wrong == ({only} if only else set())
+
+
+def test_both_tolerance_edges_and_a_float_edge_are_hidden_cases():
+    cases = _grader_module()["HIDDEN"]
+    ratios = {m / t for (_, m, t, _, _), _ in cases["rule_tolerance"]}
+    assert {0.9, 1.1} <= ratios
+    edges = [args for args, _ in cases["rule_float_ratio"]]
+    assert (7, 290, 70, 1, 40) in edges
+    assert all(hpa.desired_replicas(*a) == _variants()["exact_count"](*a) + 1 for a in edges)
 
 
 def test_hidden_cases_are_not_in_public_files():
@@ -242,7 +288,11 @@ def test_the_solutions_function_passes_every_replica_grader(tmp_path):
 
 
 @pytest.mark.parametrize(("old", "new", "lost"), [
-    ("0.1 + 1e-12", "0.2", "rule_tolerance"),
+    ("not 0.9 <= ratio <= 1.1", "abs(ratio - 1) > 0.2", "rule_tolerance"),
+    ("not 0.9 <= ratio <= 1.1", "abs(ratio - 1) > 0.1", "rule_tolerance"),   # the 1.1 edge
+    ("not 0.9 <= ratio <= 1.1", "not 0.9 < ratio < 1.1", "rule_tolerance"),  # strict
+    ("math.ceil(ratio * current_replicas)",
+     "math.ceil(current_replicas * current_metric / target_metric)", "rule_float_ratio"),
     ("min(max(desired, min_replicas), max_replicas)", "max(desired, min_replicas)",
      "rule_clamp"),
     ("if current_metric is not None:", "if True:", "rule_zero_missing"),
@@ -255,6 +305,7 @@ def test_each_variant_loses_exactly_its_rule_with_a_case_named(tmp_path, old, ne
 
 @pytest.mark.parametrize(("change", "words"), [
     (lambda s: "import cloudlab\n" + s, "your own code"),
+    (lambda s: "import numpy\n" + s, "standard library only"),
     (lambda s: s.replace("return int(", "return float("), "gave float"),
     (lambda s: s.replace("return int(", "return bool("), "gave bool"),
     (lambda s: s.replace("return int(", "return 1 // 0 + int("), "ZeroDivisionError"),
@@ -299,3 +350,227 @@ def test_only_a_pod_that_fits_no_node_counts_as_unschedulable():
                                 "node affinity/selector.")], [], dep, {})
     assert full["unschedulable"] == 0
     assert nowhere["unschedulable"] == 1
+
+
+# -- "standard library only": the probe cannot import the workbook or a package ------------
+
+LIB = str(ROOT / "lib")
+HEX = b"import cloudlab.hpa".hex()
+NAME = "ns['clo' + 'udlab']"
+LIBCALL = ("    return {mod}.hpa.desired_replicas(current_replicas, current_metric, "
+           "target_metric, min_replicas, max_replicas)\n")
+# Written so that no word of 3669b86's list (cloudlab, import cl, __import__, importlib)
+# appears: each scored full marks there.
+SNEAKY = {
+    "split": "    ns = {}\n    exec('imp' + 'ort clo' + 'udlab.hpa', ns)\n"
+    + LIBCALL.format(mod=NAME),
+    "hex": f"    ns = {{}}\n    exec(bytes.fromhex('{HEX}').decode(), ns)\n"
+    + LIBCALL.format(mod=NAME),
+    "sys.path": f"    import sys\n    sys.path.insert(0, {LIB!r})\n    ns = {{}}\n"
+    "    exec('imp' + 'ort clo' + 'udlab.hpa', ns)\n" + LIBCALL.format(mod=NAME),
+    "read the source": f"    ns = {{'__name__': 'x'}}\n    exec(open({LIB!r} + '/clo' + "
+    "'udlab/hpa.py').read(), ns)\n    return ns['desired_replicas'](current_replicas, "
+    "current_metric, target_metric, min_replicas, max_replicas)\n",
+    "importlib": "    import importlib\n    cl = importlib.import_module('cloud' + 'lab.hpa')\n"
+    + LIBCALL.format(mod="importlib.import_module('cloudlab')"),
+}
+
+
+@pytest.mark.parametrize("how", list(SNEAKY))
+def test_an_obfuscated_import_of_the_workbook_scores_nothing(tmp_path, how):
+    """Each of these scored 5/5 on 3669b86 (issue 18, item 5). The answer cell now runs in
+    a ``python -I -S`` interpreter fenced by Landlock: the workbook cannot be imported,
+    found on a path added at run time, or read."""
+    source = ("def desired_replicas(current_replicas, current_metric, target_metric, "
+              "min_replicas, max_replicas):\n" + SNEAKY[how])
+    got = grade_function(tmp_path, source)
+    assert all(v.fraction == 0 for v in got.values()), got
+    assert all(re.search(r"ModuleNotFoundError|PermissionError", v.message)
+               for v in got.values()), got
+
+
+HONEST = {
+    "fractions": '''
+from fractions import Fraction
+import math
+
+def desired_replicas(current_replicas, current_metric, target_metric, min_replicas,
+                     max_replicas):
+    if current_metric is None:
+        return max(min_replicas, min(current_replicas, max_replicas))
+    ratio = Fraction(current_metric) / Fraction(target_metric)
+    if Fraction(9, 10) <= ratio <= Fraction(11, 10):       # the band, exactly
+        want = current_replicas
+    else:                                                  # the count, as the controller
+        want = math.ceil(float(ratio) * current_replicas)
+    return max(min_replicas, min(want, max_replicas))
+''',
+    "decimal": '''
+import decimal, math
+def desired_replicas(n, metric, target, lo, hi):
+    want = n
+    if metric is not None:
+        ratio = metric / target
+        if not (decimal.Decimal("0.9") <= decimal.Decimal(ratio).quantize(
+                decimal.Decimal("1e-9")) <= decimal.Decimal("1.1")):
+            want = math.ceil(ratio * n)
+    return sorted((lo, want, hi))[1]
+''',
+    "statistics and a lambda": '''
+import math, statistics
+clamp = lambda x, lo, hi: int(statistics.median([lo, x, hi]))
+def desired_replicas(current_replicas, current_metric, target_metric, min_replicas,
+                     max_replicas):
+    """Mentions cloudlab.hpa and importlib in a docstring: words are not graded."""
+    if current_metric is None:
+        return clamp(current_replicas, min_replicas, max_replicas)
+    r = current_metric / target_metric
+    return clamp(current_replicas if 1 - 0.1 <= r <= 1 + 0.1 else math.ceil(r * current_replicas),
+                 min_replicas, max_replicas)
+''',
+}
+
+
+@pytest.mark.parametrize("how", list(HONEST))
+def test_honest_standard_library_answers_score_full_marks(tmp_path, how):
+    got = grade_function(tmp_path, HONEST[how])
+    assert {gid: v.fraction for gid, v in got.items()} == dict.fromkeys(FUNCTION_IDS, 1.0), got
+
+
+def test_the_isolated_interpreter_refuses_when_it_cannot_fence():
+    """Without Landlock the stdlib-only group is not run at all (fail closed), with the
+    reason; never run unfenced. (The syscall number is made unknown: ENOSYS, as on a
+    kernel without Landlock.)"""
+    import subprocess
+    import sys
+
+    from cloudlab.grading import probe
+    group = {"cells": ["a"], "sources": ["def f():\n    return 1\n"], "timeout": 10,
+             "stdlib_only": True, "probes": [{"kind": "call", "name": "f", "args": []}]}
+    data = os.memfd_create("group")
+    os.write(data, json.dumps(group).encode())
+    os.lseek(data, 0, os.SEEK_SET)
+    read, write = os.pipe()
+    code = ("import sys; path = sys.argv[1]; ns = {'__name__': 'probe', '__file__': path}; "
+            "exec(compile(open(path).read(), path, 'exec'), ns); ns['_LL_CREATE'] = 99999; "
+            "ns['isolated'](int(sys.argv[2]), int(sys.argv[3]))")
+    done = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", code, probe.__file__,
+                           str(data), str(write)], pass_fds=(data, write), timeout=60)
+    os.close(write)
+    os.close(data)
+    with os.fdopen(read) as f:
+        answer = json.loads(f.readline())
+    assert done.returncode == 0
+    assert [a["raised"] for a in answer] == ["IsolationError"]
+    assert "cannot fence" in answer[0]["message"] and "no Landlock" in answer[0]["message"]
+
+
+# -- every stated value is graded; unusual but correct files pass -----------------------------
+
+STATED = {
+    "deployment_values": [
+        edit("deployment.yaml", lambda o: container(o).update(image="hello-cli:1.0")),
+        edit("deployment.yaml", lambda o: o["spec"].update(replicas=3)),
+        edit("deployment.yaml", lambda o: container(o)["ports"][0].update(containerPort=8081)),
+        edit("deployment.yaml", lambda o: container(o).update(name="app")),
+    ],
+    "service_values": [
+        edit("service.yaml", lambda o: o["spec"].update(type="NodePort")),
+        edit("service.yaml", lambda o: o["spec"]["ports"][0].update(port=8080)),
+    ],
+    "hpa_values": [
+        edit("hpa.yaml", lambda o: o["spec"].update(minReplicas=2, maxReplicas=10)),
+        edit("hpa.yaml", lambda o: o["spec"]["metrics"][0]["resource"]["target"].update(
+            averageUtilization=80)),
+        edit("hpa.yaml", lambda o: o["spec"].pop("metrics")),         # the default: 80 %
+    ],
+    "cpu_requests": [
+        edit("deployment.yaml", lambda o: container(o)["resources"]["requests"].update(
+            memory="256Mi")),
+        edit("deployment.yaml", lambda o: container(o)["resources"]["requests"].update(
+            cpu="200m")),
+    ],
+    "probes": [
+        edit("deployment.yaml", lambda o: container(o)["livenessProbe"]["httpGet"].update(
+            path="/")),
+    ],
+}
+
+
+@pytest.mark.parametrize(("rule", "i"), [(r, i) for r, v in STATED.items() for i in range(len(v))])
+def test_each_stated_value_is_graded_by_exactly_its_rule(rule, i):
+    """An HPA from 2 to 10 at 80 % scored full marks on 3669b86 (issue 19)."""
+    got = verdicts(STATED[rule][i])
+    assert [k for k, ok in got.items() if not ok] == [rule], got
+
+
+def _flow(texts):
+    """Every file in YAML flow style, spread over several lines."""
+    import json as js
+    return {name: "{\n" + ",\n".join(f"  {js.dumps(k)}: {js.dumps(v)}"
+                                      for k, v in yaml.safe_load(text).items()) + "\n}\n"
+            for name, text in texts.items()}
+
+
+UNUSUAL = {
+    "flow style": _flow(SOLUTION),
+    "json from python": {n: json.dumps(yaml.safe_load(t), indent=2)
+                         for n, t in SOLUTION.items()},
+    "equal quantities": edit("deployment.yaml", lambda o: container(o)["resources"].update(
+        requests={"cpu": 0.1, "memory": "134217728"})),
+    "defaults left out": {**edit("deployment.yaml", lambda o: container(o).pop(
+        "imagePullPolicy")), **{k: v for k, v in edit("service.yaml", lambda o: o["spec"].pop(
+            "type")).items() if k == "service.yaml"}, **{k: v for k, v in edit(
+                "hpa.yaml", lambda o: o["spec"].pop("minReplicas")).items()
+                if k == "hpa.yaml"}},
+    "probes by number": edit("deployment.yaml", lambda o: [
+        container(o)[p]["httpGet"].update(port=8080) for p in ("readinessProbe",
+                                                               "livenessProbe")]),
+    "autoscaling/v1": {**SOLUTION, "hpa.yaml": (
+        "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: hello}\n"
+        "spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: hello}\n"
+        "  minReplicas: 1\n  maxReplicas: 5\n  targetCPUUtilizationPercentage: 50\n")},
+    "selector by expression": edit("deployment.yaml", lambda o: o["spec"].update(selector={
+        "matchLabels": {"app.kubernetes.io/name": "hello"},
+        "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                              "values": ["hello"]}]})),
+}
+
+
+@pytest.mark.parametrize("how", list(UNUSUAL))
+def test_correct_but_unusual_files_pass_every_rule(how):
+    got = verdicts(UNUSUAL[how])
+    assert all(got.values()), {k: kx.STATIC_RULES[k](UNUSUAL[how])["message"]
+                               for k, ok in got.items() if not ok}
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda o: container(o).update(securityContext={"privileged": True}), "privileged"),
+    (lambda o: o["spec"]["template"]["spec"].update(hostNetwork=True), "hostNetwork"),
+    (lambda o: o["spec"]["template"]["spec"].update(
+        volumes=[{"name": "root", "hostPath": {"path": "/"}}]), "hostPath"),
+    (lambda o: container(o)["ports"][0].update(hostPort=80), "hostPort"),
+    (lambda o: container(o).update(securityContext={"capabilities": {"add": ["SYS_ADMIN"]}}),
+     "SYS_ADMIN"),
+])
+def test_pods_reaching_into_the_node_are_refused_on_purpose(change, words):
+    """A hostNetwork pod lost the cluster points on 3669b86 only by an accident of the
+    simulated nodes; now it is refused (q1_valid and rule_cluster) before any apply."""
+    texts = edit("deployment.yaml", change)
+    got = verdicts(texts)
+    assert [k for k, ok in got.items() if not ok] == ["valid"], got
+    assert words in kx.valid(texts)["message"] and "refused" in kx.valid(texts)["message"]
+    refused = kx.cluster_check(texts, "/nonexistent/kubeconfig")
+    assert not refused["passed"] and "refused before reaching the cluster" in \
+        refused["message"] and words in refused["message"]
+
+
+def test_more_replicas_than_the_cap_are_refused_before_the_cluster():
+    texts = edit("deployment.yaml", lambda o: o["spec"].update(replicas=kx.REPLICA_CAP + 1))
+    refused = kx.cluster_check(texts, "/nonexistent/kubeconfig")
+    assert not refused["passed"] and "over the grading limit of 10 replicas" in \
+        refused["message"]
+    hpa = edit("hpa.yaml", lambda o: o["spec"].update(maxReplicas=50))
+    assert "maxReplicas 50 is over" in kx.cluster_check(hpa, "/x")["message"]
+    ok = edit("hpa.yaml", lambda o: o["spec"].update(maxReplicas=10))   # a near miss: not refused
+    assert "over the grading limit" not in kx.cluster_check(ok, "/x")["message"]

@@ -30,6 +30,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,21 @@ PLACEHOLDER = "raise NotImplementedError()"
 ANSWER_CELL = "replicas_function"
 # The hook's keys (test cells read them with ``trusted(key)``, graders with ``passed``).
 # ``desired_replicas`` has no key: its graders call it through trusted probes.
-KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "cluster")
+KEYS = ("valid", "consistent", "cpu_requests", "probes", "pull_policy", "deployment_values",
+        "service_values", "hpa_values", "cluster")
+# What the text asks for, value by value (each graded by one rule below)
+REPLICAS, MIN_REPLICAS, MAX_REPLICAS, CPU_PERCENT, SERVICE_PORT = 2, 1, 5, 50, 80
+REQUESTS = {"cpu": "100m", "memory": "128Mi"}
+LABEL = {"app.kubernetes.io/name": APP_NAME}
+# The grading cluster's limits (the text states them): more replicas than this are refused
+# before anything is applied; each pool namespace has a quota and container limits.
+REPLICA_CAP = 10
+QUOTA = {"pods": "10", "requests.cpu": "2", "requests.memory": "2Gi", "limits.cpu": "4",
+         "limits.memory": "4Gi", "count/deployments.apps": "2", "services": "2",
+         "count/horizontalpodautoscalers.autoscaling": "2"}
+CONTAINER_LIMITS = {"default": {"cpu": "500m", "memory": "256Mi"},
+                    "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                    "max": {"cpu": "1", "memory": "1Gi"}}
 
 SERVE_APP = '''\
 #!/usr/bin/env python
@@ -143,7 +158,9 @@ def write_app(folder: str | Path = ".") -> list[Path]:
 
 def app_manifests(name: str = APP_NAME, image: str = IMAGE) -> dict[str, str]:
     """A correct set of the three files (text by file name): what the rules accept."""
-    objs = _mf().app(name, image, port=PORT, min_replicas=1, max_replicas=5, cpu_percent=50)
+    objs = _mf().app(name, image, port=PORT, service_port=SERVICE_PORT, replicas=REPLICAS,
+                     min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS,
+                     cpu_percent=CPU_PERCENT)
     return {fname: _mf().to_yaml(obj) for fname, obj in zip(FILES, objs, strict=True)}
 
 
@@ -236,7 +253,7 @@ def valid(texts: Texts) -> dict[str, Any]:
     objs, failed = _objects(texts)
     if failed:
         return failed
-    problems = _mf().scope_problems(objs)
+    problems = _mf().scope_problems(objs) + _mf().host_access_problems(objs)
     for obj in objs:
         problems += _mf().schema_problems(obj, _mf().K8S_VERSION)
     if problems:
@@ -268,17 +285,173 @@ def consistent(texts: Texts) -> dict[str, Any]:
                      "and the HPA's scaleTargetRef must name the same things")
 
 
+_UNITS = {"m": Fraction(1, 1000), "": Fraction(1), "k": Fraction(10**3), "M": Fraction(10**6),
+          "G": Fraction(10**9), "T": Fraction(10**12), "Ki": Fraction(2**10),
+          "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40)}
+
+
+def quantity(value: Any) -> Fraction | None:
+    """A Kubernetes quantity as an exact number (None if it is not one).
+
+    >>> quantity("100m") == quantity(0.1) == quantity("0.1"), quantity("128Mi") == 134217728
+    (True, True)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    m = re.fullmatch(r"\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?"
+                     r"\s*", str(value))
+    return Fraction(m.group(1)) * _UNITS[m.group(2) or ""] if m else None
+
+
+def _app_container(dep: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Deployment's container named ``hello`` (the text's name), else its only one."""
+    cs = [c for c in (_mf()._get(dep, "spec", "template", "spec", "containers") or [])
+          if isinstance(c, dict)]
+    named = [c for c in cs if c.get("name") == APP_NAME]
+    return named[0] if named else (cs[0] if len(cs) == 1 else None)
+
+
+def _stated(texts: Texts, fname: str, check: Callable[[dict], list[str]], ok: str,
+            hint: str) -> dict[str, Any]:
+    """A rule comparing one file's object with the values the text states."""
+    objs, errors = parse(texts)
+    if errors:
+        return result(False, "; ".join(errors))
+    wrong = check(objs[fname])
+    if wrong:
+        return result(False, f"{fname}: " + "; ".join(wrong), hint=hint)
+    return result(True, ok)
+
+
 def cpu_requests(texts: Texts) -> dict[str, Any]:
-    """The container requests CPU: the HPA's utilization is a percentage of the request."""
-    return _semantic(texts, ("resources.requests.cpu",), "the container requests CPU",
-                     "set resources.requests.cpu (for example 100m) on the container")
+    """The container requests 100m of CPU and 128Mi of memory (equal quantities, such as
+    ``0.1`` CPU, count): the HPA's utilization is a percentage of the CPU request."""
+    def check(dep: dict) -> list[str]:
+        c = _app_container(dep) or {}
+        got = _mf()._get(c, "resources", "requests") or {}
+        got = got if isinstance(got, dict) else {}
+        return [f"requests {what}: {got.get(what)!r}, the text asks for {want}"
+                for what, want in REQUESTS.items()
+                if quantity(got.get(what)) != quantity(want)]
+    return _stated(texts, "deployment.yaml", check,
+                   "the container requests 100m of CPU and 128Mi of memory",
+                   "resources.requests: cpu 100m, memory 128Mi, on the container")
+
+
+def _probe_wrong(c: Mapping[str, Any], probe: str) -> str | None:
+    got = c.get(probe)
+    if not got:
+        return f"no {probe}"
+    get = got.get("httpGet") if isinstance(got, dict) else None
+    if not isinstance(get, dict) or get.get("path") != "/healthz" \
+            or get.get("port") not in ("http", PORT):
+        return f"{probe} is not GET /healthz on the port http (or {PORT})"
+    return None
 
 
 def probes(texts: Texts) -> dict[str, Any]:
-    """Readiness and liveness probes are set (the app answers GET /healthz)."""
-    return _semantic(texts, ("readinessProbe", "livenessProbe"),
-                     "readiness and liveness probes are set",
-                     "probe GET /healthz on the container port")
+    """A readiness and a liveness probe, both ``GET /healthz`` on the port ``http`` (or its
+    number, 8080)."""
+    def check(dep: dict) -> list[str]:
+        c = _app_container(dep) or {}
+        return [w for w in (_probe_wrong(c, p) for p in ("readinessProbe", "livenessProbe"))
+                if w]
+    return _stated(texts, "deployment.yaml", check,
+                   "readiness and liveness probes GET /healthz on the port http",
+                   "readinessProbe and livenessProbe: httpGet with path /healthz, port http")
+
+
+def deployment_values(texts: Texts) -> dict[str, Any]:
+    """The Deployment the text describes: named hello, 2 replicas, the image hello-cli:1.1 in
+    a container named hello declaring containerPort 8080 named http, pods selected by the
+    label app.kubernetes.io/name: hello."""
+    def check(dep: dict) -> list[str]:
+        get = _mf()._get
+        wrong = []
+        if get(dep, "metadata", "name") != APP_NAME:
+            wrong.append(f"named {get(dep, 'metadata', 'name')!r}, not {APP_NAME!r}")
+        if get(dep, "spec", "replicas") != REPLICAS:
+            wrong.append(f"replicas {get(dep, 'spec', 'replicas')!r}, not {REPLICAS}")
+        c = _app_container(dep)
+        if c is None or c.get("name") != APP_NAME:
+            wrong.append(f"no container named {APP_NAME!r}")
+        elif c.get("image") != IMAGE:
+            wrong.append(f"image {c.get('image')!r}, not {IMAGE!r}")
+        ports = [x for x in ((c or {}).get("ports") or []) if isinstance(x, dict)]
+        if not any(x.get("containerPort") == PORT and x.get("name") == "http" for x in ports):
+            wrong.append(f"no containerPort {PORT} named 'http'")
+        sel = get(dep, "spec", "selector") or {}
+        by_label = (sel.get("matchLabels") or {}) if isinstance(sel, dict) else {}
+        by_expr = [e for e in ((sel.get("matchExpressions") or []) if isinstance(sel, dict)
+                               else []) if isinstance(e, dict)]
+        key, value = next(iter(LABEL.items()))
+        if by_label.get(key) != value and not any(
+                e.get("key") == key and e.get("operator") == "In" and e.get("values") == [value]
+                for e in by_expr):
+            wrong.append(f"the selector does not select {key}: {value}")
+        return wrong
+    return _stated(texts, "deployment.yaml", check,
+                   "hello: 2 replicas of hello-cli:1.1, container hello, port 8080 'http'",
+                   "C1 lists the values: name, replicas, image, container name, port, label")
+
+
+def service_values(texts: Texts) -> dict[str, Any]:
+    """The Service the text describes: named hello, type ClusterIP (unset is the same: the
+    default), a port 80."""
+    def check(svc: dict) -> list[str]:
+        get = _mf()._get
+        wrong = []
+        if get(svc, "metadata", "name") != APP_NAME:
+            wrong.append(f"named {get(svc, 'metadata', 'name')!r}, not {APP_NAME!r}")
+        if get(svc, "spec", "type") not in (None, "ClusterIP"):
+            wrong.append(f"type {get(svc, 'spec', 'type')!r}, not ClusterIP")
+        ports = [x for x in (get(svc, "spec", "ports") or []) if isinstance(x, dict)]
+        if not any(x.get("port") == SERVICE_PORT for x in ports):
+            wrong.append(f"no port {SERVICE_PORT}")
+        return wrong
+    return _stated(texts, "service.yaml", check, "hello: ClusterIP on port 80",
+                   "C2: name hello, type ClusterIP, port 80")
+
+
+def _cpu_target(hpa: Mapping[str, Any]) -> Any:
+    """The HPA's average CPU utilization target (autoscaling/v2 or v1), or what it has."""
+    get = _mf()._get
+    if str(hpa.get("apiVersion")) == "autoscaling/v1":
+        return get(hpa, "spec", "targetCPUUtilizationPercentage")
+    metrics = [m for m in (get(hpa, "spec", "metrics") or []) if isinstance(m, dict)]
+    if len(metrics) != 1:
+        return f"{len(metrics)} metrics"
+    m = metrics[0]
+    source = m.get("resource") if m.get("type") == "Resource" else \
+        m.get("containerResource") if m.get("type") == "ContainerResource" else None
+    if not isinstance(source, dict) or source.get("name") != "cpu" \
+            or get(source, "target", "type") != "Utilization":
+        return "not an average CPU utilization"
+    return get(source, "target", "averageUtilization")
+
+
+def hpa_values(texts: Texts) -> dict[str, Any]:
+    """The HPA the text describes: named hello, on the Deployment hello, from 1 to 5
+    replicas (an unset minReplicas is 1), one metric: 50 % average CPU utilization."""
+    def check(hpa: dict) -> list[str]:
+        get = _mf()._get
+        wrong = []
+        if get(hpa, "metadata", "name") != APP_NAME:
+            wrong.append(f"named {get(hpa, 'metadata', 'name')!r}, not {APP_NAME!r}")
+        if get(hpa, "spec", "scaleTargetRef", "name") != APP_NAME:
+            wrong.append(f"scales {get(hpa, 'spec', 'scaleTargetRef', 'name')!r}, not "
+                         f"the Deployment {APP_NAME!r}")
+        lo, hi = get(hpa, "spec", "minReplicas"), get(hpa, "spec", "maxReplicas")
+        if (MIN_REPLICAS if lo is None else lo, hi) != (MIN_REPLICAS, MAX_REPLICAS):
+            wrong.append(f"from {lo if lo is not None else MIN_REPLICAS} to {hi} replicas, "
+                         f"not {MIN_REPLICAS} to {MAX_REPLICAS}")
+        target = _cpu_target(hpa)
+        if target != CPU_PERCENT:
+            wrong.append(f"CPU target {target!r}, not {CPU_PERCENT} %")
+        return wrong
+    return _stated(texts, "hpa.yaml", check, "hello: 1 to 5 replicas at 50 % CPU",
+                   "C3: minReplicas 1, maxReplicas 5, one Resource metric cpu, "
+                   "Utilization 50")
 
 
 def pull_policy(texts: Texts) -> dict[str, Any]:
@@ -290,7 +463,21 @@ def pull_policy(texts: Texts) -> dict[str, Any]:
 
 STATIC_RULES: dict[str, Callable[[Texts], dict[str, Any]]] = {
     "valid": valid, "consistent": consistent, "cpu_requests": cpu_requests,
-    "probes": probes, "pull_policy": pull_policy}
+    "probes": probes, "pull_policy": pull_policy, "deployment_values": deployment_values,
+    "service_values": service_values, "hpa_values": hpa_values}
+
+
+def over_cap(objs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What asks for more replicas than the grading cluster gives one submission."""
+    get = _mf()._get
+    out = []
+    for fname, path in (("deployment.yaml", ("spec", "replicas")),
+                        ("hpa.yaml", ("spec", "maxReplicas"))):
+        n = get(objs.get(fname) or {}, *path)
+        if isinstance(n, int) and n > REPLICA_CAP:
+            out.append(f"{fname}: {'.'.join(path)} {n} is over the grading limit of "
+                       f"{REPLICA_CAP} replicas")
+    return out
 
 
 # ------------------------------------------------------------------------- the cluster
@@ -322,10 +509,11 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
     objs, errors = parse(texts)
     if errors:
         return result(False, "not applied: " + "; ".join(errors))
-    scope = _mf().scope_problems(objs.values())
+    scope = [*map(str, _mf().scope_problems(objs.values())
+                   + _mf().host_access_problems(objs.values())), *over_cap(objs)]
     if scope:
         return result(False, "not applied (refused before reaching the cluster): "
-                      + "; ".join(map(str, scope)))
+                      + "; ".join(scope))
     from ..k8s.api import Api, ApiError
 
     try:
@@ -412,11 +600,21 @@ SUBMISSION_RULES = [
 
 
 def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
-    """The namespace, its ``submission`` service account and the Role that fences it."""
+    """The namespace, its ``submission`` service account and the Role that fences it, its
+    quota and container limits (:data:`QUOTA`, :data:`CONTAINER_LIMITS`) and the Pod
+    Security Standards' baseline enforced on it (defence in depth behind the refusal of
+    host access before apply)."""
     lab = {"cloudlab-grading": "true",
            **{k: v for k, v in labels.items() if _LABEL_KEY.fullmatch(k)
-              and _LABEL_VALUE.fullmatch(v)}}
+              and _LABEL_VALUE.fullmatch(v)},
+           "pod-security.kubernetes.io/enforce": "baseline"}
     for obj in ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}},
+                {"apiVersion": "v1", "kind": "ResourceQuota",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "spec": {"hard": dict(QUOTA)}},
+                {"apiVersion": "v1", "kind": "LimitRange",
+                 "metadata": {"name": "submission", "namespace": ns},
+                 "spec": {"limits": [{"type": "Container", **copy.deepcopy(CONTAINER_LIMITS)}]}},
                 {"apiVersion": "v1", "kind": "ServiceAccount",
                  "metadata": {"name": "submission", "namespace": ns}},
                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -429,6 +627,29 @@ def _namespace(api: Any, ns: str, labels: Mapping[str, str]) -> None:
                  "subjects": [{"kind": "ServiceAccount", "name": "submission",
                                "namespace": ns}]}):
         api.apply(obj, field_manager="cloudlab-grader")
+    _await_quota(api, ns)
+
+
+QUOTA_TIMEOUT = 20.0
+
+
+def _await_quota(api: Any, ns: str) -> None:
+    """Wait until the cluster's quota controller has counted the namespace's usage (until
+    then the quota admission refuses every pod)."""
+    from ..errors import ServiceError
+    from ..proc import wait_for
+
+    def counted() -> bool:
+        status = api.get("ResourceQuota", "submission", namespace=ns).get("status") or {}
+        return set(status.get("hard") or {}) >= set(QUOTA) and "used" in status
+
+    try:
+        wait_for(counted, timeout=QUOTA_TIMEOUT, interval=0.2, what=f"the quota of {ns}")
+    except ServiceError:
+        raise ServiceError(f"the grading cluster did not count the quota of {ns} within "
+                           f"{QUOTA_TIMEOUT:g} s: does it run the resource quota controller "
+                           "(kube-controller-manager --controllers ...resourcequota-controller)?"
+                           ) from None
 
 
 def _prepare(api: Any, ns: str, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -507,6 +728,10 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
         seen["state"] = state
         if state["ready"] >= want and state["endpoints"] > 0:
             return True
+        refused = _refused(api.list("ReplicaSet", namespace=ns))
+        if refused:
+            seen["refused"] = refused
+            raise GiveUp("the namespace's quota or limits refused a pod")
         now = time.monotonic()  # the grading cluster's nodes never change: no point waiting
         seen["stuck"] = (seen["stuck"] or now) if state["unschedulable"] else None
         if seen["stuck"] is not None and now - seen["stuck"] > UNSCHEDULABLE_GRACE:
@@ -517,6 +742,10 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
         wait_for(settled, timeout=timeout, interval=0.2, what=f"the pods of {ns} to be Ready")
     except ServiceError:
         state = seen["state"]
+        if seen.get("refused"):
+            return result(False, "the grading namespace's quota or container limits refused "
+                          f"the pods (the text states the limits): {seen['refused']}",
+                          found=state)
         if state is None:
             raise
         return result(False, f"after {time.monotonic() - began:.0f} s: {state['ready']} of "
@@ -530,6 +759,16 @@ def _watch(api: Any, ns: str, applied: Mapping[str, dict], timeout: float) -> di
     return result(True, f"{state['ready']} pods Ready on {state['nodes']}, "
                   f"{state['endpoints']} endpoints behind the Service, the HPA targets "
                   f"deployment/{state['deployment']}", data=state)
+
+
+def _refused(replicasets: list[dict]) -> str:
+    """Why a ReplicaSet could not create its pods (the quota's or the limit range's own
+    words), or ``""``."""
+    for rs in replicasets:
+        for c in (rs.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True":
+                return str(c.get("message") or c.get("reason") or "ReplicaFailure")[:300]
+    return ""
 
 
 def _summary(pods: list[dict], slices: list[dict], dep: dict, hpa: dict) -> dict[str, Any]:

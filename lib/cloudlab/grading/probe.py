@@ -25,6 +25,17 @@ Then this process must be the container's pid 1, and the order keeps both guaran
    the result line, before it creates :data:`GO_FILE`. Only then is the kernel started, as
    this process's child (this process stays pid 1: it reaps orphans and forwards signals).
 
+A group marked ``stdlib_only`` (the exercise says "standard library only") is not run in
+the forked child itself: the child execs a fresh interpreter, ``python -I -S -B`` on
+this same file (:func:`isolated`), whose ``sys.path`` holds only the standard library, and
+which fences itself with Landlock before it runs a line of the student's code: it may read
+the standard library and the system's shared libraries, nothing else (not the workbook, not
+``site-packages``, not ``/proc``), and may write, execute, connect or signal nothing. So
+no spelling of an import (``exec("imp" + "ort ...")``, ``__import__`` of a decoded string,
+``importlib``, a ``sys.path`` entry added at run time, reading a module's source and
+executing it) reaches the workbook or a third-party package. Where the kernel has no
+Landlock, the group is refused (fail closed) with the reason, never run unfenced.
+
 Standard library only (the grading image has no nbgrader).
 """
 
@@ -109,6 +120,149 @@ def _child(group: dict[str, Any], write_fd: int) -> None:
         os.dup2(devnull, fd)
     os.closerange(3, write_fd)  # nor through any descriptor but the result pipe
     os.closerange(write_fd + 1, 65536)
+    if group.get("stdlib_only"):
+        _exec_isolated(group, write_fd)  # never returns
+    try:
+        data = json.dumps(_run_group(group), allow_nan=False)
+    except BaseException as exc:
+        data = json.dumps([{"raised": type(exc).__name__, "message": "unreadable result"}
+                           for _ in group.get("probes", [])])
+    os.write(write_fd, data.encode()[:MAX_RESULT] + b"\n")
+    os._exit(0)
+
+
+ISOLATED = "--isolated"
+
+
+def _exec_isolated(group: dict[str, Any], write_fd: int) -> None:
+    """Replace this child by a fresh standard-library-only interpreter running
+    :func:`isolated` (the group handed over in a memory file, the answer on ``write_fd``)."""
+    try:
+        data = os.memfd_create("probe-group", 0)
+        os.write(data, json.dumps(group).encode())
+        os.lseek(data, 0, os.SEEK_SET)
+        os.set_inheritable(data, True)
+        os.set_inheritable(write_fd, True)
+        os.execv(sys.executable, [sys.executable, "-I", "-S", "-B", os.path.abspath(__file__),
+                                  ISOLATED, str(data), str(write_fd)])
+    except BaseException as exc:  # exec failed: say so, never run the code here instead
+        _refuse(group, write_fd, f"the isolated interpreter could not start: {exc}")
+
+
+def _refuse(group: dict[str, Any], write_fd: int, why: str) -> None:
+    answer = [{"raised": "IsolationError", "message": why[:500]}
+              for _ in group.get("probes", [])]
+    os.write(write_fd, json.dumps(answer).encode() + b"\n")
+    os._exit(0)
+
+
+# Landlock (Linux >= 5.13; the same syscall numbers on every architecture)
+_LL_CREATE, _LL_ADD_RULE, _LL_RESTRICT = 444, 445, 446
+_LL_READ = (1 << 2) | (1 << 3)  # READ_FILE, READ_DIR
+_LL_FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
+
+
+def _ll_fs_rights(abi: int) -> int:
+    """Every filesystem right the kernel's Landlock ABI knows (all of them are denied
+    unless a rule grants them)."""
+    rights = (1 << 13) - 1       # ABI 1: execute ... make_sym
+    if abi >= 2:
+        rights |= 1 << 13        # refer
+    if abi >= 3:
+        rights |= 1 << 14        # truncate
+    if abi >= 5:
+        rights |= 1 << 15        # ioctl_dev
+    return rights
+
+
+def readable_roots() -> list[str]:
+    """What the fenced interpreter may read: the standard library's folders from ``sys.path``
+    (each entry but a ``site-packages``/``dist-packages`` folder inside one) and the folders
+    of the system's shared libraries (extension modules such as ``_decimal`` load them)."""
+    import sysconfig
+
+    third_party = ("site-packages", "dist-packages")
+    roots: list[str] = []
+    for entry in sys.path:
+        if not entry or not os.path.exists(entry) or os.path.basename(entry) in third_party:
+            continue
+        if os.path.isdir(entry) and any(os.path.isdir(os.path.join(entry, name))
+                                        for name in third_party):
+            roots += [os.path.join(entry, name) for name in sorted(os.listdir(entry))
+                      if name not in third_party]
+        else:
+            roots.append(entry)
+    arch = sysconfig.get_config_var("MULTIARCH") or ""
+    for lib in ("/lib", "/usr/lib") if not arch else ():
+        roots.append(lib)
+    for lib in (f"/lib/{arch}", f"/usr/lib/{arch}", "/lib64", "/usr/lib64",
+                "/etc/ld.so.cache") if arch else ("/lib64", "/etc/ld.so.cache"):
+        if os.path.exists(lib):
+            roots.append(lib)
+    return roots
+
+
+def fence(roots: list[str]) -> None:
+    """Landlock this process (and what it starts): read ``roots``, nothing else; no writes,
+    no exec, no TCP, no signals or abstract sockets outside. Raises OSError if it cannot."""
+    import ctypes
+    import errno
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    abi = syscall(_LL_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 0:
+        code = ctypes.get_errno()
+        why = {errno.ENOSYS: "this kernel has no Landlock (Linux 5.13 or later needed)",
+               errno.EOPNOTSUPP: "Landlock is disabled on this kernel (boot option lsm=)",
+               errno.EPERM: "a seccomp policy forbids Landlock"}.get(code, os.strerror(code))
+        raise OSError(code, why)
+    fs = _ll_fs_rights(abi)
+    attr = struct.pack("=Q", fs)
+    if abi >= 4:
+        attr += struct.pack("=Q", (1 << 0) | (1 << 1))  # bind_tcp, connect_tcp
+    if abi >= 6:
+        attr += struct.pack("=Q", (1 << 0) | (1 << 1))  # abstract unix sockets, signals
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = syscall(_LL_CREATE, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if ruleset < 0:
+        raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    try:
+        for root in roots:
+            try:
+                fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                rights = _LL_READ if os.path.isdir(root) else _LL_READ & _LL_FILE_RIGHTS
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", rights & fs, fd), 12)
+                if syscall(_LL_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(1), rule,
+                           ctypes.c_uint32(0)) != 0:
+                    raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {root}")
+            finally:
+                os.close(fd)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+        if syscall(_LL_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+            raise OSError(ctypes.get_errno(), "landlock_restrict_self failed")
+    finally:
+        os.close(ruleset)
+
+
+def isolated(data_fd: int, write_fd: int) -> None:
+    """The fenced run of one ``stdlib_only`` group (this file, run by
+    :func:`_exec_isolated` as ``python -I -S -B probe.py --isolated DATA_FD WRITE_FD``)."""
+    with os.fdopen(data_fd, "rb") as f:
+        group = json.loads(f.read())
+    if not sys.flags.isolated or not sys.flags.no_site:
+        _refuse(group, write_fd, "not started as python -I -S")
+    try:
+        fence(readable_roots())
+    except OSError as exc:
+        _refuse(group, write_fd, "this grading machine cannot fence a standard-library-only "
+                f"answer, so it was not run: {exc.strerror or exc}")
     try:
         data = json.dumps(_run_group(group), allow_nan=False)
     except BaseException as exc:
@@ -365,6 +519,8 @@ def stage(spec: dict[str, Any], then: list[str], out: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == [ISOLATED]:
+        isolated(int(args[1]), int(args[2]))
     then = args[args.index("--then") + 1:] if "--then" in args else []
     with open(args[0]) as f:
         spec = json.load(f)

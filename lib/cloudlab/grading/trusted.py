@@ -12,7 +12,10 @@ released, never mounted into a sandbox). Each grader scores one graded cell (its
   notebook, no network): the first stage of the submission's kernel container, or a fresh
   container of their own when that stage fails (see :mod:`cloudlab.grading.probe`). The
   function is called with hidden arguments there and its result sent back as strict
-  JSON. The expected answers never leave this process.
+  JSON. The expected answers never leave this process. ``stdlib_only=True`` (where the
+  exercise says "standard library only") runs those cells in an interpreter that can
+  import nothing but the standard library, however the import is spelled
+  (:func:`cloudlab.grading.probe.isolated`).
 
 A grader gets the submission (``sub``: files, cells, host tools via :meth:`Submission.once`)
 and its resolved probes as keyword arguments. It passes by returning ``None`` (or a
@@ -63,12 +66,14 @@ class Call:
     args: tuple = ()
     kwargs: tuple = ()  # sorted (name, value) pairs
     cells: tuple[str, ...] | None = None
+    stdlib_only: bool = False
 
 
 @dataclass(frozen=True)
 class Value:
     name: str
     cells: tuple[str, ...] | None = None
+    stdlib_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,16 +95,23 @@ def _cells(cells: Iterable[str] | str | None) -> tuple[str, ...] | None:
 
 
 def call(function: str, *args: Any, cells: Iterable[str] | str | None = None,
-         kwargs: Mapping[str, Any] | None = None) -> Call:
+         kwargs: Mapping[str, Any] | None = None, stdlib_only: bool = False) -> Call:
     """The result of ``function(*args, **kwargs)`` after running ``cells`` (default: every
-    answer cell) in a fresh sandbox. Arguments must be JSON data."""
+    answer cell) in a fresh sandbox. Arguments must be JSON data. ``stdlib_only``: in an
+    interpreter that can import the standard library and nothing else.
+
+    >>> call("f", 1, cells="q1_answer", stdlib_only=True).stdlib_only
+    True
+    """
     json.dumps([args, kwargs or {}])  # fail early, on the instructor's side
-    return Call(function, tuple(args), tuple(sorted((kwargs or {}).items())), _cells(cells))
+    return Call(function, tuple(args), tuple(sorted((kwargs or {}).items())), _cells(cells),
+                stdlib_only)
 
 
-def value(name: str, *, cells: Iterable[str] | str | None = None) -> Value:
+def value(name: str, *, cells: Iterable[str] | str | None = None,
+          stdlib_only: bool = False) -> Value:
     """The variable ``name`` after running ``cells`` (default: every answer cell)."""
-    return Value(name, _cells(cells))
+    return Value(name, _cells(cells), stdlib_only)
 
 
 def cell(grade_id: str) -> Cell:
@@ -414,15 +426,16 @@ def _explain(message: str, resolved: Iterable[Any]) -> str:
 def _groups(remote: list[tuple[tuple[str, str], Call | Value]], sub: Submission
             ) -> tuple[list[list[tuple[tuple[str, str], Call | Value]]], list[dict[str, Any]]]:
     """Probes grouped by the cells they run, and the groups as the runner's input."""
-    groups: dict[tuple[str, ...], list[tuple[tuple[str, str], Call | Value]]] = {}
+    groups: dict[tuple[tuple[str, ...], bool],
+                 list[tuple[tuple[str, str], Call | Value]]] = {}
     for key, probe in remote:
         cells = probe.cells if probe.cells is not None else tuple(sub.answer_cells)
-        groups.setdefault(cells, []).append((key, probe))
+        groups.setdefault((cells, probe.stdlib_only), []).append((key, probe))
     spec = []
-    for cells, probes in groups.items():
+    for (cells, stdlib_only), probes in groups.items():
         spec.append({
             "cells": list(cells), "sources": [sub.cells.get(c, "") for c in cells],
-            "timeout": PROBE_TIMEOUT,
+            "timeout": PROBE_TIMEOUT, **({"stdlib_only": True} if stdlib_only else {}),
             "probes": [{"kind": "value", "name": p.name} if isinstance(p, Value) else
                        {"kind": "call", "name": p.function, "args": list(p.args),
                         "kwargs": dict(p.kwargs)} for _, p in probes]})

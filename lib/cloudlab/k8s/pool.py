@@ -11,7 +11,9 @@ out again and again:
   and the namespace it left is emptied by the next holder before use;
 - **clean**: on release every object of the kinds a grader may leave behind (``kinds``:
   what a submission can create and what controllers make from it) is deleted, and one
-  poll waits until none is left. Only then is the slot marked clean;
+  poll waits until none is left, stripping the finalizers that would keep one (a
+  submission may set them on its objects and on its pods' template). Only then is the
+  slot marked clean;
 - **discarded when in doubt**: if emptying fails or times out, the namespace is deleted
   and the slot's next lease makes a fresh one: a dirty namespace is never reused.
 
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CloudlabError
-from .api import Api, ApiError
+from .api import Api, ApiError, kind_path
 
 MAX_SLOTS = 64
 # Deleted in this order: the HPA first (it would scale what is being deleted), then the
@@ -231,14 +233,33 @@ class NamespacePool:
                 if kind == "Pod":  # no kubelet waits on them: gone at once
                     body["gracePeriodSeconds"] = 0
                 self.api.delete_collection(kind, namespace=ns, body=body)
-            wait_for(lambda: not any(self.api.list(k, namespace=ns, limit=1)
-                                     for k in self.kinds),
-                     timeout=self.reset_timeout, interval=0.1, what=f"{ns} to be emptied")
+            wait_for(lambda: not self._unblock(ns), timeout=self.reset_timeout, interval=0.1,
+                     what=f"{ns} to be emptied")
             return True
         except Exception:
             return False
 
+    def _unblock(self, ns: str) -> int:
+        """Strip the finalizers of every object of the pool's kinds left in ``ns`` (they are
+        being deleted: nothing but a finalizer keeps them); how many objects are left."""
+        left = 0
+        for kind in self.kinds:
+            for obj in self.api.list(kind, namespace=ns):
+                left += 1
+                meta = obj.get("metadata") or {}
+                if meta.get("finalizers"):
+                    with contextlib.suppress(ApiError):  # gone meanwhile
+                        self.api.request("PATCH", kind_path(kind, meta.get("name"),
+                                                            namespace=ns),
+                                         body={"metadata": {"finalizers": None}},
+                                         content_type="application/merge-patch+json")
+        return left
+
     def _discard(self, ns: str) -> None:
+        """Delete the namespace, first stripping finalizers a submission left in it (they
+        would hold it ``Terminating`` for ever)."""
+        with contextlib.suppress(Exception):
+            self._unblock(ns)
         with contextlib.suppress(Exception):
             self.api.delete("Namespace", ns)
 
