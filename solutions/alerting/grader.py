@@ -430,7 +430,7 @@ def not_own_code(source: str) -> list[str]:
 
 def _sigma(gid: str):
     _, what, cases = SIGMA_CASES[gid]
-    probes = {f"got{i}": call("three_sigma", series, cells="three_sigma")
+    probes = {f"got{i}": call("three_sigma", series, cells="three_sigma", stdlib_only=True)
               for i, series in enumerate(cases)}
 
     @grader(gid, source=cell("three_sigma"), **probes)

@@ -121,14 +121,16 @@ def test_every_command_the_edition_readme_shows_works_in_a_fresh_copy(course, tm
                                       stderr=subprocess.STDOUT, timeout=1200)
             assert done.returncode == 0, f"{command}:\n{log.read_text()[-5000:]}"
         assert "1/1 notebooks passed" in log.read_text(), log.read_text()[-2000:]
-        port = free_port()
-        lab = subprocess.Popen(f"{commands[-1]} --no-browser --ServerApp.port={port} "
-                               "--ServerApp.ip=127.0.0.1 --IdentityProvider.token=",
-                               shell=True, cwd=dest, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        port, log = free_port(), tmp_path / "lab.log"
+        as_root = " --allow-root" if os.geteuid() == 0 else ""  # students are not root
+        with open(log, "w") as out:
+            lab = subprocess.Popen(f"{commands[-1]} --no-browser --ServerApp.port={port} "
+                                   f"--ServerApp.ip=127.0.0.1 --IdentityProvider.token={as_root}",
+                                   shell=True, cwd=dest, env=env, start_new_session=True,
+                                   stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/api/status", timeout=2).ok,
-                     timeout=120, what="the edition's JupyterLab")
+                     timeout=120, what="the edition's JupyterLab", log=log)
         finally:
             os.killpg(lab.pid, signal.SIGTERM)
             lab.wait(timeout=30)
