@@ -109,10 +109,10 @@ def test_apiserver_reaches_the_kubelet_by_address_and_kwok_keeps_to_its_nodes(tm
     key, value = patches["kwok-controller"]["manage-nodes-with-annotation-selector"].split("=")
     assert annotation[key] == value
     doc = yaml.safe_load_all(kwok.config_yaml(None, node.apiserver_patches(tmp_path, plan)))
-    kwokctl = [d for d in doc if d["kind"] == "KwokctlConfiguration"][0]
+    kwokctl = next(d for d in doc if d["kind"] == "KwokctlConfiguration")
     assert [p["name"] for p in kwokctl["componentsPatches"]] == ["kube-apiserver",
                                                                  "kwok-controller"]
-    plain = [d for d in kwok.config_docs() if d["kind"] == "KwokctlConfiguration"][0]
+    plain = next(d for d in kwok.config_docs() if d["kind"] == "KwokctlConfiguration")
     assert "componentsPatches" not in plain
 
 
@@ -142,11 +142,12 @@ def test_the_pause_archive_is_a_valid_oci_layout(tmp_path):
 
 
 def test_teardown_recognises_the_jumps_into_node_chains():
-    assert host._jumps_to_ours("-A FORWARD -j KUBE-FORWARD".split())
-    assert host._jumps_to_ours("-A OUTPUT -m comment --comment x -j KUBE-SERVICES".split())
-    assert host._jumps_to_ours("-A FORWARD -j CLOUDLAB-NODE".split())
-    assert not host._jumps_to_ours("-A FORWARD -j DOCKER-USER".split())
-    assert not host._jumps_to_ours("-A FORWARD -i docker0 -j ACCEPT".split())
+    assert host._jumps_to_ours(["-A", "FORWARD", "-j", "KUBE-FORWARD"])
+    assert host._jumps_to_ours(["-A", "OUTPUT", "-m", "comment", "--comment", "x", "-j",
+                                "KUBE-SERVICES"])
+    assert host._jumps_to_ours(["-A", "FORWARD", "-j", "CLOUDLAB-NODE"])
+    assert not host._jumps_to_ours(["-A", "FORWARD", "-j", "DOCKER-USER"])
+    assert not host._jumps_to_ours(["-A", "FORWARD", "-i", "docker0", "-j", "ACCEPT"])
 
 
 def test_availability_says_root_is_needed(monkeypatch):
@@ -156,8 +157,8 @@ def test_availability_says_root_is_needed(monkeypatch):
 
 
 def test_real_nodes_are_checked_before_anything_starts():
-    from cloudlab.k8s import Cluster
     from cloudlab.errors import CloudlabError
+    from cloudlab.k8s import Cluster
 
     with pytest.raises(CloudlabError, match="one real node per machine"):
         Cluster("kwok", real_nodes=2)

@@ -223,7 +223,10 @@ class Cluster(Managed):
                      "--wait", f"{int(self.start_timeout)}s"], timeout=self.start_timeout + 60)
                 self.context = f"kind-{self.name}"
             wait_for(self._nodes_ready, timeout=self.start_timeout,
-                     what=f"the nodes of {self.name} to be Ready")
+                     what=f"the nodes of {self.name} to be Ready",
+                     log=self.node.log_path("kubelet") if self.node else None)
+            if self.node is not None:
+                self.node.ready_seconds = time.monotonic() - self.node.started_at
             if self.backend == "kwok":
                 kwok.check_running(self.cfg, self.name)
         except BaseException:

@@ -322,3 +322,15 @@ def _ip(*args: str) -> str:
     if done.returncode != 0:
         raise HostError(f"`ip {' '.join(args)}` failed: {done.stderr.strip()}")
     return done.stdout
+
+
+def leftovers(base: Path, bridge: str, run: Path | None = None) -> dict[str, list]:
+    """What a node in ``base`` would leave behind if teardown missed it (empty lists when
+    clean): processes naming its folders, node chains, its bridge, kubepods cgroups,
+    mounts. Leak tests and ``cloudlab k8s status`` read it."""
+    roots = [base, *([run] if run else [])]
+    procs = sorted({p for r in roots for p in processes_mentioning(str(r))})
+    found_chains = [f"{tool}:{c}" for tool, cs in chains().items() for c in cs]
+    return {"processes": procs, "chains": found_chains,
+            "bridges": [b for b in bridges(bridge) if b == bridge],
+            "cgroups": [str(d) for d in cgroup_dirs()], "mounts": mounts_under(*roots)}

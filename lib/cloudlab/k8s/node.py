@@ -192,7 +192,8 @@ class Node(Managed):
         self.bridge = self.network_name(cluster)
         self.ports: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen] = {}
-        self.ready_seconds: float | None = None
+        self.started_at = 0.0
+        self.ready_seconds: float | None = None  # start() to Ready (set by the Cluster)
 
     @staticmethod
     def network_name(cluster: str) -> str:
@@ -209,7 +210,7 @@ class Node(Managed):
         avail = availability()
         if not avail:
             raise UnavailableError(f"real node unavailable: {avail.reason}")
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         with _machine_lock():
             stale = _read_owner()
             if stale and not running_owner():
@@ -221,7 +222,7 @@ class Node(Managed):
             self._start("containerd", [which("containerd") or "containerd", "--config",
                                        str(self.base / "containerd.toml")])
             wait_for(self._containerd_up, timeout=30, what="the node's containerd",
-                     log=self._log("containerd"))
+                     log=self.log_path("containerd"))
         self._import_pause()
         host.make_bridge(self.bridge, f"{self.plan.gateway}/24", self.plan.service_cidr)
         host.fence(self.bridge)
@@ -236,7 +237,7 @@ class Node(Managed):
                                 "--v=1"])
         self._write_owner()
         wait_for(self._coredns_ready, timeout=30, what="CoreDNS to sync with the API server",
-                 log=self._log("coredns"))
+                 log=self.log_path("coredns"))
         for address in (self.plan.gateway, str(ipaddress.ip_network(
                 self.plan.service_cidr)[1])):
             host.check_local(address, self.bridge)
@@ -289,12 +290,12 @@ class Node(Managed):
                  "role": ROLES[n]} for n in COMPONENTS]
 
     def log(self, component: str, lines: int = 40) -> str:
-        path = self._log(component)
+        path = self.log_path(component)
         text = path.read_text(errors="replace").splitlines() if path.exists() else []
         return "\n".join(text[-lines:])
 
     # -- internals -----------------------------------------------------------------------
-    def _log(self, component: str) -> Path:
+    def log_path(self, component: str) -> Path:
         return self.base / "logs" / f"{component}.log"
 
     def _ctr(self, *args: str) -> list[str]:
@@ -302,7 +303,7 @@ class Node(Managed):
                 *args]
 
     def _start(self, component: str, cmd: list[str]) -> None:
-        log = open(self._log(component), "ab")  # noqa: SIM115 (the child keeps it)
+        log = open(self.log_path(component), "ab")  # noqa: SIM115 (the child keeps it)
         try:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
@@ -314,7 +315,7 @@ class Node(Managed):
         time.sleep(0.2)
         if proc.poll() is not None:
             raise CloudlabError(f"{component} exited at once (code {proc.returncode})"
-                                f"{_tail(self._log(component))}")
+                                f"{_tail(self.log_path(component))}")
 
     def _alive(self, component: str) -> None:
         proc = self._procs.get(component)
