@@ -412,6 +412,19 @@ class Cluster(Managed):
         host.check_local(ip, self.node.bridge)
         return f"http://{ip}:{port}"
 
+    @contextlib.contextmanager
+    def service_proxy(self, service: str, port: int | None = None, *,
+                      namespace: str | None = None) -> Iterator[str]:
+        """A relay on 127.0.0.1 to a Service's ClusterIP for a ``with`` block; yields its
+        URL. Unlike ``port_forward`` (one pod), every connection goes through kube-proxy,
+        which picks a ready pod for it: a load test through it spreads over the replicas."""
+        from .relay import Relay
+
+        target = self.service_url(service, port, namespace=namespace)
+        address, _, target_port = target.removeprefix("http://").partition(":")
+        with Relay(address, int(target_port)) as relay:
+            yield relay.url
+
     def run_pod(self, name: str, image: str, *, namespace: str | None = None,
                 command: Sequence[str] = (), timeout: float = 120) -> str:
         """``kubectl run``, then its logs, then delete it: only where pods really run."""
