@@ -203,6 +203,12 @@ def _k8s(args: argparse.Namespace) -> int:
         print(f"\ncluster {name}: {up}/{len(procs)} processes running")
         for p in procs:
             print(f"  {p}")
+    owner = k8s.node.running_owner()
+    if owner:
+        print(f"\nreal node {owner['node']} of cluster {owner['cluster']} (run "
+              f"{owner['run_id']}), bridge {owner['bridge']}:")
+        for comp, pid in owner.get("pids", {}).items():
+            print(f"  {comp:<24} pid {pid:<7} {'running' if k8s.node.alive(pid) else 'exited'}")
     return 0
 def _manifests(args: argparse.Namespace) -> int:
     from . import manifests

@@ -201,3 +201,14 @@ def test_node_install_is_recorded_apart_and_cached(tmp_path, monkeypatch):
     assert rec["cold_build_seconds"] is not None
     assert install.install_node(tmp_path, progress=lambda _: None) is None  # warm: no build
     assert len(built) == 1
+
+
+def test_real_pod_verbs_say_what_is_missing_on_a_kwok_only_cluster():
+    from cloudlab.errors import UnavailableError
+    from cloudlab.k8s import Cluster
+
+    k = Cluster("kwok")
+    for call in (lambda: k.load_image("x:1"), lambda: k.service_url("web"),
+                 lambda: k.exec("pod/x", "true"), lambda: k.logs("pod/x")):
+        with pytest.raises(UnavailableError, match="real_nodes=1|real node"):
+            call()

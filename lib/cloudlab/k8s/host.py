@@ -106,6 +106,10 @@ def make_bridge(name: str, gateway_cidr: str, service_cidr: str) -> None:
     _ip("addr", "replace", gateway_cidr, "dev", name)
     _ip("link", "set", name, "up")
     _ip("route", "replace", service_cidr, "dev", name)
+    # A pod's packet to a Service comes in on the bridge and, rewritten by kube-proxy, goes
+    # out on it again: forwarding, enabled for this interface only (it goes with it; the
+    # host's own setting is left alone, and fence() drops whatever would leave the bridge).
+    Path(f"/proc/sys/net/ipv4/conf/{name}/forwarding").write_text("1\n")
 
 
 def remove_bridge(name: str) -> bool:
