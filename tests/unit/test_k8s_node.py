@@ -212,3 +212,14 @@ def test_real_pod_verbs_say_what_is_missing_on_a_kwok_only_cluster():
                  lambda: k.exec("pod/x", "true"), lambda: k.logs("pod/x")):
         with pytest.raises(UnavailableError, match="real_nodes=1|real node"):
             call()
+
+
+def test_cli_and_doctor_know_the_real_node():
+    from cloudlab import cli, doctor
+
+    args = cli.parser().parse_args(["k8s", "up", "--real-node"])
+    assert args.real_node and args.nodes is None
+    assert cli.parser().parse_args(["k8s", "install", "--no-node"]).no_node
+    rows = {r.component: r for r in doctor._kubernetes()}
+    row = rows["kubernetes: real node"]
+    assert row.ok == bool(node.availability()) and row.detail == node.availability().reason
