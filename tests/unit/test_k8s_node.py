@@ -210,7 +210,7 @@ def test_real_pod_verbs_say_what_is_missing_on_a_kwok_only_cluster():
     k = Cluster("kwok")
     for call in (lambda: k.load_image("x:1"), lambda: k.service_url("web"),
                  lambda: k.exec("pod/x", "true"), lambda: k.logs("pod/x")):
-        with pytest.raises(UnavailableError, match="real_nodes=1|real node"):
+        with pytest.raises(UnavailableError, match=r"real_nodes=1|real node"):
             call()
 
 
