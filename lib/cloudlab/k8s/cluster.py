@@ -705,6 +705,8 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None) -> int:
         if ours(name, run_id):
             down(name, cfg)
             count += 1
+    if run_id is None and os.geteuid() == 0 and os.uname().sysname == "Linux":
+        realnode.sweep_orphans()  # a real node whose state dir is gone
     if which("kind"):
         with contextlib.suppress(CloudlabError):
             for name in run(["kind", "get", "clusters"], timeout=30).stdout.split():

@@ -590,6 +590,25 @@ def load_image(image: str, socket: Path | None = None, timeout: float = 300) -> 
     return image
 
 
+def sweep_orphans() -> dict[str, int]:
+    """With no real node running here: remove what a lost one left (KUBE-* chains, ``cl-``
+    bridges, kubepods cgroups, its /run folder). ``cloudlab cleanup`` without a run id."""
+    with _machine_lock():  # a node being started holds it until its owner record is written
+        if running_owner():
+            return {}
+        owner = _read_owner()
+        if owner.get("base"):
+            teardown(Path(owner["base"]), owner.get("bridge", ""))
+        counts = {"chains": host.remove_chains(), "cgroups": host.remove_cgroups(),
+                  "bridges": sum(host.remove_bridge(b) for b in host.bridges(BRIDGE_PREFIX)
+                                 if Path(f"/sys/class/net/{b}/bridge").is_dir())}
+        for d in RUN_ROOT.iterdir():
+            if d.is_dir():
+                host.unmount(d)
+                shutil.rmtree(d, ignore_errors=True)
+    return counts
+
+
 def oci_archive(name: str, files: dict[str, Path], entrypoint: list[str]) -> bytes:
     """An OCI image archive (``ctr images import`` reads it) with one layer of ``files``
     (path in the image -> file here), made without any engine."""
