@@ -52,7 +52,7 @@ def test_a_plan_refuses_an_overlapping_range():
 
 def test_bridge_names_fit_an_interface_name():
     name = node.Node.network_name("cloudlab-20261207-031652-abcd-ef01")
-    assert name == "cl-ef01" and len(name) <= 15
+    assert name == "clk8s-ef01" and len(name) <= 15
 
 
 def test_kubelet_config_has_the_settings_this_machine_needs(tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_cni_has_no_masquerade_and_no_host_ports(tmp_path):
     types = [p["type"] for p in conf["plugins"]]
     assert types == ["bridge", "loopback"] and "portmap" not in types
     bridge = conf["plugins"][0]
-    assert bridge["ipMasq"] is False and bridge["bridge"] == "cl-ab12"
+    assert bridge["ipMasq"] is False and bridge["bridge"] == "clk8s-ab12"
     assert bridge["ipam"]["ranges"][0][0]["subnet"] == "10.244.0.0/24"
     assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
 

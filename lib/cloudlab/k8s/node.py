@@ -22,7 +22,7 @@ with the name of the running one. Everything the node touches is listed in
 :mod:`cloudlab.k8s.host` and undone by :func:`teardown`, also for a killed run.
 
 >>> Node.network_name("cloudlab-r1-ab12")
-'cl-ab12'
+'clk8s-ab12'
 >>> with Cluster("kwok", real_nodes=1) as k:        # doctest: +SKIP
 ...     k.load_image("hello:1.0")
 """
@@ -57,7 +57,7 @@ RUN_ROOT = Path("/run/cloudlab-k8s")       # sockets and the machine-wide owner 
 OWNER = RUN_ROOT / "node.json"
 PAUSE_IMAGE = f"cloudlab.local/pause:{install.PAUSE_VERSION}"
 NODE_NAME = "real-node-1"
-BRIDGE_PREFIX = "cl-"
+BRIDGE_PREFIX = "clk8s-"
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 ROLES = {
     "containerd": "the node's container runtime (CRI): pulls nothing, runs the pods' "
@@ -197,9 +197,9 @@ class Node(Managed):
 
     @staticmethod
     def network_name(cluster: str) -> str:
-        """The bridge's (and CNI network's) name: ``cl-`` + the cluster's last 4 letters
+        """The bridge's (and CNI network's) name: ``clk8s-`` + the last part of the cluster's name
         (interface names are at most 15 characters)."""
-        return BRIDGE_PREFIX + cluster.rsplit("-", 1)[-1][:12]
+        return BRIDGE_PREFIX + cluster.rsplit("-", 1)[-1][:9]
 
     @property
     def socket(self) -> Path:
@@ -591,7 +591,7 @@ def load_image(image: str, socket: Path | None = None, timeout: float = 300) -> 
 
 
 def sweep_orphans() -> dict[str, int]:
-    """With no real node running here: remove what a lost one left (KUBE-* chains, ``cl-``
+    """With no real node running here: remove what a lost one left (KUBE-* chains, ``clk8s-``
     bridges, kubepods cgroups, its /run folder). ``cloudlab cleanup`` without a run id."""
     with _machine_lock():  # a node being started holds it until its owner record is written
         if running_owner():
