@@ -61,7 +61,7 @@ def test_kubelet_config_has_the_settings_this_machine_needs(tmp_path, monkeypatc
     conf = n.kubelet_config()
     assert conf["failCgroupV1"] is False and conf["cgroupDriver"] == "cgroupfs"
     assert conf["containerRuntimeEndpoint"] == f"unix://{n.socket}"
-    assert conf["address"] == "127.0.0.1" and conf["readOnlyPort"] == 0
+    assert conf["address"] == "10.244.0.1" and conf["readOnlyPort"] == 0
     assert conf["authentication"]["anonymous"]["enabled"] is False
     assert conf["clusterDNS"] == ["10.244.0.1"] and conf["resolvConf"] == ""
     assert conf["systemReserved"]["cpu"] and "memory.available" in conf["evictionHard"]

@@ -127,18 +127,24 @@ def bridges(prefix: str) -> list[str]:
         if root.is_dir() else []
 
 
-def fence(bridge: str) -> None:
+def fence(bridge: str, closed_ports: Sequence[int] = ()) -> None:
     """``CLOUDLAB-NODE``, first in FORWARD: pods talk to pods on the bridge, and nothing a
-    pod sends is forwarded anywhere else (no way off the machine through this host)."""
+    pod sends is forwarded anywhere else (no way off the machine through this host).
+    ``CLOUDLAB-NODE-IN``, first in INPUT: pods cannot open ``closed_ports`` of this
+    machine (the kubelet's API listens on the bridge's address)."""
     for tool in _iptables():
-        _ipt(tool, "-t", "filter", "-N", "CLOUDLAB-NODE", check=False)
-        _ipt(tool, "-t", "filter", "-F", "CLOUDLAB-NODE")
-        _ipt(tool, "-t", "filter", "-A", "CLOUDLAB-NODE", "-i", bridge, "-o", bridge,
-             "-j", "ACCEPT")
-        _ipt(tool, "-t", "filter", "-A", "CLOUDLAB-NODE", "-i", bridge, "-j", "DROP")
-        if _ipt(tool, "-t", "filter", "-C", "FORWARD", "-j", "CLOUDLAB-NODE",
-                check=False).returncode != 0:
-            _ipt(tool, "-t", "filter", "-I", "FORWARD", "1", "-j", "CLOUDLAB-NODE")
+        for chain, hook, rules in (
+                ("CLOUDLAB-NODE", "FORWARD", [["-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+                                              ["-i", bridge, "-j", "DROP"]]),
+                ("CLOUDLAB-NODE-IN", "INPUT", [["-i", bridge, "-p", "tcp", "--dport",
+                                                str(port), "-j", "DROP"]
+                                               for port in closed_ports])):
+            _ipt(tool, "-t", "filter", "-N", chain, check=False)
+            _ipt(tool, "-t", "filter", "-F", chain)
+            for rule in rules:
+                _ipt(tool, "-t", "filter", "-A", chain, *rule)
+            if _ipt(tool, "-t", "filter", "-C", hook, "-j", chain, check=False).returncode:
+                _ipt(tool, "-t", "filter", "-I", hook, "1", "-j", chain)
 
 
 def chains() -> dict[str, list[str]]:

@@ -5,7 +5,8 @@ Four processes, all from ``cloudlab k8s install``'s cache or Debian:
 - ``containerd`` of its own (Debian's, with the CRI plugin): own root, state and socket,
   not the one ``dockerd`` manages; ``restrict_oom_score_adj = true`` because this kind of
   machine drops ``CAP_SYS_RESOURCE`` (without it every pod sandbox fails in runc);
-- ``kubelet`` (same version as the control plane) with ``--node-ip=127.0.0.1``;
+- ``kubelet`` (same version as the control plane) with the bridge's gateway as its node
+  IP (an address of this machine; kubelet 1.36 refuses a loopback node IP);
   ``failCgroupV1: false`` on a cgroup v1 host (kubelet 1.35+ refuses v1 otherwise) and the
   ``cgroupfs`` driver; eviction and reserves set so the host's own work keeps its share;
 - ``kube-proxy`` in iptables mode (Services answer through its DNAT rules);
@@ -158,7 +159,7 @@ class Plan:
 
 def apiserver_patches(cluster_dir: Path, plan: Plan) -> list[dict]:
     """kwokctl component patches for a cluster with a real node: the API server reaches
-    the kubelet by its InternalIP (127.0.0.1, never a DNS lookup of the node's name) with
+    the kubelet by its InternalIP (never a DNS lookup of the node's name) with
     the admin certificate; kwok manages only its own (annotated) nodes."""
     pki = cluster_dir / "pki"
     return [
@@ -225,7 +226,7 @@ class Node(Managed):
                      log=self.log_path("containerd"))
         self._import_pause()
         host.make_bridge(self.bridge, f"{self.plan.gateway}/24", self.plan.service_cidr)
-        host.fence(self.bridge)
+        host.fence(self.bridge, closed_ports=[self.ports["kubelet"]])
         bins = install.node_paths()
         self._start("kube-proxy", [str(bins["kube-proxy"]), "--config",
                                    str(self.base / "kube-proxy.yaml"), "--v=1"])
@@ -233,7 +234,8 @@ class Node(Managed):
         self._start("kubelet", [str(bins["kubelet"]), "--config", str(self.base / "kubelet.yaml"),
                                 "--kubeconfig", str(self.base / "kubeconfig"),
                                 "--root-dir", str(self.base / "kubelet"),
-                                "--hostname-override", self.name, "--node-ip", "127.0.0.1",
+                                "--hostname-override", self.name,
+                                "--node-ip", self.plan.gateway,
                                 "--v=1"])
         self._write_owner()
         wait_for(self._coredns_ready, timeout=30, what="CoreDNS to sync with the API server",
@@ -417,7 +419,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
             "cgroupDriver": "cgroupfs",
             "containerRuntimeEndpoint": f"unix://{self.socket}",
-            "address": "127.0.0.1", "port": self.ports["kubelet"], "readOnlyPort": 0,
+            # The node's address (InternalIP, what the API server and metrics-server dial:
+            # never a name) is the bridge's gateway: kubelet 1.36 refuses a loopback one
+            # ("nodeIP can't be loopback address"). Pods cannot open it (fence()).
+            "address": self.plan.gateway, "port": self.ports["kubelet"], "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1", "healthzPort": self.ports["kubelet-healthz"],
             "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": True},
                                "x509": {"clientCAFile": str(self.pki / "ca.crt")}},
