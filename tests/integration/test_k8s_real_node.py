@@ -281,14 +281,21 @@ def test_a_killed_run_is_cleaned_by_cleanup(tmp_path_factory, image, no_node_run
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
+    swept = None
     try:
         name = proc.stdout.readline().strip()
         assert name, "the child could not start its cluster"
         base, bridge = node.folder(cfg, name), node.Node.network_name(name)
         assert clean(base, bridge)  # running: processes, chains, bridge, cgroups, mounts
-    finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert clean(base, bridge)["processes"]  # the kill leaves the node behind...
-    assert k8s_sweep(cfg.run_id, cfg) == 1  # ...until cleanup --run-id sweeps it
-    assert clean(base, bridge) == {}
+        assert clean(base, bridge)["processes"]  # the kill leaves the node behind...
+        swept = k8s_sweep(cfg.run_id, cfg)  # ...until cleanup --run-id sweeps it
+        assert swept == 1
+        assert clean(base, bridge) == {}
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if swept is None:
+            k8s_sweep(cfg.run_id, cfg)
