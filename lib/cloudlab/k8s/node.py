@@ -233,7 +233,9 @@ class Node(Managed):
         self._start("coredns", [str(bins["coredns"]), "-conf", str(self.base / "Corefile")])
         self._start("kubelet", [str(bins["kubelet"]), "--config", str(self.base / "kubelet.yaml"),
                                 "--kubeconfig", str(self.base / "kubeconfig"),
-                                "--root-dir", str(self.base / "kubelet"),
+                                # under /run: its sockets (pod-resources, plugins) need
+                                # short paths
+                                "--root-dir", str(self.run_dir / "kubelet"),
                                 "--hostname-override", self.name,
                                 "--node-ip", self.plan.gateway,
                                 "--v=1"])
@@ -347,9 +349,9 @@ class Node(Managed):
                                      "node": self.name, "pids": pids}))
 
     def _write_layout(self) -> None:
-        for sub in ("logs", "kubelet", "pod-logs", "cni", "ipam", "containerd"):
+        for sub in ("logs", "pod-logs", "cni", "ipam", "containerd"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "kubelet").mkdir(parents=True, exist_ok=True)
         from .cluster import _free_port
 
         self.ports = {k: _free_port() for k in ("kubelet", "kubelet-healthz", "proxy-healthz",
