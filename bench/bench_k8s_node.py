@@ -45,7 +45,8 @@ def main() -> list[Figure]:
     args = ap.parse_args()
     rec = install.record().get("node", {})
     cold = rec.get("cold_build_seconds")
-    build = info("cold build of kubelet, kube-proxy, CoreDNS, pause", cold / 60 if cold else None,
+    build = info("build of kubelet, kube-proxy, CoreDNS, pause on the control plane's Go cache",
+                 cold / 60 if cold else None,
                  "min", "install record: " + ", ".join(
                      f"{k} {v:.0f} s" for k, v in rec.get("step_seconds", {}).items())
                  if cold else "no node build recorded (`cloudlab k8s install`)")
