@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 SYSTEM_PACKAGES=(docker.io docker-registry prometheus prometheus-alertmanager mmdebstrap
-                 qemu-system-x86 busybox-static haproxy)
+                 qemu-system-x86 busybox-static haproxy
+                 containernetworking-plugins gcc libc6-dev)  # the real Kubernetes node
 [ "${1:-}" = "--with-browser" ] && SYSTEM_PACKAGES+=(chromium)
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -55,7 +56,8 @@ else
 fi
 
 # 4. The Kubernetes binaries of the offline cluster (root on Linux; instant when cached):
-#    official releases when reachable, else a source build through the Go module proxy.
+#    official releases when reachable, else a source build through the Go module proxy;
+#    then the real node's kubelet, kube-proxy, CoreDNS and pause (source build, cached).
 if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
   "$VENV/bin/cloudlab" k8s install \
     || echo "warning: no Kubernetes binaries; the kwok backend is off (see cloudlab doctor)" >&2

@@ -208,15 +208,22 @@ def _k8s(args: argparse.Namespace) -> int:
     from .config import settings
 
     if args.action == "install":
-        result = k8s.install.install(official=not args.from_source)
+        result = k8s.install.install(official=not args.from_source,
+                                     node=not args.no_node and sys.platform == "linux")
         print(result)
         return 0
     if args.action == "up":
         cluster = k8s.Cluster(args.backend, nodes=args.nodes, kubeconfig=args.kubeconfig,
                               name=args.names[0] if args.names else None,
-                              grading=args.grading).start()
+                              grading=args.grading, real_nodes=int(args.real_node)).start()
         print(f"cluster {cluster.name} ({args.backend}) up in {cluster.up_seconds:.1f} s, "
               f"Kubernetes {cluster.version()}")
+        if cluster.node is not None:
+            print(f"  real node {cluster.node.name}: pods {cluster.node.plan.pod_cidr} on "
+                  f"bridge {cluster.node.bridge}, Services {cluster.node.plan.service_cidr}, "
+                  f"DNS {cluster.node.plan.dns}; load images with "
+                  f"`docker save IMAGE | ctr --address {cluster.node.socket} -n k8s.io "
+                  "images import -`")
         print(f"  export KUBECONFIG={cluster.kubeconfig}")
         print(f"  stop it with: cloudlab k8s down {cluster.name}")
         return 0
@@ -246,6 +253,12 @@ def _k8s(args: argparse.Namespace) -> int:
         print(f"\ncluster {name}: {up}/{len(procs)} processes running")
         for p in procs:
             print(f"  {p}")
+    owner = k8s.node.running_owner()
+    if owner:
+        print(f"\nreal node {owner['node']} of cluster {owner['cluster']} (run "
+              f"{owner['run_id']}), bridge {owner['bridge']}:")
+        for comp, pid in owner.get("pids", {}).items():
+            print(f"  {comp:<24} pid {pid:<7} {'running' if k8s.node.alive(pid) else 'exited'}")
     return 0
 def _manifests(args: argparse.Namespace) -> int:
     from . import manifests
@@ -303,7 +316,13 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("names", nargs="*", help="cluster name(s) for up/down (default: generated "
                                             "/ every cloudlab cluster)")
     k.add_argument("--backend", default="kwok", choices=["kwok", "kind", "kubeconfig"])
-    k.add_argument("--nodes", type=int, default=2, help="simulated nodes (kwok)")
+    k.add_argument("--nodes", type=int, default=None,
+                   help="simulated nodes (kwok; default 2, or 0 with --real-node)")
+    k.add_argument("--real-node", action="store_true",
+                   help="up (kwok): join a real node (kubelet, containerd, kube-proxy, "
+                        "CoreDNS) so pods really run; root on Linux, one per machine")
+    k.add_argument("--no-node", action="store_true",
+                   help="install: only the control plane, not the real node's programs")
     k.add_argument("--kubeconfig", help="for --backend kubeconfig")
     k.add_argument("--grading", action="store_true",
                    help="up (kwok): a cluster for the grader only, running just the "

@@ -226,6 +226,15 @@ def _kubernetes() -> list[Row]:
         except Exception as exc:  # a probe must never break the report
             ok, detail = False, f"cannot check: {exc}"
         rows.append(Row(f"kubernetes: {backend}", ok, detail, fixes[backend], required=False))
+    try:
+        avail = k8s.node.availability()
+        ok, detail = avail.ok, avail.reason
+    except Exception as exc:
+        ok, detail = False, f"cannot check: {exc}"
+    rows.append(Row("kubernetes: real node", ok, detail,
+                    "as root on Linux: cloudlab k8s install (builds kubelet, kube-proxy, "
+                    "CoreDNS, pause); apt-get install containerd containernetworking-plugins",
+                    required=False))
     return rows
 
 

@@ -2,7 +2,8 @@
 
 The default backend, ``kwok``, runs the real control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler) from binaries cached by ``cloudlab k8s install``,
-with kwok's simulated nodes and pods and metrics-server on kwok's emulated usage. ``kind``
+with kwok's simulated nodes and pods and metrics-server on kwok's emulated usage, and
+optionally a real node where pods really run (``real_nodes=1``, :mod:`.node`). ``kind``
 and ``kubeconfig`` (any existing cluster) use the same verbs.
 
 >>> import cloudlab as cl
@@ -19,7 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from . import install, kwok
+from . import host, install, kwok, node
 from .cluster import (
     BACKENDS,
     Availability,
@@ -50,5 +51,5 @@ def available() -> dict[str, Availability]:
 
 
 __all__ = ["BACKENDS", "PINNED", "Availability", "Cluster", "InstallError", "availability",
-           "available", "cluster_name", "clusters", "down", "gke", "install", "installed", "kwok",
-           "ours", "sweep", "to_yaml"]
+           "available", "cluster_name", "clusters", "down", "gke", "host", "install", "installed",
+           "kwok", "node", "ours", "sweep", "to_yaml"]

@@ -2,7 +2,9 @@
 
 - ``kwok`` (the offline default): the real kube-apiserver, kube-controller-manager and
   kube-scheduler over a real etcd, with kwok's simulated nodes and pods and metrics-server
-  on kwok's emulated usage. Pods never run a process.
+  on kwok's emulated usage. Pods on those nodes never run a process. With
+  ``real_nodes=1``, a real node joins (:mod:`cloudlab.k8s.node`: kubelet, containerd,
+  kube-proxy, CoreDNS): pods scheduled there really run.
 - ``kind``: a real cluster in Docker containers, when ``kind`` and a node image exist.
 - ``kubeconfig``: any cluster you already have (GKE, EKS, minikube, Docker Desktop).
 
@@ -37,13 +39,15 @@ from ..errors import CloudlabError, CommandError, UnavailableError
 from ..lifecycle import Managed
 from ..proc import run, wait_for, which
 from ..services import port_in_use
-from . import install, kwok, pool
+from . import host, install, kwok, pool
+from . import node as realnode
 
 BACKENDS = ("kwok", "kind", "kubeconfig")
 PREFIX = "cloudlab"
 KIND_IMAGE = "kindest/node"
 NO_PROCESS = ("kwok pods are simulated: no container or process runs, so there is {what} "
-              "to {verb}. Use the kind backend or a real cluster (kubeconfig backend) for it")
+              "to {verb}. Start the cluster with a real node (Cluster('kwok', real_nodes=1), "
+              "`cloudlab k8s up --real-node`), or use kind or a real cluster (kubeconfig)")
 
 
 @dataclass(frozen=True)
@@ -126,18 +130,30 @@ class Cluster(Managed):
 
     ``backend``: ``kwok`` (default, offline), ``kind``, or ``kubeconfig`` (an existing
     cluster: pass ``kubeconfig=`` and optionally ``context=``). ``nodes`` fake nodes are
-    created on kwok, each with ``node_cpu`` CPUs. ``grading``: a kwok cluster for the
-    grader only, running just the controllers grading needs (:data:`kwok.GRADING_ARGS`).
+    created on kwok, each with ``node_cpu`` CPUs (default 2, or 0 beside a real node).
+    ``real_nodes=1`` (kwok): a real node joins the same control plane, and pods scheduled
+    on it run (:mod:`cloudlab.k8s.node`). ``grading``: a kwok cluster for the grader only,
+    running just the controllers grading needs (:data:`kwok.GRADING_ARGS`).
     """
 
-    def __init__(self, backend: str = "kwok", *, name: str | None = None, nodes: int = 2,
-                 node_cpu: str = "4", kubeconfig: str | Path | None = None,
-                 context: str | None = None, cfg: Settings | None = None,
-                 start_timeout: float = 120, grading: bool = False) -> None:
+    def __init__(self, backend: str = "kwok", *, name: str | None = None,
+                 nodes: int | None = None, node_cpu: str = "4",
+                 kubeconfig: str | Path | None = None, context: str | None = None,
+                 cfg: Settings | None = None, start_timeout: float = 120,
+                 grading: bool = False, real_nodes: int = 0) -> None:
         if backend not in BACKENDS:
             raise CloudlabError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-        if nodes < 1:
+        if real_nodes not in (0, 1):
+            raise CloudlabError(f"real_nodes={real_nodes}: 0 or 1 (one real node per machine: "
+                                "iptables' KUBE-* chains are the machine's, not the cluster's)")
+        if real_nodes and backend != "kwok":
+            raise CloudlabError(f"real_nodes is for the kwok backend; {backend} nodes are "
+                                "real already")
+        nodes = (0 if real_nodes else 2) if nodes is None else nodes
+        if nodes < 0 or nodes + real_nodes < 1:
             raise CloudlabError(f"nodes={nodes}: a cluster needs at least one node")
+        self.real_nodes = real_nodes
+        self.node: realnode.Node | None = None
         self.backend = backend
         self.cfg = cfg or settings()
         self.name = name or cluster_name(self.cfg.run_id, secrets.token_hex(2))
@@ -161,29 +177,45 @@ class Cluster(Managed):
     @property
     def real_pods(self) -> bool:
         """Whether pods run real processes (so logs, exec and port-forward work)."""
-        return self.backend != "kwok"
+        return self.backend != "kwok" or self.real_nodes > 0
 
     def start(self) -> Cluster:
         """Bring the cluster up (or connect), create the nodes, wait until they are Ready."""
         avail = availability(self.backend, self._kubeconfig)
         if not avail:
             raise UnavailableError(f"{self.backend} backend unavailable: {avail.reason}")
+        if self.real_nodes:
+            node_avail = realnode.availability()
+            if not node_avail:
+                raise UnavailableError(f"real node unavailable: {node_avail.reason}")
         started = time.monotonic()
         self._started = True
         try:
             if self.backend == "kwok":
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
                 extra = kwok.GRADING_ARGS if self.grading else ()
+                plan = realnode.Plan.choose() if self.real_nodes else None
+                patches = (realnode.apiserver_patches(kwok.cluster_dir(self.cfg, self.name),
+                                                      plan) if plan else [])
                 try:
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra,
+                                patches)
                 except CloudlabError as exc:  # a port taken meanwhile by another cluster
                     if "address already in use" not in str(exc):
                         raise
                     kwok.delete(self.cfg, self.name)
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra)
+                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra,
+                                patches)
                 self.context = f"kwok-{self.name}"
-                self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)
-                            for i in range(1, self.nodes + 1)])
+                if self.nodes:
+                    self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)
+                                for i in range(1, self.nodes + 1)])
+                if plan:
+                    self.node = realnode.Node(self.cfg, self.name, self.kubeconfig,
+                                              self.context,
+                                              kwok.cluster_dir(self.cfg, self.name) / "pki",
+                                              plan, timeout=self.start_timeout)
+                    self.node.start()
             elif self.backend == "kind":
                 self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
                 run(["kind", "create", "cluster", "--name", self.name, "--image",
@@ -191,7 +223,10 @@ class Cluster(Managed):
                      "--wait", f"{int(self.start_timeout)}s"], timeout=self.start_timeout + 60)
                 self.context = f"kind-{self.name}"
             wait_for(self._nodes_ready, timeout=self.start_timeout,
-                     what=f"the nodes of {self.name} to be Ready")
+                     what=f"the nodes of {self.name} to be Ready",
+                     log=self.node.log_path("kubelet") if self.node else None)
+            if self.node is not None:
+                self.node.ready_seconds = time.monotonic() - self.node.started_at
             if self.backend == "kwok":
                 kwok.revive(self.cfg, self.name, self.start_timeout)
                 kwok.check_running(self.cfg, self.name)
@@ -210,6 +245,9 @@ class Cluster(Managed):
             self._owned_namespaces.clear()
             return
         if self.backend == "kwok":
+            if self.node is not None or self.real_nodes:  # before its control plane goes
+                realnode.sweep(self.cfg, [self.name])
+                self.node = None
             kwok.delete(self.cfg, self.name)
         elif self.backend == "kind" and self._started:
             with contextlib.suppress(CloudlabError):
@@ -342,12 +380,62 @@ class Cluster(Managed):
             raise UnavailableError(NO_PROCESS.format(what="no log", verb="read"))
         return self.kubectl("logs", target, f"--tail={tail}", namespace=namespace).stdout
 
+    def exec(self, target: str, *command: str, namespace: str | None = None,
+             container: str | None = None, timeout: float = 60) -> str:
+        """``kubectl exec TARGET -- COMMAND...``; returns its output (raises on failure)."""
+        if not self.real_pods:
+            raise UnavailableError(NO_PROCESS.format(what="no process", verb="exec into"))
+        if not command:
+            raise CloudlabError("exec needs a command, for example exec('pod/web', 'hostname')")
+        args = ["exec", target, *(["-c", container] if container else []), "--", *command]
+        return self.kubectl(*args, namespace=namespace, timeout=timeout).stdout
+
+    def load_image(self, image: str) -> str:
+        """Copy a Docker engine image into the real node (``docker save`` into ``ctr
+        images import``, as ``kind load docker-image``); kwok's fake nodes need none."""
+        if self.node is None:
+            raise UnavailableError("load_image needs a real node (Cluster('kwok', "
+                                   "real_nodes=1)): kwok's simulated pods run no image")
+        return self.node.load_image(image)
+
+    def service_url(self, service: str, port: int | None = None, *,
+                    namespace: str | None = None) -> str:
+        """``http://<ClusterIP>:<port>`` of a Service, after checking that the address is
+        routed onto the real node's bridge (never off this machine)."""
+        if self.node is None:
+            raise UnavailableError("a Service answers only where pods run: start the cluster "
+                                   "with real_nodes=1 (or use port_forward on a real cluster)")
+        svc = self.get("service", service, namespace=namespace)
+        ip = svc["spec"].get("clusterIP")
+        if not ip or ip == "None":
+            raise CloudlabError(f"service {service} has no ClusterIP (headless?)")
+        port = port or svc["spec"]["ports"][0]["port"]
+        host.check_local(ip, self.node.bridge)
+        return f"http://{ip}:{port}"
+
+    @contextlib.contextmanager
+    def service_proxy(self, service: str, port: int | None = None, *,
+                      namespace: str | None = None) -> Iterator[str]:
+        """A relay on 127.0.0.1 to a Service's ClusterIP for a ``with`` block; yields its
+        URL. Unlike ``port_forward`` (one pod), every connection goes through kube-proxy,
+        which picks a ready pod for it: a load test through it spreads over the replicas."""
+        from .relay import Relay
+
+        target = self.service_url(service, port, namespace=namespace)
+        address, _, target_port = target.removeprefix("http://").partition(":")
+        with Relay(address, int(target_port)) as relay:
+            yield relay.url
+
     def run_pod(self, name: str, image: str, *, namespace: str | None = None,
                 command: Sequence[str] = (), timeout: float = 120) -> str:
         """``kubectl run``, then its logs, then delete it: only where pods really run."""
         if not self.real_pods:
             raise UnavailableError(NO_PROCESS.format(what="no output", verb="show"))
-        args = ["run", name, f"--image={image}", "--restart=Never"]
+        args = ["run", name, f"--image={image}", "--restart=Never",
+                "--image-pull-policy=IfNotPresent"]
+        if self.node is not None and self.nodes:  # beside fake nodes: run on the real one
+            args.append("--overrides=" + json.dumps(
+                {"apiVersion": "v1", "spec": {"nodeName": self.node.name}}))
         if command:
             args += ["--command", "--", *command]
         self.kubectl(*args, namespace=namespace)
@@ -522,7 +610,7 @@ class Cluster(Managed):
                                          for c in n["status"].get("conditions", []))
                  and not any(t.get("key") in NOT_READY_TAINTS
                              for t in n.get("spec", {}).get("taints") or [])]
-        return len(ready) >= (self.nodes if self.backend == "kwok" else 1)
+        return len(ready) >= (self.nodes + self.real_nodes if self.backend == "kwok" else 1)
 
 
 NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
@@ -583,13 +671,17 @@ def _free_port() -> int:
 
 
 def clusters(cfg: Settings | None = None) -> list[str]:
-    """Names of the kwok clusters this workbook's state dir holds (running or not)."""
-    return kwok.names(cfg or settings())
+    """Names of the kwok clusters (and real nodes) this workbook's state dir holds
+    (running or not)."""
+    cfg = cfg or settings()
+    return sorted(set(kwok.names(cfg)) | set(realnode.names(cfg)))
 
 
 def down(name: str, cfg: Settings | None = None) -> None:
-    """Stop kwok cluster ``name`` and remove its files (a crashed run's, say); idempotent."""
+    """Stop kwok cluster ``name`` (its real node first) and remove its files (a crashed
+    run's, say); idempotent."""
     cfg = cfg or settings()
+    realnode.sweep(cfg, [name])
     kwok.delete(cfg, name)
     (cfg.state_dir / "k8s" / f"{name}.kubeconfig").unlink(missing_ok=True)
 
@@ -610,10 +702,12 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None) -> int:
     """Delete our kwok (and kind) clusters: only ``run_id``'s when given. Returns the count."""
     cfg = cfg or settings()
     count = 0
-    for name in kwok.names(cfg):
+    for name in sorted(set(kwok.names(cfg)) | set(realnode.names(cfg))):
         if ours(name, run_id):
             down(name, cfg)
             count += 1
+    if run_id is None and os.geteuid() == 0 and os.uname().sysname == "Linux":
+        realnode.sweep_orphans()  # a real node whose state dir is gone
     if which("kind"):
         with contextlib.suppress(CloudlabError):
             for name in run(["kind", "get", "clusters"], timeout=30).stdout.split():

@@ -44,13 +44,24 @@ PINNED: dict[str, str] = {
     "etcd": "v3.6.16",
     "metrics-server": "v0.8.0",
 }
+# The real node's programs (``cloudlab k8s install`` adds them on Linux; see cloudlab.k8s.node):
+# kubelet and kube-proxy from the same wrapper module, CoreDNS with the plugins a cluster
+# DNS needs, and the pause program of the pod sandboxes (kubernetes' own pause.c).
+NODE_PINNED: dict[str, str] = {"coredns": "v1.14.7"}
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE_KUBE_COMMANDS = ("kubelet", "kube-proxy")
 BINARIES = (*KUBE_COMMANDS, "kwok", "kwokctl", "etcd", "metrics-server")
+NODE_BINARIES = (*NODE_KUBE_COMMANDS, "coredns", "pause")
+# CoreDNS plugins built in, in CoreDNS' own plugin order (plugin.cfg): only what a cluster
+# DNS that never forwards off the machine needs.
+PAUSE_VERSION = "3.10.2"  # build/pause/Makefile's TAG in Kubernetes 1.36
+COREDNS_PLUGINS = ("bind", "ready", "health", "errors", "log", "cache", "kubernetes")
 RECORD = "install.json"
 # What the cold source build took on 2 cores, used for the first estimate (seconds per step);
 # a finished build replaces them with its own times in install.json.
 ESTIMATE = {"kube wrapper": 120, "kube-apiserver": 900, "kube-controller-manager": 600,
-            "kube-scheduler": 240, "kwok": 240, "etcd": 150, "metrics-server": 150}
+            "kube-scheduler": 240, "kwok": 240, "etcd": 150, "metrics-server": 150,
+            "kubelet": 240, "kube-proxy": 90, "coredns": 300, "pause": 5}
 
 
 class InstallError(CloudlabError):
@@ -88,6 +99,25 @@ def missing(cache: Path | None = None) -> list[str]:
     return [n for n, p in paths(cache).items() if not (p.is_file() and os.access(p, os.X_OK))]
 
 
+def node_paths(cache: Path | None = None) -> dict[str, Path]:
+    """The real node's programs -> path in the cache (present or not)."""
+    return {name: bin_dir(cache) / name for name in NODE_BINARIES}
+
+
+def node_missing(cache: Path | None = None) -> list[str]:
+    """The real node's programs not (yet) in the cache (all of them off Linux)."""
+    if platform.system() != "Linux":
+        return list(NODE_BINARIES)
+    return [n for n, p in node_paths(cache).items()
+            if not (p.is_file() and os.access(p, os.X_OK))]
+
+
+def node_installed(cache: Path | None = None) -> bool:
+    """Whether kubelet, kube-proxy, CoreDNS and pause are cached for the pinned versions."""
+    node = record(cache).get("node", {})
+    return (not node_missing(cache) and node.get("versions") == {**PINNED, **NODE_PINNED})
+
+
 def record(cache: Path | None = None) -> dict:
     """What the last install wrote (versions, source per binary, seconds), or {}."""
     try:
@@ -121,24 +151,77 @@ class Result:
     cached: bool
     seconds: float
     sources: dict[str, str] = field(default_factory=dict)
+    node_seconds: float | None = None  # the real node's build this time (None: cached/skipped)
 
     def __str__(self) -> str:
+        node = ("" if self.node_seconds is None else
+                f"; real node (kubelet, kube-proxy, coredns, pause) built in "
+                f"{_clock(self.node_seconds)}")
         if self.cached:
-            return f"Kubernetes v{PINNED['kubernetes']} binaries already in {self.bin}"
+            return f"Kubernetes v{PINNED['kubernetes']} binaries already in {self.bin}{node}"
         how = ", ".join(f"{k}: {v}" for k, v in self.sources.items())
-        return f"installed into {self.bin} in {self.seconds:.0f} s ({how})"
+        return f"installed into {self.bin} in {self.seconds:.0f} s ({how}){node}"
 
 
 Progress = Callable[[str], None]
 
 
 def install(cache: Path | None = None, *, official: bool = True, progress: Progress = print,
-            env: Mapping[str, str] | None = None) -> Result:
+            env: Mapping[str, str] | None = None, node: bool = False) -> Result:
     """Make sure every binary is cached; a warm cache returns at once.
 
-    ``official=False`` skips the release download and builds from source. A failing
-    step raises :class:`InstallError` with the step's name and its log tail.
+    ``official=False`` skips the release download and builds from source. ``node`` also
+    builds the real node's programs (:func:`install_node`; ``cloudlab k8s install`` asks
+    for them on Linux). A failing step raises :class:`InstallError` with the step's name
+    and its log tail.
     """
+    result = _install_control_plane(cache, official=official, progress=progress, env=env)
+    if node:
+        result.node_seconds = install_node(cache, progress=progress, env=env)
+    return result
+
+
+def install_node(cache: Path | None = None, *, progress: Progress = print,
+                 env: Mapping[str, str] | None = None) -> float | None:
+    """Build kubelet, kube-proxy (same wrapper module as the control plane), CoreDNS and
+    pause into the cache; returns the seconds it took, None when all were cached.
+
+    The first full build's time is kept in ``install.json`` as the node's cold build time.
+    """
+    if platform.system() != "Linux":
+        raise InstallError("step 'real node' failed: the kubelet runs on Linux only")
+    todo = node_missing(cache)
+    if not todo and record(cache).get("node", {}).get("versions") == {**PINNED, **NODE_PINNED}:
+        return None
+    started = time.monotonic()
+    if todo:
+        bin_dir(cache).mkdir(parents=True, exist_ok=True)
+        build = SourceBuild(build_dir(cache), bin_dir(cache), progress=progress, env=env,
+                            estimates=record(cache).get("step_seconds") or ESTIMATE)
+        build.run(todo)
+        steps = build.step_seconds
+    else:
+        steps = {}
+    seconds = time.monotonic() - started
+    rec = record(cache)
+    before = rec.get("node", {})
+    cold = before.get("cold_build_seconds") if before.get("versions") == {
+        **PINNED, **NODE_PINNED} else None
+    if cold is None and set(todo) == set(NODE_BINARIES):
+        cold = round(seconds, 1)
+    rec["node"] = {"versions": {**PINNED, **NODE_PINNED}, "seconds": round(seconds, 1),
+                   "cold_build_seconds": cold, "step_seconds": steps or before.get(
+                       "step_seconds", {}),
+                   "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = version_dir(cache) / RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=2) + "\n")
+    progress(f"real node's programs in {bin_dir(cache)} ({_clock(seconds)})")
+    return seconds
+
+
+def _install_control_plane(cache: Path | None, *, official: bool, progress: Progress,
+                           env: Mapping[str, str] | None) -> Result:
     started = time.monotonic()
     target = bin_dir(cache)
     if installed(cache):
@@ -261,6 +344,8 @@ def _write_record(cache: Path | None, sources: dict[str, str], seconds: float,
             "step_seconds": step_seconds or ESTIMATE, "adopted": adopted,
             "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "platform": f"{platform.system().lower()}/{_arch()}"}
+    if "node" in before:  # the real node's record survives a control-plane reinstall
+        data["node"] = before["node"]
     path = version_dir(cache) / RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
@@ -391,7 +476,7 @@ class SourceBuild:
             f"-X k8s.io/client-go/pkg/version.gitVersion=v{kube}",
         ])
         steps: list[Step] = []
-        wanted = [c for c in KUBE_COMMANDS if c in names]
+        wanted = [c for c in (*KUBE_COMMANDS, *NODE_KUBE_COMMANDS) if c in names]
         if wanted:
             steps.append(Step("kube wrapper", [[go, "mod", "tidy"]], kdir,
                               before=lambda: self._wrapper(kdir, kube, staging)))
@@ -418,6 +503,15 @@ class SourceBuild:
                                                   "-o", str(self.target / "metrics-server"),
                                                   mod]], mdir, ("metrics-server",),
                               before=lambda: self._module(mdir, "msbuild")))
+        if "coredns" in names:
+            cdir = self.work / "work" / "coredns"
+            steps.append(Step("coredns", [[go, "mod", "tidy"],
+                                          [go, "build", "-trimpath", "-ldflags", "-s -w", "-o",
+                                           str(self.target / "coredns"), "."]],
+                              cdir, ("coredns",), before=lambda: self._coredns(cdir)))
+        if "pause" in names:
+            steps.append(Step("pause", [], self.work, ("pause",),
+                              before=lambda: self._pause(kube)))
         return steps
 
     def run(self, names: list[str]) -> None:
@@ -472,6 +566,39 @@ class SourceBuild:
                                "this machine internet access for the official binaries")
         return go
 
+    def _coredns(self, where: Path) -> None:
+        """A main package with only :data:`COREDNS_PLUGINS` (CoreDNS' documented way to
+        choose plugins): no forwarder, no cloud DNS providers, a third of the full build."""
+        (where / "go.mod").write_text("module cloudlab.local/corednsbuild\n\ngo 1.26.0\n\n"
+                                      f"require github.com/coredns/coredns "
+                                      f"{NODE_PINNED['coredns']}\n")
+        imports = "".join(f'\t_ "github.com/coredns/coredns/plugin/{p}"\n'
+                          for p in COREDNS_PLUGINS)
+        order = ", ".join(f'"{p}"' for p in COREDNS_PLUGINS)
+        (where / "main.go").write_text(
+            "package main\n\nimport (\n\t\"github.com/coredns/coredns/core/dnsserver\"\n"
+            "\t\"github.com/coredns/coredns/coremain\"\n\n" + imports + ")\n\n"
+            f"func init() {{ dnsserver.Directives = []string{{{order}}} }}\n\n"
+            "func main() { coremain.Run() }\n")
+
+    def _pause(self, kube: str) -> None:
+        """Kubernetes' own ``build/pause/linux/pause.c``, compiled static with the C
+        compiler (the flags of its Makefile)."""
+        info = subprocess.run([self._go(), "mod", "download", "-json",
+                               f"k8s.io/kubernetes@v{kube}"], capture_output=True, text=True,
+                              env=self.env)
+        if info.returncode != 0:
+            raise InstallError(f"cannot fetch k8s.io/kubernetes v{kube}: {info.stderr.strip()}")
+        source = Path(json.loads(info.stdout)["Dir"]) / "build" / "pause" / "linux" / "pause.c"
+        cc = which("cc") or which("gcc")
+        if cc is None:
+            raise InstallError("no C compiler for pause.c: apt-get install gcc libc6-dev")
+        done = subprocess.run([cc, "-Os", "-Wall", "-Werror", "-static",
+                               f"-DVERSION=v{PAUSE_VERSION}", "-o", str(self.target / "pause"),
+                               str(source)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InstallError(f"{cc} pause.c: {done.stderr.strip()[-1500:]}")
+
     def _module(self, where: Path, name: str) -> None:
         if not (where / "go.mod").exists():
             (where / "go.mod").write_text(f"module cloudlab.local/{name}\n\ngo 1.26.0\n")
@@ -487,7 +614,8 @@ class SourceBuild:
         (where / "go.mod").write_text(wrapper_gomod(gomod, kube, staging))
         (where / "tools.go").write_text(
             "//go:build tools\n\npackage tools\n\nimport (\n"
-            + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n' for c in KUBE_COMMANDS) + ")\n")
+            + "".join(f'\t_ "k8s.io/kubernetes/cmd/{c}"\n'
+                      for c in (*KUBE_COMMANDS, *NODE_KUBE_COMMANDS)) + ")\n")
 
 
 def wrapper_gomod(kubernetes_gomod: str, kube: str, staging: str) -> str:

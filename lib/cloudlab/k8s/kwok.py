@@ -60,9 +60,11 @@ def _usage(annotation: str, default: str) -> str:
             f'? Quantity(pod.metadata.annotations["{annotation}"]) : Quantity("{default}")')
 
 
-def config_docs(metrics_manifests: Path | None = None) -> list[dict]:
+def config_docs(metrics_manifests: Path | None = None,
+                patches: list[dict] | None = None) -> list[dict]:
     """kwok resources (pod usage from annotations, the kubelet's resource metrics) and
-    kwokctl's options (loopback only; metrics-server's manifests from a local folder)."""
+    kwokctl's options (loopback only; metrics-server's manifests from a local folder;
+    ``patches``: extra flags per component, as kwokctl's ``componentsPatches``)."""
     options: dict = {"bindAddress": "127.0.0.1"}
     if metrics_manifests is not None:
         options["metricsServerManifests"] = [str(metrics_manifests)]
@@ -78,13 +80,14 @@ def config_docs(metrics_manifests: Path | None = None) -> list[dict]:
         # every component listens on loopback only (kwokctl's default is 0.0.0.0: an etcd
         # without authentication open to the network)
         {"kind": "KwokctlConfiguration", "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
-         "options": options},
+         "options": options, **({"componentsPatches": patches} if patches else {})},
     ]
     return docs
 
 
-def config_yaml(metrics_manifests: Path | None = None) -> str:
-    return yaml.safe_dump_all(config_docs(metrics_manifests), sort_keys=False)
+def config_yaml(metrics_manifests: Path | None = None,
+                patches: list[dict] | None = None) -> str:
+    return yaml.safe_dump_all(config_docs(metrics_manifests, patches), sort_keys=False)
 
 
 # A shorter HPA sync period than the default 15 s, so a notebook sees the controller act
@@ -224,15 +227,18 @@ def processes(cfg: Settings, name: str) -> list[Process]:
 
 
 def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120,
-           extra_args: tuple[str, ...] = ()) -> None:
+           extra_args: tuple[str, ...] = (), patches: list[dict] | None = None) -> None:
     """``kwokctl create cluster`` with the cached binaries; raises with kwokctl's output.
-    ``extra_args``: more ``component=flag=value`` (:data:`GRADING_ARGS`, say)."""
+    ``extra_args``: more ``component=flag=value`` (:data:`GRADING_ARGS`, say);
+    ``patches``: more flags through the config file (kwokctl's ``--extra-args`` loses
+    track of a component named again after another one was, so several flags for several
+    components go this way: see :func:`cloudlab.k8s.node.apiserver_patches`)."""
     bins = install.paths()
     conf = config_path(cfg, name)
     conf.parent.mkdir(parents=True, exist_ok=True)
     manifests = install.metrics_manifests()
     conf.write_text(config_yaml(manifests if (manifests / "kustomization.yaml").is_file()
-                                else None))
+                                else None, patches))
     cmd = [str(bins["kwokctl"]), "create", "cluster", "--name", name, "--runtime", "binary",
            "--config", str(conf), "--kubeconfig", str(kubeconfig), "--quiet-pull",
            "--enable", "metrics-server", "--wait", f"{int(timeout)}s",
