@@ -268,9 +268,13 @@ def test_objects_that_equal_anything_are_not_plain_data(batch):
 def test_the_graders_hidden_cases_never_reach_the_kernel_or_feedback(batch):
     grader = (batch.course.source / "demo" / "grader.py").read_text()
     assert "hidden-marker" in grader
+    graded = [s for s, r in batch.results.items() if r.status == "graded"]
+    assert graded, "no graded submission: nothing was checked"
     for student in batch.results:
         folder = batch.course.autograded / student / "demo"
-        for path in folder.glob("*.ipynb"):
+        found = list(folder.glob("*.ipynb"))
+        assert found or student not in graded, f"{student}: no autograded notebook"
+        for path in found:
             assert "hidden-marker" not in path.read_text(), path
 
 

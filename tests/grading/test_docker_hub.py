@@ -28,6 +28,7 @@ from cloudlab.checks import docker_hub as hub
 from cloudlab.grading import Course, autograde, classmate, release, trusted
 from cloudlab.grading.hooks import hooks_for
 from cloudlab.grading.results import Result
+from tests.conftest import outside
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "docker-hub"
@@ -277,12 +278,12 @@ def test_the_classmate_message_is_only_on_the_trusted_side(tmp_path):
 
 
 @pytest.mark.skipif(not (os.environ.get(registry.USER_VAR) and os.environ.get(registry.TOKEN_VAR)),
-                    reason=f"needs a Docker Hub login: set {registry.USER_VAR} and "
-                           f"{registry.TOKEN_VAR} (and a machine that reaches Docker Hub)")
+                    reason=outside(f"needs a Docker Hub login: set {registry.USER_VAR} and "
+                                   f"{registry.TOKEN_VAR} (and a machine that reaches Docker Hub)"))
 def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_path):
     why = registry.dockerhub_reason()
     if why:
-        pytest.skip(why)
+        pytest.skip(outside(why))
     cfg = config.load(registry="dockerhub", run_id="test-docker-hub-" + secrets.token_hex(3))
     creds = registry.dockerhub_credentials(cfg=cfg)
     src = json.loads(SOURCE.read_text())

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from cloudlab import k8s
 from cloudlab.checks import kubernetes as kx
 
-k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the cluster) is not in this "
-                          "branch yet")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 import test_kubernetes_exercise as ex  # noqa: E402
 

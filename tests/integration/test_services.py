@@ -95,7 +95,8 @@ def test_a_service_that_dies_at_start_reports_its_log(cfg):
     prom = services.prometheus(cfg)
     prom.dir.mkdir(parents=True)
     prom.write_config = lambda: (prom.dir / "prometheus.yml").write_text("scrape_configs: [oops\n")
-    with pytest.raises(ServiceError, match="prometheus exited with code") as info:
+    with pytest.raises(ServiceError, match=r"^gave up waiting for prometheus at .*: "
+                                           r"prometheus exited with code") as info:
         prom.start(timeout=20)
     assert "prometheus.log" in str(info.value), "the log tail must be in the error"
     assert prom.pid() is None
