@@ -14,9 +14,7 @@ import shutil
 import time
 
 import pytest
-
-
-from alerting_submissions import (  # noqa: E402
+from alerting_submissions import (
     AUTO_TOTAL,
     HOSTILE,
     NAME,
@@ -26,7 +24,7 @@ from alerting_submissions import (  # noqa: E402
     submit,
 )
 
-from cloudlab.grading import Course, autograde, release, trusted  # noqa: E402
+from cloudlab.grading import Course, autograde, release, trusted
 
 pytestmark = pytest.mark.skipif(not (shutil.which("promtool") and shutil.which("amtool")),
                                 reason="needs promtool and amtool (apt-get install "

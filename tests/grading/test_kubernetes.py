@@ -16,14 +16,12 @@ import shutil
 import time
 
 import pytest
+from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit
 
-
-from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit  # noqa: E402
-
-from cloudlab import config, k8s  # noqa: E402
-from cloudlab.checks import kubernetes as kx  # noqa: E402
-from cloudlab.grading import Course, autograde, release  # noqa: E402
-from cloudlab.grading.hooks import after_hooks_for, hooks_for  # noqa: E402
+from cloudlab import config, k8s
+from cloudlab.checks import kubernetes as kx
+from cloudlab.grading import Course, autograde, release
+from cloudlab.grading.hooks import after_hooks_for, hooks_for
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 from cloudlab import hpa, k8s
 from cloudlab import manifests as mf
 
-
 REQUEST_M = 100          # the container's CPU request, millicores
 TARGET = 50              # averageUtilization, percent
 

@@ -12,7 +12,6 @@ from cloudlab import k8s
 from cloudlab import manifests as m
 
 
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from cloudlab import config

@@ -9,6 +9,7 @@ therefore name a component that ``cloudlab doctor`` reports as missing on this m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -56,10 +57,8 @@ def missing() -> set[str]:
     """The doctor's components that are not ok here, once the engine was given its chance
     (``engine.up`` starts dockerd when it can; a machine without one still runs every
     notebook, which then says what it skipped)."""
-    try:
+    with contextlib.suppress(CloudlabError):
         engine.up()
-    except CloudlabError:
-        pass
     return {row.component for row in doctor.check().rows if not row.ok}
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -51,11 +50,12 @@ from .. import engine
 from ..config import LABEL, settings
 from ..errors import CloudlabError, CommandError
 from ..lifecycle import Managed
-from ..proc import alive, wait_for, which
 from ..proc import run as run_command
+from ..proc import wait_for, which
+from . import owners
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
-OWNER_LABEL = "org.cloudlab.build.owner"  # value: "<hostname>:<pid>" of the grader
+OWNER_LABEL = "org.cloudlab.build.owner"  # value: owners.owner() of the grader
 PROXY_PORT = 3128
 PROXY_SOURCE = Path(__file__).with_name("buildproxy.py")  # run as a script in the jail
 BRIDGE_PREFIX = "clj"  # the jails' bridge interfaces: clj + 11 hex digits
@@ -100,7 +100,8 @@ class Limits:
 
 
 def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This grader's owner label (``grading.owners``: host, pid and process identity)."""
+    return owners.owner()
 
 
 # ------------------------------------------------------------------------ the allow-list
@@ -625,8 +626,7 @@ def sweep(build_id: str | None = None, *, everything: bool = False) -> int:
     def mine(labels: dict | None) -> bool:
         if build_id or everything:
             return True
-        name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
-        return not (name == socket.gethostname() and pid.isdigit() and alive(int(pid)))
+        return owners.gone((labels or {}).get(OWNER_LABEL, ""))
 
     removed = 0
     with contextlib.suppress(Exception):

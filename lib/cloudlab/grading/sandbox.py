@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import uuid
@@ -37,10 +36,11 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from .. import engine
 from ..config import LABEL, settings
-from ..proc import alive, run
+from ..proc import run
+from . import owners
 
 GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
-OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
+OWNER_LABEL = "org.cloudlab.grader.owner"       # value: owners.owner() of the grader
 SUBMISSION_LABEL = "org.cloudlab.grader.submission"
 WORK = "/work"
 TRUSTED_PATH = "/grader/results.json"
@@ -51,7 +51,8 @@ SOCKETS_SIZE = "8m"  # the tmpfs holding the kernel's ipc sockets and connection
 
 
 def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This grader's owner label (``grading.owners``: host, pid and process identity)."""
+    return owners.owner()
 
 
 @dataclass
@@ -149,13 +150,11 @@ def _sweep_socket_dirs() -> int:
         who = ""
         with contextlib.suppress(OSError):
             who = (path / OWNER_FILE).read_text().strip()
-        name, _, pid = who.partition(":")
         if not who:  # being set up right now, or very old
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime < 600:
                     continue
-        if os.path.ismount(path) and not (name == socket.gethostname() and pid.isdigit()
-                                          and alive(int(pid))):
+        if os.path.ismount(path) and owners.gone(who):
             release_dir(path)
             removed += 1
     return removed
@@ -422,9 +421,8 @@ class SandboxKernelManager(AsyncKernelManager):
         return True
 
 
-def _owner_gone(labels: dict[str, str] | None, host: str) -> bool:
-    name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
-    return not (name == host and pid.isdigit() and alive(int(pid)))
+def _owner_gone(labels: dict[str, str] | None) -> bool:
+    return owners.gone((labels or {}).get(OWNER_LABEL, ""))
 
 
 def sweep(*, everything: bool = False) -> int:
@@ -436,17 +434,16 @@ def sweep(*, everything: bool = False) -> int:
         found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
     except Exception:
         return 0
-    host = socket.gethostname()
     removed = 0
     with contextlib.suppress(Exception):
         _sweep_socket_dirs()
     for c in found:
-        if everything or _owner_gone(c.labels, host):
+        if everything or _owner_gone(c.labels):
             remove(c.id)
             removed += 1
     with contextlib.suppress(Exception):
         for image in api.images.list(filters={"label": OWNER_LABEL}):  # never the grading
-            if everything or _owner_gone(image.labels, host):  # image itself: it has no owner
+            if everything or _owner_gone(image.labels):  # image itself: it has no owner
                 with contextlib.suppress(Exception):
                     api.images.remove(image.id, force=True)
     return removed
