@@ -11,6 +11,8 @@ import csv
 import io
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import submissions as S
 from gradingkit import make_course, tree_digest
 
 from cloudlab import engine
-from cloudlab.grading import autograde, export, feedback, sandbox
+from cloudlab.grading import autograde, export, feedback, owners, sandbox
 from cloudlab.grading.results import Result
 
 HONEST = {"alice": "correct", "bob": "untouched", "carol": "partial"}
@@ -361,3 +363,28 @@ def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine)
     finally:
         sandbox.remove(c.id)
     assert engine.available()
+
+
+def test_sweep_spares_a_live_graders_containers_here_and_on_other_hosts(grading_image,
+                                                                        docker_engine):
+    """Two graders share the engine: another one on this machine (a live process) and one
+    on another host. A grader starting its run must not remove their kernels; a label
+    whose pid now belongs to an unrelated process is a dead grader's."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    owners_ = {"live-here": owners.owner(other.pid),
+               "other-host": f"grader-elsewhere:{other.pid}:0a1b2c3d-1",
+               "pid-reused": f"{socket.gethostname()}:{other.pid}:0a1b2c3d-1"}
+    boxes = {name: docker_engine.containers.create(
+        grading_image, command=["sleep", "60"],
+        labels={sandbox.GRADER_LABEL: "kernel", sandbox.OWNER_LABEL: owner})
+        for name, owner in owners_.items()}
+    try:
+        sandbox.sweep()
+        left = {name for name, box in boxes.items()
+                if docker_engine.containers.list(all=True, filters={"id": box.id})}
+        assert left == {"live-here", "other-host"}
+    finally:
+        other.kill()
+        other.wait()
+        for box in boxes.values():
+            sandbox.remove(box.id)
