@@ -115,7 +115,8 @@ def identity(pid: int) -> str | None:
 
 
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (a zombie child of ours does not count)."""
+    """Whether process ``pid`` exists (a zombie does not count: a child of ours is reaped,
+    another process's is dead all the same, only not yet waited for by its parent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -125,6 +126,9 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError, OSError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
+            return False
+    with contextlib.suppress(OSError, IndexError):
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
             return False
     return True
 

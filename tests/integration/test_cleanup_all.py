@@ -52,7 +52,7 @@ def test_cleanup_without_a_run_id_removes_every_runs_aws_resources_and_services(
             dr.Queue(cfg).start()
         counts = _cleanup(state, port)
         assert moto.pid() is None, "the services of this state dir are stopped"
-        assert (counts["buckets"], counts["queues"]) == (2, 2), counts
+        assert (counts["buckets"], counts["queues"]) == (2, 4), counts  # queue + dead letters
         assert counts["clusters"] == 0, counts
         moto.start()
         assert not aws.client("s3", runs[0]).list_buckets()["Buckets"]
