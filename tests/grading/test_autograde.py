@@ -371,18 +371,20 @@ def test_sweep_spares_a_live_graders_containers_here_and_on_other_hosts(grading_
     on another host. A grader starting its run must not remove their kernels; a label
     whose pid now belongs to an unrelated process is a dead grader's."""
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    owners_ = {"live-here": owners.owner(other.pid),
-               "other-host": f"grader-elsewhere:{other.pid}:0a1b2c3d-1",
-               "pid-reused": f"{socket.gethostname()}:{other.pid}:0a1b2c3d-1"}
+    live = (owners.owner(other.pid), owners.identity_of(other.pid))
+    labels = {"live-here": live, "live-here, older grader": (live[0], ""),
+              "other-host": (f"grader-elsewhere:{other.pid}", "0a1b2c3d-1"),
+              "pid-reused": (live[0], "0a1b2c3d-1")}
     boxes = {name: docker_engine.containers.create(
         grading_image, command=["sleep", "60"],
-        labels={sandbox.GRADER_LABEL: "kernel", sandbox.OWNER_LABEL: owner})
-        for name, owner in owners_.items()}
+        labels={sandbox.GRADER_LABEL: "kernel", sandbox.OWNER_LABEL: owner,
+                sandbox.OWNER_ID_LABEL: ident})
+        for name, (owner, ident) in labels.items()}
     try:
         sandbox.sweep()
         left = {name for name, box in boxes.items()
                 if docker_engine.containers.list(all=True, filters={"id": box.id})}
-        assert left == {"live-here", "other-host"}
+        assert left == {"live-here", "live-here, older grader", "other-host"}
     finally:
         other.kill()
         other.wait()

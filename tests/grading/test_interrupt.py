@@ -28,7 +28,7 @@ BATCH = {"alice": "correct", "bob": "partial", "carol": "untouched", "dave": "in
 
 def _command(root: Path) -> list[str]:
     return [sys.executable, "-m", "cloudlab.cli", "grade", "--course", str(root), "autograde",
-            "demo", "--workers", "2", "--timeout", "15", "--quiet"]
+            "demo", "--workers", "2", "--timeout", "20", "--quiet"]
 
 
 def _children(pid: int) -> set[int]:

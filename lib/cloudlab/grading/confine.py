@@ -55,7 +55,7 @@ from ..proc import wait_for, which
 from . import owners
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
-OWNER_LABEL = "org.cloudlab.build.owner"  # value: owners.owner() of the grader
+OWNER_LABEL = "org.cloudlab.build.owner"  # value: "<hostname>:<pid>" of the grader
 PROXY_PORT = 3128
 PROXY_SOURCE = Path(__file__).with_name("buildproxy.py")  # run as a script in the jail
 BRIDGE_PREFIX = "clj"  # the jails' bridge interfaces: clj + 11 hex digits
@@ -100,7 +100,6 @@ class Limits:
 
 
 def owner() -> str:
-    """This grader's owner label (``grading.owners``: host, pid and process identity)."""
     return owners.owner()
 
 

@@ -40,7 +40,8 @@ from ..proc import run
 from . import owners
 
 GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
-OWNER_LABEL = "org.cloudlab.grader.owner"       # value: owners.owner() of the grader
+OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
+OWNER_ID_LABEL = "org.cloudlab.grader.owner.id"  # value: that process's identity
 SUBMISSION_LABEL = "org.cloudlab.grader.submission"
 WORK = "/work"
 TRUSTED_PATH = "/grader/results.json"
@@ -51,7 +52,6 @@ SOCKETS_SIZE = "8m"  # the tmpfs holding the kernel's ipc sockets and connection
 
 
 def owner() -> str:
-    """This grader's owner label (``grading.owners``: host, pid and process identity)."""
     return owners.owner()
 
 
@@ -77,11 +77,12 @@ class SandboxSpec:
     probe: Path | None = None  # host folder with the probe input, run before the kernel
     limits: Limits = field(default_factory=Limits)
     owner: str = field(default_factory=owner)
+    owner_id: str = field(default_factory=owners.identity_of)
     state: dict[str, Any] = field(default_factory=dict)  # filled in when the kernel stops
     sockdir: Path | None = None
 
     def labels(self) -> dict[str, str]:
-        return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner,
+        return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner, OWNER_ID_LABEL: self.owner_id,
                 SUBMISSION_LABEL: self.submission, LABEL: settings().run_id}
 
     def user(self) -> tuple[int, int]:
@@ -123,11 +124,17 @@ def _short_dir() -> Path:
         with contextlib.suppress(Exception):
             run(["mount", "-t", "tmpfs", "-o", f"size={SOCKETS_SIZE},mode=0700,nosuid,nodev,"
                  "noexec", "tmpfs", str(path)], timeout=20)
-            (path / OWNER_FILE).write_text(owner())
+            _stamp(path)
     return path
 
 
-OWNER_FILE = ".grader"
+OWNER_FILE = ".grader"  # "<hostname>:<pid>" of the grader, as older graders read it
+OWNER_ID_FILE = ".grader-id"  # that process's identity
+
+
+def _stamp(folder: Path) -> None:
+    (folder / OWNER_ID_FILE).write_text(owners.identity_of())
+    (folder / OWNER_FILE).write_text(owner())
 
 
 def sockets_limited(path: Path) -> bool:
@@ -147,14 +154,15 @@ def _sweep_socket_dirs() -> int:
     removed = 0
     base = Path(tempfile.gettempdir()) if len(tempfile.gettempdir()) <= 40 else Path("/tmp")
     for path in base.glob("clg-*"):
-        who = ""
+        who = ident = ""
         with contextlib.suppress(OSError):
             who = (path / OWNER_FILE).read_text().strip()
+            ident = (path / OWNER_ID_FILE).read_text().strip()
         if not who:  # being set up right now, or very old
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime < 600:
                     continue
-        if os.path.ismount(path) and owners.gone(who):
+        if os.path.ismount(path) and owners.gone(who, ident):
             release_dir(path)
             removed += 1
     return removed
@@ -303,7 +311,7 @@ class SandboxProvisioner(LocalProvisioner):
             os.chown(fresh, uid, gid)
         os.replace(fresh, conn)
         if sockets_limited(folder):
-            (folder / OWNER_FILE).write_text(owner())
+            _stamp(folder)
 
     def _inspect(self) -> dict[str, Any] | None:
         try:
@@ -422,7 +430,8 @@ class SandboxKernelManager(AsyncKernelManager):
 
 
 def _owner_gone(labels: dict[str, str] | None) -> bool:
-    return owners.gone((labels or {}).get(OWNER_LABEL, ""))
+    labels = labels or {}
+    return owners.gone(labels.get(OWNER_LABEL, ""), labels.get(OWNER_ID_LABEL, ""))
 
 
 def sweep(*, everything: bool = False) -> int:
