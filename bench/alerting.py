@@ -29,18 +29,11 @@ from _report import Figure, at_most, info, save, skipped
 
 from cloudlab import alerting, config, services
 from cloudlab import prometheus as prom
+from cloudlab.ports import free_port
 
 EVALUATION = 1.0  # the rule group's interval (s)
 FOR = 0.0
 GROUP_WAIT = 1.0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> list[Figure]:

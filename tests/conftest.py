@@ -1,10 +1,16 @@
-"""Shared fixtures. Tiers are folders: unit/, integration/, notebooks/, grading/, browser/."""
+"""Shared fixtures. Tiers are folders: unit/, integration/, notebooks/, grading/, browser/.
+
+``CLOUDLAB_STRICT=1`` (CI sets it) turns every skip into a failure, except the skips whose
+reason comes from :func:`outside`: what no setup of this machine can provide (real AWS,
+Docker Hub, a GPU, kind's node image). A missing binary, service or engine is a failure
+there, so a broken setup cannot give a green run.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import socket
+import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -12,10 +18,49 @@ from pathlib import Path
 import pytest
 
 import cloudlab as cl
-from cloudlab import config, engine
+from cloudlab import config, engine, ports
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "notebooks", "grading", "browser")
+STRICT = os.environ.get("CLOUDLAB_STRICT") == "1"
+OUTSIDE = "outside this machine: "  # the reason's prefix of a skip that strict mode keeps
+
+
+def outside(reason: str) -> str:
+    """A skip reason for what no setup here can fix; strict mode keeps these skips.
+
+    >>> outside("needs a GPU")
+    'outside this machine: needs a GPU'
+    """
+    return OUTSIDE + reason
+
+
+def _strict(report: pytest.TestReport | pytest.CollectReport, reason: str) -> None:
+    if STRICT and report.skipped and not reason.startswith(OUTSIDE):
+        report.outcome = "failed"
+        report.longrepr = (f"CLOUDLAB_STRICT=1: this skip can be fixed on this machine, so it "
+                           f"fails: {reason}")
+
+
+def _reason(excinfo: pytest.ExceptionInfo | None) -> str:
+    if excinfo is None or not isinstance(excinfo.value, pytest.skip.Exception):
+        return ""
+    return str(excinfo.value.msg or "")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = (yield).get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _strict(report, _reason(call.excinfo))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    report = (yield).get_result()
+    if report.skipped:
+        longrepr = report.longrepr
+        _strict(report, longrepr[2] if isinstance(longrepr, tuple) else str(longrepr))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -40,9 +85,8 @@ def machine_lock(names: Iterable[str]) -> Iterator[None]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port reserved for this test process until it exits (see :mod:`cloudlab.ports`)."""
+    return ports.free_port()
 
 
 def private_settings(state_dir: Path) -> config.Settings:
@@ -65,7 +109,8 @@ def cfg(tmp_path: Path) -> config.Settings:
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    """A Docker client, starting dockerd when possible; skips with the reason otherwise."""
+    """A Docker client, starting dockerd when possible; skips with the reason otherwise
+    (only the tests that ask for it: a machine without an engine runs everything else)."""
     try:
         engine.up()
     except cl.CloudlabError as exc:

@@ -21,8 +21,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("aws", "busybox", "ec2", "efs", "multicloud", "nfsops", "pricing", "vm",
                "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "lifecycle",
-               "proc", "runner", "services", "docker", "lint", "registry", "project", "checks",
-               "grading",
+               "ports", "proc", "runner", "services", "docker", "lint", "registry", "project",
+               "checks", "grading",
                # the chapter's second half: one subject each
                "k8s", "hpa", "manifests", "prometheus", "loadtest", "predict", "swarm",
                "autoscale", "alerting", "dr")

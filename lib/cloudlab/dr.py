@@ -51,6 +51,7 @@ from . import aws
 from .config import LABEL, Settings, settings
 from .errors import CloudlabError, UnavailableError
 from .lifecycle import Managed
+from .ports import free_port
 from .services import Service
 
 NAMESPACE = "Cloudlab/DR"
@@ -388,7 +389,7 @@ class Downstream(Service):
 
     def __init__(self, cfg: Settings | None = None, port: int | None = None) -> None:
         super().__init__(cfg)
-        self._port = _free_port() if port is None else port
+        self._port = free_port(self.cfg.host) if port is None else port
 
     @property
     def port(self) -> int:
@@ -410,14 +411,6 @@ class Downstream(Service):
 
     def install_hint(self) -> str:
         return "it needs only this Python"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Worker(Managed):
@@ -481,10 +474,13 @@ class Worker(Managed):
             self._record(msg["Body"], attempt, True, detail, 0.0)
             return True
         delay = self.backoff.delay(attempt)
-        with contextlib.suppress(Exception):  # its handle may have expired meanwhile
+        try:
             sqs.change_message_visibility(QueueUrl=self.queue.url,
                                           ReceiptHandle=msg["ReceiptHandle"],
                                           VisibilityTimeout=math.ceil(delay))
+        except Exception as exc:  # say so: it comes back after the queue's own timeout
+            detail = f"{detail}; the backoff was not applied: {exc}"
+            delay = float(self.queue.visibility)
         self._record(msg["Body"], attempt, False, detail, delay)
         return False
 

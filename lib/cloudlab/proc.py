@@ -95,8 +95,28 @@ def wait_for(
     raise ServiceError(f"timed out after {timeout:g} s waiting for {what}{detail}{log_tail(log)}")
 
 
+def identity(pid: int) -> str | None:
+    """Who process ``pid`` is: this boot's id and the process's start time (clock ticks
+    since boot), or None when there is no such process. A pid is reused by unrelated
+    processes; its identity is not.
+
+    >>> identity(os.getpid()) == identity(os.getpid()) != None
+    True
+    >>> identity(2**22 + 1) is None
+    True
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the name (field 2) may hold spaces
+    return f"{boot[:8]}-{fields[19]}" if len(fields) > 19 else None
+
+
 def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (a zombie child of ours does not count)."""
+    """Whether process ``pid`` exists (a zombie does not count: a child of ours is reaped,
+    another process's is dead all the same, only not yet waited for by its parent)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -106,6 +126,9 @@ def alive(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError, OSError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
+            return False
+    with contextlib.suppress(OSError, IndexError):
+        if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
             return False
     return True
 

@@ -28,7 +28,7 @@ import yaml
 
 from .config import Settings, settings
 from .errors import ServiceError
-from .proc import GiveUp, alive, wait_for, which
+from .proc import GiveUp, alive, identity, wait_for, which
 
 
 @dataclass
@@ -92,12 +92,20 @@ class Service:
         return which(self.binary)
 
     def pid(self) -> int | None:
-        """The pid of our running process, or None (stale pid files are removed)."""
+        """The pid of our running process, or None (stale pid files are removed).
+
+        The pid file holds the pid and the process's identity (boot id and start time):
+        once our process has gone, its pid may belong to anything, even another copy of
+        the same server, and must never be signalled.
+        """
         try:
-            pid = int(self.pidfile.read_text().strip())
+            pid_text, _, recorded = self.pidfile.read_text().strip().partition(" ")
+            pid = int(pid_text)
         except (FileNotFoundError, ValueError):
             return None
-        if alive(pid) and self.binary in _cmdline(pid):
+        ours = (identity(pid) == recorded if recorded  # an older file: command line and
+                else self.binary in _cmdline(pid) and _cwd(pid) == self.dir.resolve())  # cwd
+        if alive(pid) and ours:
             return pid
         self.pidfile.unlink(missing_ok=True)
         return None
@@ -136,12 +144,14 @@ class Service:
                 cwd=self.dir,
                 start_new_session=True,
             )
-        self.pidfile.write_text(str(proc.pid))
+        self.pidfile.write_text(f"{proc.pid} {identity(proc.pid)}")
         self._owned = True
 
         def ready() -> bool:
             if proc.poll() is not None:
-                raise GiveUp(f"{self.name} exited with code {proc.returncode}")
+                taken = (f" (port {self.port} was taken by another process meanwhile)"
+                         if port_in_use(self.cfg.host, self.port) else "")
+                raise GiveUp(f"{self.name} exited with code {proc.returncode}{taken}")
             return self.healthy()
 
         try:
@@ -430,6 +440,13 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def _terminate(pid: int, timeout: float) -> None:

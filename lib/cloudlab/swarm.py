@@ -40,6 +40,7 @@ from . import engine, images, predict
 from .config import LABEL, Settings, settings
 from .errors import CloudlabError, CommandError, ServiceError, UnavailableError
 from .lifecycle import Managed
+from .ports import free_port
 from .proc import run, wait_for
 
 GWBRIDGE = "docker_gwbridge"
@@ -377,7 +378,7 @@ class Stack(Managed):
 
         for attr in ("lb_port", "prometheus_port"):
             if getattr(self, attr) is None:
-                setattr(self, attr, _free_port())
+                setattr(self, attr, free_port(self.cfg.host))
             elif port_in_use(self.cfg.host, getattr(self, attr)):
                 raise SwarmError(f"{attr}={getattr(self, attr)} is already in use on "
                                  f"{self.cfg.host}; choose another port")
@@ -683,14 +684,6 @@ def set_replicas(service: Any, replicas: int) -> None:
             if "update out of sequence" not in str(exc) or attempt == 2:
                 raise SwarmError(f"scaling {service.name} to {replicas}: "
                                  f"{exc.explanation or exc}") from None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stacks() -> list[str]:

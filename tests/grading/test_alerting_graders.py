@@ -22,9 +22,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "solutions" / "alerting" / "alerting.ipynb"
 
-pytest.importorskip("cloudlab.grading.trusted", reason="the trusted grading mechanism "
-                    "(issue 11) is not in this branch yet")
-
 pytestmark = [
     pytest.mark.skipif(not (shutil.which("promtool") and shutil.which("amtool")),
                        reason="needs promtool and amtool "
@@ -263,12 +260,9 @@ def test_a_rule_that_would_run_forever_is_stopped(monkeypatch):
     monkeypatch.setattr(G, "TOOL_TIMEOUT", 3.0)
     slow = RULES.replace("expr: up == 0",
                          "expr: max_over_time(up[10000d:1ms]) == 0")
-    began = time.monotonic()
     verdicts = G.grade_rules(slow)
-    assert time.monotonic() - began < 40
     assert verdicts["rule_target_down"]["points"] == 0
-    assert "did not finish" in verdicts["rule_target_down"]["reason"] or \
-        "promtool" in verdicts["rule_target_down"]["reason"]
+    assert verdicts["rule_target_down"]["reason"].endswith(": promtool did not finish within 3 s")
 
 
 def test_a_webhook_to_an_outside_address_is_refused_and_nothing_is_sent():

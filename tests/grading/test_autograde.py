@@ -12,6 +12,8 @@ import io
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import submissions as S
 from gradingkit import active_content, make_course, notebook_active_content, tree_digest
 
 from cloudlab import engine
-from cloudlab.grading import autograde, export, feedback, sandbox
+from cloudlab.grading import autograde, export, feedback, owners, sandbox
 from cloudlab.grading.results import Result
 
 HONEST = {"alice": "correct", "bob": "untouched", "carol": "partial"}
@@ -270,9 +272,13 @@ def test_objects_that_equal_anything_are_not_plain_data(batch):
 def test_the_graders_hidden_cases_never_reach_the_kernel_or_feedback(batch):
     grader = (batch.course.source / "demo" / "grader.py").read_text()
     assert "hidden-marker" in grader
+    graded = [s for s, r in batch.results.items() if r.status == "graded"]
+    assert graded, "no graded submission: nothing was checked"
     for student in batch.results:
         folder = batch.course.autograded / student / "demo"
-        for path in folder.glob("*.ipynb"):
+        found = list(folder.glob("*.ipynb"))
+        assert found or student not in graded, f"{student}: no autograded notebook"
+        for path in found:
             assert "hidden-marker" not in path.read_text(), path
 
 
@@ -408,3 +414,30 @@ def test_sweep_removes_containers_of_a_dead_grader(grading_image, docker_engine)
     finally:
         sandbox.remove(c.id)
     assert engine.available()
+
+
+def test_sweep_spares_a_live_graders_containers_here_and_on_other_hosts(grading_image,
+                                                                        docker_engine):
+    """Two graders share the engine: another one on this machine (a live process) and one
+    on another host. A grader starting its run must not remove their kernels; a label
+    whose pid now belongs to an unrelated process is a dead grader's."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    live = (owners.owner(other.pid), owners.identity_of(other.pid))
+    labels = {"live-here": live, "live-here, older grader": (live[0], ""),
+              "other-host": (f"grader-elsewhere:{other.pid}", "0a1b2c3d-1"),
+              "pid-reused": (live[0], "0a1b2c3d-1")}
+    boxes = {name: docker_engine.containers.create(
+        grading_image, command=["sleep", "60"],
+        labels={sandbox.GRADER_LABEL: "kernel", sandbox.OWNER_LABEL: owner,
+                sandbox.OWNER_ID_LABEL: ident})
+        for name, (owner, ident) in labels.items()}
+    try:
+        sandbox.sweep()
+        left = {name for name, box in boxes.items()
+                if docker_engine.containers.list(all=True, filters={"id": box.id})}
+        assert left == {"live-here", "live-here, older grader", "other-host"}
+    finally:
+        other.kill()
+        other.wait()
+        for box in boxes.values():
+            sandbox.remove(box.id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -65,7 +66,12 @@ def test_zip_with_zip_collect_names_and_a_wrapping_folder(course, tmp_path):
     assert stamp.startswith("2025-03-01 12:30:00")
 
 
-def test_malformed_entries_are_reported_and_the_rest_collected(course, tmp_path):
+def test_malformed_entries_are_reported_and_the_rest_collected(course, tmp_path, monkeypatch):
+    # the archive is extracted below the temporary folder: make it one we can look in, so
+    # a traversal would land at a known place (``<tmp>/cloudlab-collect-*/in/../../``)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     archive = tmp_path / "mixed.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("erin/demo/demo.ipynb", "{}")
@@ -82,7 +88,7 @@ def test_malformed_entries_are_reported_and_the_rest_collected(course, tmp_path)
     assert "unsafe path" in text and "evil.txt" in text
     assert "stray.ipynb" in text and "unknown assignment 'nosuch'" in text
     assert "frank/demo.ipynb" in text and "links are not collected" in text
-    assert not (tmp_path.parent / "evil.txt").exists()
+    assert sorted(p.name for p in scratch.iterdir()) == [], "nothing may be left or escape"
     assert "skipped" in report.text()
 
 

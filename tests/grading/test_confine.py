@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from cloudlab import engine, images
 from cloudlab.config import settings
-from cloudlab.grading import confine
+from cloudlab.grading import confine, owners
 
 FORKS = """\
 import subprocess
@@ -79,10 +78,11 @@ def _swept():
 
 @pytest.fixture(scope="module")
 def base(docker_engine) -> str:
-    tag = settings().base_image
-    if not images.present(tag):
-        pytest.skip(f"needs the base image {tag}: cloudlab images bootstrap")
-    return tag
+    """The base image, built here when missing (as integration/conftest.py does): the
+    sandbox-security tests never skip for want of it."""
+    cfg = settings()
+    images.bootstrap(cfg.base_image, cfg)
+    return cfg.base_image
 
 
 def gateway(network: str) -> str:
@@ -137,9 +137,7 @@ def test_a_build_reaches_the_allow_list_and_nothing_else(base, bridge_ip, tmp_pa
                     RUN python /probe.py {allowed_at} \
                         {jail_gateway}:{on_gateway.server_address[1]} {jail_gateway}
                     """, **{"probe.py": PROBE})
-                started = time.monotonic()
                 built = confine.build(folder, jail=jail, limits=confine.Limits(seconds=120))
-                took = time.monotonic() - started
             finally:
                 on_gateway.shutdown()
             refused = jail.proxy_log()
@@ -154,8 +152,7 @@ def test_a_build_reaches_the_allow_list_and_nothing_else(base, bridge_ip, tmp_pa
     assert seen["metadata-direct"].startswith("closed"), seen
     assert seen["other-via-proxy"] == "403", "the proxy only forwards to the allow-list"
     assert seen["metadata-via-proxy"] == "403", seen
-    assert "is not on the allow-list" in refused
-    assert took < 90, "every probe is bounded"
+    assert "is not on the allow-list" in refused  # a probe that hung fails the 120 s build
 
 
 def test_a_build_without_a_jail_has_no_network(base, bridge_ip, tmp_path):
@@ -207,10 +204,8 @@ def test_time_and_disk_limits_stop_the_build_and_leave_nothing(base, tmp_path):
         RUN echo first > /first
         RUN sleep 120
         """)
-    started = time.monotonic()
-    built = confine.build(slow, limits=confine.Limits(seconds=8))
+    built = confine.build(slow, limits=confine.Limits(seconds=8))  # how soon: bench/timings.py
     assert not built.ok and "longer than 8 s" in built.message
-    assert time.monotonic() - started < 40
     assert leftovers(built.build_id) == [], "the first step's image and the container go"
 
     one_big = context(tmp_path, f"""\
@@ -256,7 +251,7 @@ def test_a_killed_grader_leaves_nothing_after_the_sweep(base, tmp_path):
         """)
     child = subprocess.Popen([sys.executable, "-c", KILLED, str(folder)])
     api = engine.client().api
-    owner = f"{os.uname().nodename}:{child.pid}"
+    owner = owners.owner(child.pid)
     flt = {"label": f"{confine.OWNER_LABEL}={owner}"}
     try:
         deadline = time.monotonic() + 90
@@ -285,7 +280,7 @@ def test_a_tool_runs_without_network_within_limits(base, tmp_path):
     assert "Read-only file system" in ran.output
     assert "unreachable" in ran.output.lower()
     slow = confine.run(["sleep", "60"], confine.Limits(seconds=3))
-    assert slow.timed_out and not slow.ok and slow.seconds < 30
+    assert slow.timed_out and not slow.ok  # how soon it was stopped: bench/timings.py
     disk = confine.run(["sh", "-c", "dd if=/dev/zero of=/tmp/f bs=1M count=50 2>&1"],
                        confine.Limits(disk="16m"))
     assert "No space left" in disk.output

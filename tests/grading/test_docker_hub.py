@@ -28,6 +28,7 @@ from cloudlab.checks import docker_hub as hub
 from cloudlab.grading import Course, autograde, classmate, release, trusted
 from cloudlab.grading.hooks import hooks_for
 from cloudlab.grading.results import Result
+from tests.conftest import free_port, outside
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "docker-hub"
@@ -87,21 +88,13 @@ def submit(course: Course, student: str, nb: dict, answers: dict | None) -> Path
     return folder
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def graded(grading_image, docker_engine, tmp_path_factory):
     root = tmp_path_factory.mktemp("docker-hub-course")
     shutil.copytree(SOURCE.parent, root / "solutions" / NAME)
     course = Course(root)
     release.release(course, NAME)
-    cfg = config.load(env={}, state_dir=root / "state", registry_port=_free_port(),
+    cfg = config.load(env={}, state_dir=root / "state", registry_port=free_port(),
                       run_id="test-docker-hub-" + secrets.token_hex(3))
     mp = pytest.MonkeyPatch()
     mp.setattr(config, "_current", cfg)  # the hooks (forked workers) ask this registry
@@ -310,12 +303,12 @@ def test_the_classmate_message_is_only_on_the_trusted_side(tmp_path):
 
 
 @pytest.mark.skipif(not (os.environ.get(registry.USER_VAR) and os.environ.get(registry.TOKEN_VAR)),
-                    reason=f"needs a Docker Hub login: set {registry.USER_VAR} and "
-                           f"{registry.TOKEN_VAR} (and a machine that reaches Docker Hub)")
+                    reason=outside(f"needs a Docker Hub login: set {registry.USER_VAR} and "
+                                   f"{registry.TOKEN_VAR} (and a machine that reaches Docker Hub)"))
 def test_a_push_to_docker_hub_is_checked_against_docker_hub(docker_engine, tmp_path):
     why = registry.dockerhub_reason()
     if why:
-        pytest.skip(why)
+        pytest.skip(outside(why))
     cfg = config.load(registry="dockerhub", run_id="test-docker-hub-" + secrets.token_hex(3))
     creds = registry.dockerhub_credentials(cfg=cfg)
     src = json.loads(SOURCE.read_text())

@@ -22,7 +22,6 @@ BROKEN = "FROM python:3.11-slim\nRUN exit 3\n"
 NOBASE = "FROM no-such-image-here:1\n"
 
 
-@hooks.pre_grade("dockerdemo")
 def build_and_run(ctx: hooks.HookContext) -> hooks.Results:
     built = hooks.build_image(ctx, "Dockerfile", timeout=120)
     results = {"image_builds": {"passed": built.ok, "message": built.message}}
@@ -68,8 +67,9 @@ def graded(grading_image, docker_engine, tmp_path_factory):
     submit(root, "broken", BROKEN)
     submit(root, "nobase", NOBASE)
     submit(root, "forger", BROKEN, fake_results=True)
-    results = autograde.autograde(course, "dockerdemo", workers=3, timeout=60, progress=False,
-                                  image=grading_image)
+    with hooks.registered("dockerdemo", build_and_run):  # no other module sees it
+        results = autograde.autograde(course, "dockerdemo", workers=3, timeout=60,
+                                      progress=False, image=grading_image)
     yield course, {r.student: r for r in results}
     shutil.rmtree(root, ignore_errors=True)
 
@@ -107,8 +107,11 @@ def test_artefact_images_and_containers_are_removed(graded, docker_engine):
 
 
 def test_hooks_are_found_per_assignment():
-    assert build_and_run in hooks.hooks_for("dockerdemo")
-    assert hooks.hooks_for("demo") == []
+    with hooks.registered("dockerdemo", build_and_run):
+        assert build_and_run in hooks.hooks_for("dockerdemo")
+        assert build_and_run in hooks.hooks_for("DockerDemo"), "names are normalised"
+        assert hooks.hooks_for("demo") == []
+    assert build_and_run not in hooks.hooks_for("dockerdemo"), "the registry is as it was"
 
 
 def test_an_engine_refusal_keeps_the_engines_words(tmp_path, docker_engine):

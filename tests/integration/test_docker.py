@@ -5,6 +5,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from cloudlab import images, project
 from cloudlab.config import LABEL
 from cloudlab.errors import CommandError, UnavailableError
 from cloudlab.proc import wait_for
+from tests.conftest import outside
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,14 @@ def test_rm_false_keeps_intermediate_containers(tmp_path, mcfg, docker_engine):
             box.remove(force=True)
 
 
+def _drain(stream) -> list[str]:
+    """Lines read from ``stream`` by a daemon thread, as they come."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")),
+                     daemon=True).start()
+    return lines
+
+
 def test_an_interrupted_build_leaves_no_container(tmp_path, mcfg, docker_engine):
     marker = "cloudlab-marker-" + secrets.token_hex(4)
     (tmp_path / "Dockerfile").write_text(f"FROM {mcfg.base_image}\n"
@@ -99,12 +109,12 @@ def test_an_interrupted_build_leaves_no_container(tmp_path, mcfg, docker_engine)
               "    time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-u", "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    said = _drain(proc.stdout)  # a reader thread: a probe must never block on readline
     try:
-        wait_for(lambda: marker in proc.stdout.readline(), timeout=60,
-                 what="the build step to start")
+        wait_for(lambda: marker in "".join(said), timeout=60, what="the build step to start")
         assert _leftovers(docker_engine, marker)  # the step's container is running
         proc.send_signal(signal.SIGINT)
-        wait_for(lambda: "interrupted" in proc.stdout.readline(), timeout=30,
+        wait_for(lambda: "interrupted" in "".join(said), timeout=30,
                  what="the interrupt to reach the build")
         wait_for(lambda: not _leftovers(docker_engine, marker), timeout=30,
                  what="the engine to cancel the build and remove its container")
@@ -173,11 +183,13 @@ def test_limits_log_options_env_and_labels_reach_the_engine(mcfg):
         assert box.exec(["sh", "-c", "echo $GREETING"]) == (0, "hi\n")
 
 
-def test_a_busy_loop_gets_about_its_cpu_share(mcfg):
-    busy = ["python", "-c", "while True: pass"]
-    with cd.Container(mcfg.base_image, busy, cpus=0.25, cfg=mcfg) as box:
-        share = box.cpu_share(samples=3)
-    assert 0.15 < share < 0.35, share
+def test_a_cpu_limit_is_a_cfs_quota_in_the_containers_cgroup(mcfg):
+    # the share a busy loop gets under it is a measured figure: bench/timings.py
+    quota = ("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us "
+             "2>/dev/null || cat /sys/fs/cgroup/cpu.max")
+    with cd.Container(mcfg.base_image, ["sleep", "30"], cpus=0.25, cfg=mcfg) as box:
+        code, out = box.exec(["sh", "-c", quota])
+    assert code == 0 and out.split()[:2] == ["25000", "100000"], out
 
 
 def test_a_process_over_the_memory_limit_is_oom_killed(mcfg):
@@ -200,7 +212,8 @@ def test_gpus_are_used_when_a_runtime_exists(mcfg):
     if not cd.gpu_available():
         with pytest.raises(UnavailableError, match="no GPU runtime"):
             cd.run(mcfg.base_image, ["true"], gpus="all", cfg=mcfg)
-        pytest.skip("no NVIDIA container runtime on this engine (the explanation was checked)")
+        pytest.skip(outside("no NVIDIA container runtime on this engine (the explanation "
+                            "was checked)"))
     out = cd.run_once(mcfg.base_image, ["sh", "-c", "ls /dev | grep -c nvidia"], gpus="all",
                       cfg=mcfg)
     assert int(out.strip()) > 0

@@ -62,8 +62,8 @@ def test_worker_retries_with_backoff_until_the_downstream_returns(moto_cfg):
         queue.send(["job-1", "job-2", "poison-3"])
         with dr.Worker(queue, downstream.url + "/jobs", backoff) as worker:
             wait_for(lambda: (worker.history().query("not ok")["body"]
-                              .value_counts().get("job-1", 0) >= 2),
-                     timeout=30, what="two failed deliveries of job-1")
+                              .value_counts().get("job-1", 0) >= 3),
+                     timeout=30, what="three failed deliveries of job-1")
             downstream.start()  # recovery
             wait_for(lambda: {"job-1", "job-2"} <= worker.delivered(), timeout=30,
                      what="both jobs delivered after the outage")
@@ -71,9 +71,17 @@ def test_worker_retries_with_backoff_until_the_downstream_returns(moto_cfg):
                      what="the poison message in the dead-letter queue")
         history = worker.history()
         assert set(downstream.received()["body"]) == {"job-1", "job-2"}
-        job1 = history.query("body == 'job-1' and not ok").sort_values("attempt")
-        assert list(job1["next_delay"]) == backoff.schedule(len(job1))
-        assert set(job1["detail"]) == {"ConnectionError"}
+        job1 = history.query("body == 'job-1'").sort_values("attempt")
+        failed = job1.query("not ok")
+        assert list(failed["attempt"]) == [1, 2, 3] and job1["ok"].iloc[-1]
+        assert set(failed["detail"]) == {"ConnectionError"}, "the backoff was applied"
+        # the real redelivery delays, from when each receive happened: each at least the
+        # backoff's (1, 2, 4 s; the queue's own visibility timeout is 2 s)
+        gaps = list(job1["at"].diff().iloc[1:])
+        wanted = backoff.schedule(3)
+        assert wanted == [1, 2, 4]
+        assert all(gap >= want - 0.5 for gap, want in zip(gaps, wanted, strict=True)), \
+            f"redelivered after {gaps} s, backoff {wanted} s"
         poison = history.query("body == 'poison-3'")
         assert poison["detail"].iloc[-1] == "HTTP 500" and not poison["ok"].any()
         assert queue.dead_letters() == ["poison-3"]

@@ -11,19 +11,20 @@ import pytest
 
 from cloudlab import aws, config, ec2
 from cloudlab.ec2 import LaunchRequest
+from tests.conftest import outside
 
 
 @pytest.fixture
 def real_cfg():
     if os.environ.get("CLOUDLAB_TEST_REAL_AWS") != "1":
-        pytest.skip("real AWS launches cost money: set CLOUDLAB_TEST_REAL_AWS=1, "
-                    "CLOUDLAB_AWS_MODE=aws and CLOUDLAB_AWS_ALLOW_LAUNCH=true to run")
+        pytest.skip(outside("real AWS launches cost money: set CLOUDLAB_TEST_REAL_AWS=1, "
+                            "CLOUDLAB_AWS_MODE=aws and CLOUDLAB_AWS_ALLOW_LAUNCH=true to run"))
     cfg = config.load()
     if cfg.aws_mode != "aws" or not cfg.aws_allow_launch:
-        pytest.skip("needs CLOUDLAB_AWS_MODE=aws and CLOUDLAB_AWS_ALLOW_LAUNCH=true")
+        pytest.skip(outside("needs CLOUDLAB_AWS_MODE=aws and CLOUDLAB_AWS_ALLOW_LAUNCH=true"))
     ok, why = aws.reachable(cfg)
     if not ok:
-        pytest.skip(why)
+        pytest.skip(outside(why))
     return cfg
 
 

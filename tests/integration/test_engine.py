@@ -4,7 +4,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 
 from cloudlab import cleanup, doctor, images
 from cloudlab.config import LABEL
@@ -33,10 +32,8 @@ def test_doctor_names_a_stopped_engine(tmp_path):
 
 def test_base_image_bootstrap_is_cached(docker_engine):
     images.bootstrap()
-    start = time.monotonic()
-    image = images.bootstrap()
+    image = images.bootstrap()  # how long a cached bootstrap takes: bench/timings.py
     assert image.source == "cached"
-    assert time.monotonic() - start < 1.0
     if images.is_local_build(image.tag):
         out = docker_engine.containers.run(image.tag, ["python", "-c", "import ssl,pip;print(1)"],
                                            remove=True)

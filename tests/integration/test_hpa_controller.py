@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloudlab import hpa
+from cloudlab import hpa, k8s
 from cloudlab import manifests as mf
-
-k8s = pytest.importorskip("cloudlab.k8s", reason="cloudlab.k8s (the cluster) is not in this "
-                          "branch yet; the comparison needs the real controller")
 
 REQUEST_M = 100          # the container's CPU request, millicores
 TARGET = 50              # averageUtilization, percent

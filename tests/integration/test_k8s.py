@@ -18,6 +18,7 @@ from cloudlab import CloudlabError, UnavailableError, config
 from cloudlab.k8s import Cluster, availability, install, kwok
 from cloudlab.k8s import sweep as k8s_sweep
 from cloudlab.proc import wait_for
+from tests.conftest import outside
 
 KWOK = availability("kwok")
 pytestmark = pytest.mark.skipif(not KWOK, reason=f"kwok backend unavailable: {KWOK.reason}")
@@ -234,7 +235,8 @@ def test_ten_clusters_back_to_back_then_two_at_once(tmp_path_factory):
 def test_other_backends_use_the_same_verbs(backend, tmp_path_factory):
     avail = availability(backend)
     if not avail:
-        pytest.skip(f"{backend} backend unavailable here: {avail.reason}")
+        # kind needs its node image (from a registry), kubeconfig a cluster elsewhere
+        pytest.skip(outside(f"{backend} backend unavailable here: {avail.reason}"))
     with Cluster(backend, cfg=settings(tmp_path_factory, backend)) as k, k.namespace() as ns:
         k.apply(web(1, image="registry.k8s.io/pause:3.10"), namespace=ns)
         k.wait_ready(APP, 1, namespace=ns, timeout=180)

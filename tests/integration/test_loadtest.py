@@ -46,5 +46,6 @@ def test_a_profile_runs_to_its_end_and_comes_back_as_frames(server):
     assert not test.running()
     assert result.total["requests"] > 10 and result.total["failures"] == 0
     assert set(result.stats["Name"]) >= {"/predict", "/healthz", "Aggregated"}
-    assert result.history["t"].min() >= -1.5 and result.history["t"].max() <= 8
+    # how well the run keeps to the profile's clock is a figure: bench/timings.py
+    assert result.history["t"].is_monotonic_increasing and len(result.history) > 1
     assert set(result.by_users().index) <= {2, 4}

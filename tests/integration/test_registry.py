@@ -8,7 +8,7 @@ import requests
 
 from cloudlab import config, engine, images, project, registry, services
 from cloudlab import docker as cd
-from tests.conftest import free_port
+from tests.conftest import free_port, outside
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_ecr_repository_and_login_on_moto(mcfg):
 def test_push_to_real_ecr(hello):
     cfg = config.settings()
     if reason := registry.ecr_push_reason(cfg):
-        pytest.skip(reason)
+        pytest.skip(outside(reason))
     name = "cloudlab-test-" + secrets.token_hex(3)
     try:
         digest = registry.ecr_push(hello, name, "1", cfg=cfg, progress=False)
@@ -122,7 +122,7 @@ def test_push_to_real_ecr(hello):
 
 def test_push_to_docker_hub(hello):
     if reason := registry.dockerhub_reason():
-        pytest.skip(reason)
+        pytest.skip(outside(reason))
     creds = registry.dockerhub_credentials()
     ref = f"{creds.username}/cloudlab-hello:test-{secrets.token_hex(3)}"
     try:

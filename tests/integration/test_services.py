@@ -95,7 +95,8 @@ def test_a_service_that_dies_at_start_reports_its_log(cfg):
     prom = services.prometheus(cfg)
     prom.dir.mkdir(parents=True)
     prom.write_config = lambda: (prom.dir / "prometheus.yml").write_text("scrape_configs: [oops\n")
-    with pytest.raises(ServiceError, match="prometheus exited with code") as info:
+    with pytest.raises(ServiceError, match=r"^gave up waiting for prometheus at .*: "
+                                           r"prometheus exited with code") as info:
         prom.start(timeout=20)
     assert "prometheus.log" in str(info.value), "the log tail must be in the error"
     assert prom.pid() is None
@@ -116,3 +117,32 @@ def test_restart_picks_up_new_config_and_keeps_who_owns_it(cfg):
     assert _gone(svc, pid)
     stopped = services.registry(cfg)
     assert stopped.restart() is stopped and stopped.pid() is None, "a stopped one stays stopped"
+
+
+@pytest.mark.parametrize("format", ["identity", "pid only"])
+def test_a_stale_pidfile_never_stops_an_unrelated_process(cfg, tmp_path, format):
+    """Our server died, its pid now belongs to something else - here a process whose
+    command line even names the same binary (another copy of the server, say)."""
+    svc = services.moto(cfg)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)",
+                              svc.binary], cwd=tmp_path, start_new_session=True)
+    try:
+        svc.dir.mkdir(parents=True, exist_ok=True)
+        stale = "0a1b2c3d-1" if format == "identity" else ""
+        svc.pidfile.write_text(f"{other.pid} {stale}".strip())
+        assert svc.pid() is None
+        assert not svc.pidfile.exists(), "a stale pid file is removed"
+        svc.pidfile.write_text(f"{other.pid} {stale}".strip())
+        svc.stop(timeout=2)
+        assert other.poll() is None and alive(other.pid), "stop() killed an unrelated process"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_pidfile_holds_the_processes_identity(cfg):
+    from cloudlab.proc import identity
+
+    with services.moto(cfg) as svc:
+        pid = svc.pid()
+        assert svc.pidfile.read_text() == f"{pid} {identity(pid)}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 from pathlib import Path
 
@@ -48,10 +47,9 @@ def test_warm_cache_is_instant_and_never_downloads(tmp_path, monkeypatch):
     cache = fake_cache(tmp_path)
     monkeypatch.setattr(install, "download_official", lambda *a, **k: pytest.fail("downloaded"))
     said: list[str] = []
-    started = time.monotonic()
-    result = install.install(cache, progress=said.append)
+    result = install.install(cache, progress=said.append)  # its time: bench/timings.py
     assert result.cached and result.bin == install.bin_dir(cache)
-    assert time.monotonic() - started < 0.5 and said == []
+    assert said == []
     assert "already" in str(result)
 
 

@@ -43,8 +43,21 @@ def test_metrics_count_requests_and_latency(client):
     assert "process_cpu_seconds_total" in text
 
 
-def test_the_image_tag_follows_the_sources():
-    assert predict.tag() == predict.tag()
+def test_the_image_tag_follows_the_sources(tmp_path, monkeypatch):
+    from cloudlab import config
+
+    cfg = config.load(env={}, state_dir=tmp_path / "state")
+    first = predict.tag(cfg)
+    assert predict.tag(cfg) == first, "the same sources give the same tag"
+    other_base = config.load(env={}, state_dir=tmp_path / "state", base_image="python:3.99")
+    assert predict.tag(other_base) != first, "another base image is another image"
+    monkeypatch.setitem(predict.REQUIREMENTS, "flask", "0.0.1")
+    assert predict.tag(cfg) != first, "other requirements are another image"
+    monkeypatch.undo()
+    edited = tmp_path / "predict_service.py"
+    edited.write_text(predict.SOURCE.read_text() + "\n# one more line\n")
+    monkeypatch.setattr(predict, "SOURCE", edited)
+    assert predict.tag(cfg) != first, "an edited service is another image"
     assert "RUN pip install --no-cache-dir -r requirements.txt" in predict.dockerfile("b:1")
     assert predict.dockerfile("b:1").index("COPY requirements.txt") < \
         predict.dockerfile("b:1").index("COPY app.py")

@@ -86,8 +86,12 @@ def test_malformed_csv_file_is_named(tmp_path):
         pricing.load(bad)
 
 
-def test_form_builds_without_blocking():
+def test_form_builds_without_blocking_and_recomputes_on_change(capsys):
     widget = pricing.form()
     kind, count = widget.children[0].children
     assert (kind.value, count.value) == ("m4.large", 2)
+    assert "2 x m4.large for 24 h" in capsys.readouterr().out  # the first estimate
     count.value = 3  # observers recompute the estimate; nothing waits for a person
+    # outside a kernel the Output widget passes its text through to stdout
+    shown = capsys.readouterr().out
+    assert str(pricing.estimate("m4.large", 3, 0.05, 24, 0.7, pricing.load())) in shown

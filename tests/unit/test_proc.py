@@ -36,11 +36,16 @@ def test_wait_for_shows_log_tail_on_timeout(tmp_path):
 
 
 def test_wait_for_gives_up_early(tmp_path):
+    calls = []
+
     def probe():
+        calls.append(1)
         raise GiveUp("process exited with code 3")
 
-    with pytest.raises(ServiceError, match="exited with code 3"):
-        wait_for(probe, timeout=30, what="svc")
+    with pytest.raises(ServiceError, match=r"^gave up waiting for svc: process exited with "
+                                           r"code 3$"):
+        wait_for(probe, timeout=5, what="svc")
+    assert calls == [1], "GiveUp ends the wait at the first call"
 
 
 def test_wait_for_returns_the_value():

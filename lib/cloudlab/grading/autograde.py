@@ -200,7 +200,9 @@ def _child(course: Course, assignment: str, student: str, tag: str, timeout: flo
            limits: sandbox.Limits, hook_timeout: float) -> None:
     from . import worker
 
+    parent = os.getppid()
     os.setpgrp()  # the parent can kill the worker and anything it started, together
+    _die_with(parent)  # a grader killed outright (kill -9) takes its workers along
     log = course.logs / assignment / f"{student}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -255,6 +257,8 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
     except BaseException:
         for proc, *_ in running.values():
             _kill(proc)
+        for proc, *_ in running.values():
+            proc.join(5)  # gone before the sweep looks at who owns the containers
         raise
     finally:
         bar.close()
@@ -268,6 +272,17 @@ def _has_hooks(assignment: str) -> bool:
         return bool(hooks_for(assignment))
     except Exception:
         return False
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), and exit now if
+    the parent has already gone."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _kill(proc: multiprocessing.Process) -> None:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -56,8 +55,9 @@ from .. import engine
 from ..config import LABEL, settings
 from ..errors import CloudlabError, CommandError
 from ..lifecycle import Managed
-from ..proc import alive, wait_for, which
 from ..proc import run as run_command
+from ..proc import wait_for, which
+from . import owners
 
 BUILD_LABEL = "org.cloudlab.build"  # value: the build's id
 OWNER_LABEL = "org.cloudlab.build.owner"  # value: "<hostname>:<pid>" of the grader
@@ -105,7 +105,7 @@ class Limits:
 
 
 def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return owners.owner()
 
 
 # ------------------------------------------------------------------------ the allow-list
@@ -679,8 +679,7 @@ def sweep(build_id: str | None = None, *, everything: bool = False, api=None) ->
     def mine(labels: dict | None) -> bool:
         if build_id or everything:
             return True
-        name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
-        return not (name == socket.gethostname() and pid.isdigit() and alive(int(pid)))
+        return owners.gone((labels or {}).get(OWNER_LABEL, ""))
 
     removed = 0
     with contextlib.suppress(Exception):

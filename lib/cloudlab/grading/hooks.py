@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,26 @@ def pre_grade(assignment: str) -> Callable[[Hook], Hook]:
         return fn
 
     return decorate
+
+
+@contextlib.contextmanager
+def registered(assignment: str, fn: Hook) -> Iterator[Hook]:
+    """``fn`` as a pre-grade hook of ``assignment`` for the ``with`` block only (tests,
+    one-off runs): the registry is left as it was found.
+
+    >>> with registered("demo-x", print):
+    ...     print in hooks_for("demo-x")
+    True
+    >>> hooks_for("demo-x")
+    []
+    """
+    known = fn in _HOOKS.get(_key(assignment), [])
+    pre_grade(assignment)(fn)
+    try:
+        yield fn
+    finally:
+        if not known:
+            _HOOKS[_key(assignment)].remove(fn)
 
 
 _AFTER: dict[str, list[Callable[[], object]]] = {}

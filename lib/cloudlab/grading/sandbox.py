@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import tempfile
 import time
 import uuid
@@ -37,10 +36,12 @@ from jupyter_client.provisioning import LocalProvisioner
 
 from .. import engine
 from ..config import LABEL, settings
-from ..proc import alive, run
+from ..proc import run
+from . import owners
 
 GRADER_LABEL = "org.cloudlab.grader"            # value: "kernel" or "artefact"
 OWNER_LABEL = "org.cloudlab.grader.owner"       # value: "<hostname>:<pid>" of the grader
+OWNER_ID_LABEL = "org.cloudlab.grader.owner.id"  # value: that process's identity
 SUBMISSION_LABEL = "org.cloudlab.grader.submission"
 WORK = "/work"
 TRUSTED_PATH = "/grader/results.json"
@@ -51,7 +52,7 @@ SOCKETS_SIZE = "8m"  # the tmpfs holding the kernel's ipc sockets and connection
 
 
 def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return owners.owner()
 
 
 @dataclass
@@ -76,11 +77,12 @@ class SandboxSpec:
     probe: Path | None = None  # host folder with the probe input, run before the kernel
     limits: Limits = field(default_factory=Limits)
     owner: str = field(default_factory=owner)
+    owner_id: str = field(default_factory=owners.identity_of)
     state: dict[str, Any] = field(default_factory=dict)  # filled in when the kernel stops
     sockdir: Path | None = None
 
     def labels(self) -> dict[str, str]:
-        return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner,
+        return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner, OWNER_ID_LABEL: self.owner_id,
                 SUBMISSION_LABEL: self.submission, LABEL: settings().run_id}
 
     def user(self) -> tuple[int, int]:
@@ -122,11 +124,17 @@ def _short_dir() -> Path:
         with contextlib.suppress(Exception):
             run(["mount", "-t", "tmpfs", "-o", f"size={SOCKETS_SIZE},mode=0700,nosuid,nodev,"
                  "noexec", "tmpfs", str(path)], timeout=20)
-            (path / OWNER_FILE).write_text(owner())
+            _stamp(path)
     return path
 
 
-OWNER_FILE = ".grader"
+OWNER_FILE = ".grader"  # "<hostname>:<pid>" of the grader, as older graders read it
+OWNER_ID_FILE = ".grader-id"  # that process's identity
+
+
+def _stamp(folder: Path) -> None:
+    (folder / OWNER_ID_FILE).write_text(owners.identity_of())
+    (folder / OWNER_FILE).write_text(owner())
 
 
 def sockets_limited(path: Path) -> bool:
@@ -146,16 +154,15 @@ def _sweep_socket_dirs() -> int:
     removed = 0
     base = Path(tempfile.gettempdir()) if len(tempfile.gettempdir()) <= 40 else Path("/tmp")
     for path in base.glob("clg-*"):
-        who = ""
+        who = ident = ""
         with contextlib.suppress(OSError):
             who = (path / OWNER_FILE).read_text().strip()
-        name, _, pid = who.partition(":")
+            ident = (path / OWNER_ID_FILE).read_text().strip()
         if not who:  # being set up right now, or very old
             with contextlib.suppress(OSError):
                 if time.time() - path.stat().st_mtime < 600:
                     continue
-        if os.path.ismount(path) and not (name == socket.gethostname() and pid.isdigit()
-                                          and alive(int(pid))):
+        if os.path.ismount(path) and owners.gone(who, ident):
             release_dir(path)
             removed += 1
     return removed
@@ -304,7 +311,7 @@ class SandboxProvisioner(LocalProvisioner):
             os.chown(fresh, uid, gid)
         os.replace(fresh, conn)
         if sockets_limited(folder):
-            (folder / OWNER_FILE).write_text(owner())
+            _stamp(folder)
 
     def _inspect(self) -> dict[str, Any] | None:
         try:
@@ -422,9 +429,9 @@ class SandboxKernelManager(AsyncKernelManager):
         return True
 
 
-def _owner_gone(labels: dict[str, str] | None, host: str) -> bool:
-    name, _, pid = (labels or {}).get(OWNER_LABEL, "").partition(":")
-    return not (name == host and pid.isdigit() and alive(int(pid)))
+def _owner_gone(labels: dict[str, str] | None) -> bool:
+    labels = labels or {}
+    return owners.gone(labels.get(OWNER_LABEL, ""), labels.get(OWNER_ID_LABEL, ""))
 
 
 def sweep(*, everything: bool = False) -> int:
@@ -436,17 +443,16 @@ def sweep(*, everything: bool = False) -> int:
         found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
     except Exception:
         return 0
-    host = socket.gethostname()
     removed = 0
     with contextlib.suppress(Exception):
         _sweep_socket_dirs()
     for c in found:
-        if everything or _owner_gone(c.labels, host):
+        if everything or _owner_gone(c.labels):
             remove(c.id)
             removed += 1
     with contextlib.suppress(Exception):
         for image in api.images.list(filters={"label": OWNER_LABEL}):  # never the grading
-            if everything or _owner_gone(image.labels, host):  # image itself: it has no owner
+            if everything or _owner_gone(image.labels):  # image itself: it has no owner
                 with contextlib.suppress(Exception):
                     api.images.remove(image.id, force=True)
     return removed

@@ -24,7 +24,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -37,6 +36,7 @@ import yaml
 from ..config import Settings, settings
 from ..errors import CloudlabError, CommandError, UnavailableError
 from ..lifecycle import Managed
+from ..ports import free_port
 from ..proc import run, wait_for, which
 from ..services import port_in_use
 from . import host, install, kwok, pool
@@ -452,7 +452,7 @@ class Cluster(Managed):
         """``kubectl port-forward`` for the duration of a ``with`` block; yields the URL."""
         if not self.real_pods:
             raise UnavailableError(NO_PROCESS.format(what="no port", verb="forward to"))
-        local_port = local_port or _free_port()
+        local_port = local_port or free_port()
         cmd = [which("kubectl") or "kubectl", "--kubeconfig", str(self.kubeconfig),
                *(["--context", self.context] if self.context else []),
                *(["--namespace", namespace] if namespace else []),
@@ -662,12 +662,6 @@ def _millicores(q: str) -> float:
 
 def _label(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:63].strip("-_.")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clusters(cfg: Settings | None = None) -> list[str]:
