@@ -208,6 +208,21 @@ def test_a_component_that_died_while_starting_is_started_again(kube, caplog):
              timeout=60, what="the metrics API to answer again")
 
 
+def test_a_component_that_runs_but_does_not_act_is_restarted(kube, caplog):
+    before = kwok.pids(kube.cfg, kube.name)["kube-controller-manager"]
+    with caplog.at_level("WARNING", logger="cloudlab.k8s"):
+        kwok.restart(kube.cfg, kube.name, "kube-controller-manager", "a test says so")
+    assert "a test says so; restarting kube-controller-manager" in caplog.text
+    after = kwok.pids(kube.cfg, kube.name)["kube-controller-manager"]
+    assert after != before and not kwok.running_pid(before) and kwok.running_pid(after)
+    kwok.check_running(kube.cfg, kube.name)
+    # and it acts: a Deployment gets its ReplicaSet from the new controller manager
+    with kube.namespace() as ns:
+        kube.apply(web(1), namespace=ns)
+        wait_for(lambda: kube.get("replicasets", namespace=ns)["items"], timeout=60,
+                 what="a ReplicaSet from the restarted controller manager")
+
+
 def test_ten_clusters_back_to_back_then_two_at_once(tmp_path_factory):
     """The start a student meets in notebook 07 never fails at random: 10 in a row, then 2
     side by side (ports chosen by two kwokctl at the same moment), each with every

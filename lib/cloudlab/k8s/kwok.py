@@ -278,14 +278,31 @@ def revive(cfg: Settings, name: str, timeout: float = 60) -> dict[str, str]:
                     name, component, why)
         # kwokctl thinks a pid is running while it is a zombie: forget the dead ones
         (cluster_dir(cfg, name) / "pids" / f"{component}.pid").unlink(missing_ok=True)
+    _start_again(cfg, name, list(dead), timeout)
+    return dead
+
+
+def restart(cfg: Settings, name: str, component: str, why: str, timeout: float = 60) -> None:
+    """Stop ``component`` of cluster ``name`` and start it again, logging ``why`` and the
+    tail of its log: for a component that runs but does not act (see ``Cluster.start``)."""
+    log.warning("cluster %s: %s; restarting %s. Its log:\n%s", name, why, component,
+                logs(cfg, name, component, 6))
+    pid = pids(cfg, name).get(component)
+    if pid:
+        _terminate(pid)
+    (cluster_dir(cfg, name) / "pids" / f"{component}.pid").unlink(missing_ok=True)
+    _start_again(cfg, name, [component], timeout)
+
+
+def _start_again(cfg: Settings, name: str, components: list[str], timeout: float) -> None:
+    """``kwokctl start cluster``: starts every component whose pid file is gone."""
     done = subprocess.run([str(install.paths()["kwokctl"]), "start", "cluster", "--name", name],
                           capture_output=True, text=True, env=env(cfg), timeout=timeout + 30,
                           stdin=subprocess.DEVNULL)
     if done.returncode != 0:
-        raise CloudlabError(f"kwokctl could not restart {', '.join(dead)} of cluster {name!r} "
-                            f"(exit {done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}"
-                            f"{_component_logs(cfg, name)}")
-    return dead
+        raise CloudlabError(f"kwokctl could not restart {', '.join(components)} of cluster "
+                            f"{name!r} (exit {done.returncode}):\n"
+                            f"{(done.stdout + done.stderr)[-2000:]}{_component_logs(cfg, name)}")
 
 
 def delete(cfg: Settings, name: str, timeout: float = 60) -> None:
