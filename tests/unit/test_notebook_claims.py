@@ -95,3 +95,28 @@ def test_verify_reads_the_executed_file(tmp_path):
     nbformat.write(executed(DETECTOR[0], DETECTOR[1].format(k3=1, c3=1)), str(path))
     assert claims.verify("11-alerting", path) == ["detector_scores_differ_across_k",
                                                   "your_turn_reports"]
+
+
+def test_notebook_07_hpa_must_rise_and_fall():
+    claims.hpa_scales_up_and_back_down(executed(
+        "replicas: from 1 up to 4, back down to 1\nFailedGetResourceMetric warnings: 0\n"))
+    with pytest.raises(AssertionError, match="1 -> 4 -> 4"):
+        claims.hpa_scales_up_and_back_down(executed(
+            "replicas: from 1 up to 4, back down to 4\nFailedGetResourceMetric warnings: 2\n"))
+    with pytest.raises(AssertionError, match="replica summary"):
+        claims.hpa_scales_up_and_back_down(executed("the HPA did something\n"))
+    claims.hpa_scales_up_and_back_down(executed("skipped: this section needs a cluster\n"))
+
+
+def test_notebook_07_real_pods_must_answer_and_leave_nothing():
+    good = ("with a real node: pods really run\nanswered by: {'a', 'b'}\n"
+            "while the rollout is held: {'v1'}\nleft by the real node: nothing\n"
+            "processes still alive: none\n")
+    claims.real_pods_answer_and_leave_nothing(executed(good))
+    with pytest.raises(AssertionError, match="broken version"):
+        claims.real_pods_answer_and_leave_nothing(executed(good.replace("{'v1'}",
+                                                                        "{'v1', 'v2'}")))
+    with pytest.raises(AssertionError, match="one pod"):
+        claims.real_pods_answer_and_leave_nothing(executed(good.replace("{'a', 'b'}",
+                                                                        "{'a'}")))
+    claims.real_pods_answer_and_leave_nothing(executed("simulated pods only\n"))

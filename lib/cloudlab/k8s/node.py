@@ -51,6 +51,7 @@ import yaml
 from ..config import Settings
 from ..errors import CloudlabError, UnavailableError
 from ..lifecycle import Managed
+from ..ports import free_port
 from ..proc import GiveUp, alive, run, wait_for, which
 from . import host, install
 
@@ -352,9 +353,7 @@ class Node(Managed):
         for sub in ("logs", "pod-logs", "cni", "ipam", "containerd"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         (self.run_dir / "kubelet").mkdir(parents=True, exist_ok=True)
-        from .cluster import _free_port
-
-        self.ports = {k: _free_port() for k in ("kubelet", "kubelet-healthz", "proxy-healthz",
+        self.ports = {k: free_port() for k in ("kubelet", "kubelet-healthz", "proxy-healthz",
                                                 "proxy-metrics", "coredns-ready")}
         kubeconfig = run(["kubectl", "--kubeconfig", str(self.admin_kubeconfig), "config",
                           "view", "--raw", "--minify", "--flatten", "--context", self.context],
