@@ -41,7 +41,8 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
         if counts["services"]:  # their tasks' containers must go before their networks
             with contextlib.suppress(Exception):
                 wait_for(lambda: not api.containers.list(
-                    all=True, filters={"label": ["com.docker.swarm.task", flt["label"]]}),
+                    all=True, filters={"label": ["com.docker.swarm.task", flt["label"]]},
+                    sparse=True),
                     timeout=60, what="the removed services' containers to stop")
         # sparse: no inspect per container, so one that goes away on its own between the
         # listing and its removal (--rm, another sweep) is no error (it was: NotFound)

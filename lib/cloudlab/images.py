@@ -197,7 +197,7 @@ def sweep_dangling(min_age: float = 600, api: Any = None) -> int:
     import docker
 
     api = api or engine.client(timeout=60)
-    used = {c.attrs.get("Image") for c in api.containers.list(all=True)}
+    used = {c.attrs.get("Image") for c in api.containers.list(all=True, ignore_removed=True)}
     gone = 0
     for image in api.images.list(filters={"dangling": True, "label": LOCAL_BUILD_LABEL}):
         created = image.attrs.get("Created", "")

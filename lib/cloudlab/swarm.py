@@ -487,7 +487,7 @@ class Stack(Managed):
         """The running containers of the service (Docker SDK objects)."""
         return engine.client(timeout=30).containers.list(filters={
             "label": f"com.docker.swarm.service.name={self.service_name(service)}",
-            "status": "running"})
+            "status": "running"}, ignore_removed=True)
 
     def running(self, service: str = "predict") -> int:
         """How many of the service's containers are running and healthy."""
@@ -653,7 +653,8 @@ def remove(name: str, timeout: float = 60) -> None:
     flt = {"label": f"{STACK_LABEL}={name}"}
 
     def gone() -> bool:
-        left = (api.containers.list(all=True, filters=flt) + api.networks.list(filters=flt))
+        left = (api.containers.list(all=True, filters=flt, ignore_removed=True)
+                + api.networks.list(filters=flt))
         if state() == "active":
             left += api.services.list(filters=flt)
         return not left

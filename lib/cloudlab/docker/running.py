@@ -340,4 +340,4 @@ def containers(cfg: Settings | None = None) -> list[Any]:
     """The containers of this run (all states), found by the run-id label."""
     cfg = cfg or settings()
     return engine.client(timeout=30).containers.list(
-        all=True, filters={"label": f"{LABEL}={cfg.run_id}"})
+        all=True, filters={"label": f"{LABEL}={cfg.run_id}"}, ignore_removed=True)

@@ -143,7 +143,8 @@ def _prune(keep: str, newest: int = 3, grace: float = 86400,
     api = engine.client(timeout=60)
     found = sorted(api.images.list(name=repository), key=lambda i: i.attrs.get("Created", ""),
                    reverse=True)
-    in_use = {c.attrs.get("Image") for c in api.containers.list(all=True)}
+    in_use = {c.attrs.get("Image")
+              for c in api.containers.list(all=True, ignore_removed=True)}
     cutoff = time.time() - grace
     for image in found[newest:]:
         if keep in image.tags or image.id in in_use or _created(image) > cutoff:

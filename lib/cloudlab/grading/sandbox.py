@@ -440,7 +440,8 @@ def sweep(*, everything: bool = False) -> int:
     submission (tagged or left untagged). Returns how many containers went."""
     try:
         api = engine.client(timeout=60)
-        found = api.containers.list(all=True, filters={"label": GRADER_LABEL})
+        found = api.containers.list(all=True, filters={"label": GRADER_LABEL},
+                                    ignore_removed=True)
     except Exception:
         return 0
     removed = 0
