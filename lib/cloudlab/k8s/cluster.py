@@ -197,15 +197,20 @@ class Cluster(Managed):
                 plan = realnode.Plan.choose() if self.real_nodes else None
                 patches = (realnode.apiserver_patches(kwok.cluster_dir(self.cfg, self.name),
                                                       plan) if plan else [])
-                try:
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra,
-                                patches)
-                except CloudlabError as exc:  # a port taken meanwhile by another cluster
-                    if "address already in use" not in str(exc):
-                        raise
-                    kwok.delete(self.cfg, self.name)
-                    kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout, extra,
-                                patches)
+                for attempt in (1, 2):  # kwokctl picks the ports; another may take one first
+                    try:
+                        kwok.create(self.cfg, self.name, self.kubeconfig, self.start_timeout,
+                                    extra, patches)
+                        clash = kwok.port_clash(self.cfg, self.name)
+                        if not clash:
+                            break
+                        raise CloudlabError(f"{clash}: address already in use")
+                    except CloudlabError as exc:
+                        if "address already in use" not in str(exc) or attempt == 2:
+                            raise
+                        kwok.log.warning("cluster %s: a port was taken meanwhile (%s); "
+                                         "creating it again", self.name, str(exc)[-300:])
+                        kwok.delete(self.cfg, self.name)
                 self.context = f"kwok-{self.name}"
                 if self.nodes:
                     self.apply([kwok.node(f"kwok-node-{i}", cpu=self.node_cpu)

@@ -282,6 +282,15 @@ def revive(cfg: Settings, name: str, timeout: float = 60) -> dict[str, str]:
     return dead
 
 
+def port_clash(cfg: Settings, name: str) -> list[str]:
+    """The components of cluster ``name`` that died because their port was taken between
+    kwokctl choosing it and the component binding it (another cluster starting at the
+    same moment, or any program's outgoing connection: kwokctl picks in the ephemeral
+    range). A restart would meet the same port: the cluster must be made again."""
+    return [p.name for p in processes(cfg, name)
+            if not p.running and "address already in use" in logs(cfg, name, p.name, 20)]
+
+
 def restart(cfg: Settings, name: str, component: str, why: str, timeout: float = 60) -> None:
     """Stop ``component`` of cluster ``name`` and start it again, logging ``why`` and the
     tail of its log: for a component that runs but does not act (see ``Cluster.start``)."""
