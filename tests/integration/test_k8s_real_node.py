@@ -27,6 +27,7 @@ from cloudlab.errors import CloudlabError, UnavailableError
 from cloudlab.k8s import Cluster, availability, host, node
 from cloudlab.k8s import sweep as k8s_sweep
 from cloudlab.proc import wait_for
+from tests.conftest import machine_lock
 
 KWOK = availability("kwok")
 NODE = node.availability()
@@ -64,6 +65,14 @@ def web(image: str, replicas: int = 2, probe_path: str = "/index.html") -> list[
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
          "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}},
     ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_real_node():
+    """One real node per machine (its iptables chains are machine-wide): notebook 07, in
+    make test's other lane, waits while this module runs, and the other way round."""
+    with machine_lock(["real-node"]):
+        yield
 
 
 @pytest.fixture(scope="module")

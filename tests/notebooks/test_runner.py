@@ -80,3 +80,11 @@ def test_every_notebook_on_the_shared_prometheus_says_it_shares_it():
         text = nb.read_text()
         if "cl.services.prometheus(" in text and "cl.services.private(" not in text:
             assert "prometheus" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
+
+
+def test_every_notebook_that_starts_a_real_node_says_it_shares_it():
+    """One real node per machine: a notebook starting one beside another would be
+    refused, so it says so and runs alone (and the real-node tests wait for it)."""
+    for nb in runner.notebooks():
+        if "real_nodes=" in nb.read_text():
+            assert "real-node" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
