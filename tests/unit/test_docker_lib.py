@@ -177,7 +177,7 @@ def test_dangling_sweep_removes_only_old_unused_untagged_local_builds():
         assert not force, "removal is never forced"
         calls["removed"].append(id)
 
-    api = NS(containers=NS(list=lambda all: [NS(attrs={"Image": "sha256:in-use"})]),
+    api = NS(containers=NS(list=lambda all, **_: [NS(attrs={"Image": "sha256:in-use"})]),
              images=NS(list=listing, remove=remove))
     assert images.sweep_dangling(api=api) == 1
     assert calls["removed"] == ["sha256:old"]
