@@ -7,6 +7,7 @@ start their own, because tearing down is what they check.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -159,7 +160,8 @@ def test_teardown_leaves_no_process_port_or_folder(tmp_path_factory):
         raise RuntimeError("boom")
     # none runs (a killed one can stay a zombie: this machine's init does not reap)
     assert not any(kwok.running_pid(p) for p in pids.values())
-    assert not set(ports) & set(_listening())
+    # its ports are free of its processes (another cluster may take a number meanwhile)
+    assert not _listeners(set(ports)) & set(pids.values())
     assert not ours_running(kwok.cluster_dir(cfg, k.name))
     assert not kwok.cluster_dir(cfg, k.name).exists() and not k.kubeconfig.exists()
     k.stop()  # idempotent
@@ -259,11 +261,13 @@ def test_other_backends_use_the_same_verbs(backend, tmp_path_factory):
         assert k.real_pods and len(k.endpoints("web", namespace=ns)) == 1
 
 
-def _listening() -> list[int]:
-    ports = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            f = line.split()
-            if f[3] == "0A":
-                ports.append(int(f[1].rsplit(":", 1)[1], 16))
-    return ports
+def _listeners(ports: set[int]) -> set[int]:
+    """The pids listening on any of ``ports`` (``ss -ltnp``)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    found: set[int] = set()
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3].rsplit(":", 1)[-1].isdigit() \
+                and int(fields[3].rsplit(":", 1)[-1]) in ports:
+            found |= {int(pid) for pid in re.findall(r"pid=(\d+)", line)}
+    return found
