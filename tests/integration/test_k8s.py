@@ -11,7 +11,6 @@ import re
 import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
