@@ -122,13 +122,7 @@ def _child(group: dict[str, Any], write_fd: int) -> None:
     os.closerange(write_fd + 1, 65536)
     if group.get("stdlib_only"):
         _exec_isolated(group, write_fd)  # never returns
-    try:
-        data = json.dumps(_run_group(group), allow_nan=False)
-    except BaseException as exc:
-        data = json.dumps([{"raised": type(exc).__name__, "message": "unreadable result"}
-                           for _ in group.get("probes", [])])
-    os.write(write_fd, data.encode()[:MAX_RESULT] + b"\n")
-    os._exit(0)
+    _report(group, write_fd)  # never returns
 
 
 ISOLATED = "--isolated"
@@ -263,13 +257,7 @@ def isolated(data_fd: int, write_fd: int) -> None:
     except OSError as exc:
         _refuse(group, write_fd, "this grading machine cannot fence a standard-library-only "
                 f"answer, so it was not run: {exc.strerror or exc}")
-    try:
-        data = json.dumps(_run_group(group), allow_nan=False)
-    except BaseException as exc:
-        data = json.dumps([{"raised": type(exc).__name__, "message": "unreadable result"}
-                           for _ in group.get("probes", [])])
-    os.write(write_fd, data.encode()[:MAX_RESULT] + b"\n")
-    os._exit(0)
+    _report(group, write_fd)  # never returns
 
 
 def _collect(pid: int, read_fd: int, timeout: float) -> tuple[bytes | None, str]:
@@ -532,5 +520,17 @@ def main(argv: list[str] | None = None) -> None:
     os.write(out, ("\n" + MARK + json.dumps(results) + "\n").encode())
 
 
+def _report(group: dict, write_fd: int) -> None:
+    """Run the group's probes and write their plain-JSON results to the pipe; exits."""
+    try:
+        data = json.dumps(_run_group(group), allow_nan=False)
+    except BaseException as exc:
+        data = json.dumps([{"raised": type(exc).__name__, "message": "unreadable result"}
+                           for _ in group.get("probes", [])])
+    os.write(write_fd, data.encode()[:MAX_RESULT] + b"\n")
+    os._exit(0)
+
+
 if __name__ == "__main__":
     main()
+
