@@ -26,7 +26,7 @@ lab: setup ## open JupyterLab on the workbook
 test: ## set up, then run every test tier (unit, integration, notebooks, grading, browser)
 	@t0=$$(date +%s); fresh=$$(test -x $(PY) && echo no || echo yes); \
 	 bash scripts/setup.sh --with-browser && \
-	 CLOUDLAB_TEST_SINCE=$$t0 CLOUDLAB_TEST_FRESH=$$fresh $(PYTEST) --lanes tests
+	 CLOUDLAB_TEST_SINCE=$$t0 CLOUDLAB_TEST_FRESH=$$fresh $(PYTEST) --lanes
 
 test-quick: ## unit tests only (no services, seconds)
 	@test -x $(PY) || bash scripts/setup.sh --python-only

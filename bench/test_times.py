@@ -1,7 +1,7 @@
 """Benchmark: how long people wait for ``make test``, from the runs this machine recorded.
 
 Every ``make test`` appends a line to ``~/.cache/cloudlab/test-times.jsonl``
-(``scripts/pytest.sh --lanes``): the two lanes' wall clock, the whole command's including
+(``scripts/pytest.sh --lanes``): the lanes' wall clock, the whole command's including
 set-up, whether it started in a fresh clone (no venv yet), and whether it passed. This
 reports the newest passing run of each kind against its target: a warm ``make test`` in
 at most 20 minutes; a fresh clone's ``.ci/run`` (which is ``make test``) in at most 90
@@ -42,7 +42,7 @@ def main(path: Path = TIMES) -> list[Figure]:
     if not recorded:
         return skipped(f"no passing make test recorded in {path}: run make test first")
     figures = []
-    for fresh, label, bound in ((False, "warm make test (pytest, both lanes)", WARM_S),
+    for fresh, label, bound in ((False, "warm make test (pytest, all lanes)", WARM_S),
                                 (True, "fresh-clone .ci/run (set-up + tests)", FRESH_S)):
         kind = [r for r in recorded if r.get("fresh") is fresh]
         if not kind:

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # pytest from the project venv; a tier that selects no test (exit 5) is not a failure.
 #   scripts/pytest.sh ARGS...          one pytest
-#   scripts/pytest.sh --lanes ARGS...  two pytest processes side by side (make test): the
-#       notebooks lane (unit + notebooks) and the services lane (integration, grading,
-#       browser). Their tests wait on real control loops more than they compute, so two
-#       lanes use the two cores; what is global to the machine (the engine's Swarm) is
-#       held by one test at a time through tests/conftest.py's machine_lock.
+#   scripts/pytest.sh --lanes ARGS...  pytest processes side by side (make test): the
+#       notebooks lane (unit + notebooks) and $CLOUDLAB_TEST_LANES (default 2) service
+#       lanes (integration, grading, browser), whole files each, balanced on the seconds
+#       each file took last time (tests/lanes.py). The tests wait on real control loops
+#       more than they compute, so three lanes beat two on two cores; what is global to
+#       the machine (the engine's Swarm, the real node) is held by one test at a time
+#       through tests/conftest.py's machine_lock.
 cd "$(dirname "$0")/.."
 PYTEST=(.venv/bin/python -m pytest)
 
@@ -27,17 +29,25 @@ lane() {  # name, marker expression, pytest args...
   echo "${PIPESTATUS[0]}" > "$tmp/$name.rc"
 }
 start=$SECONDS
-lane notebooks "unit or notebooks" "$@" &
-lane services "integration or grading or browser" "$@" &
+export CLOUDLAB_RECORD_DURATIONS=1
+names=(notebooks)
+lane notebooks "unit or notebooks" "$@" tests &
+i=0
+while read -r files; do
+  [ -n "$files" ] || continue
+  i=$((i + 1)); names+=("services$i")
+  # shellcheck disable=SC2086  # a lane's files, one word each
+  lane "services$i" "integration or grading or browser" "$@" $files &
+done < <("${PYTEST[0]}" -m tests.lanes "${CLOUDLAB_TEST_LANES:-2}")
 wait
 rc=0
-for name in notebooks services; do
+for name in "${names[@]}"; do
   r=$(cat "$tmp/$name.rc" 2>/dev/null || echo 1)
   ok "$r" && state=passed || { state="FAILED (pytest exit $r)"; rc=1; }
   echo "lane $name: $state"
 done
 wall=$((SECONDS - start))
-echo "both lanes: $wall s wall clock"
+echo "all lanes: $wall s wall clock"
 # a record for bench/test_times.py: how long people wait for make test, warm and fresh
 if [ -n "${CLOUDLAB_TEST_SINCE:-}" ]; then
   times="${XDG_CACHE_HOME:-$HOME/.cache}/cloudlab/test-times.jsonl"

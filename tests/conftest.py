@@ -19,6 +19,7 @@ import pytest
 
 import cloudlab as cl
 from cloudlab import config, engine, ports
+from tests import lanes
 
 ROOT = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "integration", "notebooks", "grading", "browser")
@@ -69,6 +70,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         tier = parts[0] if parts[0] in TIERS else "unit"
         item.add_marker(getattr(pytest.mark, tier))
+
+
+_SECONDS: dict[str, float] = {}  # this run's seconds per test file, for tests/lanes.py
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    name = report.nodeid.split("::", 1)[0]
+    _SECONDS[name] = _SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # make test's lanes ask for it; an interrupted run's partial figures are not kept
+    if os.environ.get("CLOUDLAB_RECORD_DURATIONS") == "1" and exitstatus in (0, 1):
+        lanes.record(_SECONDS)
 
 
 @contextlib.contextmanager

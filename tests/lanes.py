@@ -1,0 +1,85 @@
+"""How ``make test`` splits the suite into lanes: separate pytest processes side by side.
+
+The tests wait on real control loops (a kubelet, Prometheus, a grading sandbox) more than
+they compute, so more lanes than cores still shortens the wall clock. A lane gets whole
+test files (their module fixtures stay in one process). Each run records how long every
+file took (``record``, called by tests/conftest.py); the next run balances the service
+files over the service lanes with those figures, longest first into the lane that ends
+soonest. Without figures, a file counts as ``GUESS_S``.
+
+    >>> plan({"a.py": 300, "b.py": 200, "c.py": 100, "d.py": 90}, lanes=2)
+    [['a.py', 'd.py'], ['b.py', 'c.py']]
+
+    .venv/bin/python -m tests.lanes 2     # the files of each of two service lanes, a line each
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE_TIERS = ("integration", "grading", "browser")
+GUESS_S = 60.0
+RECORD = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cloudlab" / \
+    "test-durations.json"
+
+
+def plan(seconds: Mapping[str, float], lanes: int) -> list[list[str]]:
+    """Split files over ``lanes`` lanes so that the longest lane is short (greedy: longest
+    file first, into the lane with the least work so far); each lane's files sorted."""
+    load = [0.0] * lanes
+    out: list[list[str]] = [[] for _ in range(lanes)]
+    for name in sorted(seconds, key=lambda n: (-seconds[n], n)):
+        i = load.index(min(load))
+        load[i] += seconds[name]
+        out[i].append(name)
+    return [sorted(files) for files in out]
+
+
+def recorded(path: Path = RECORD) -> dict[str, float]:
+    """Seconds per test file from the last runs (empty when none or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
+
+
+def record(seconds: Mapping[str, float], path: Path = RECORD) -> None:
+    """Merge this run's seconds per file into the record (two lanes write it at once,
+    hence the lock); a file's newest figure replaces its older one."""
+    if not seconds:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = recorded(path) | {k: round(v, 1) for k, v in seconds.items()}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(sorted(merged.items())), indent=1))
+        tmp.replace(path)
+
+
+def service_files(root: Path = ROOT) -> list[str]:
+    """The service tiers' test files, relative to the repository."""
+    return sorted(str(p.relative_to(root)) for tier in SERVICE_TIERS
+                  for p in (root / "tests" / tier).glob("test_*.py"))
+
+
+def main(argv: list[str]) -> int:
+    lanes = int(argv[0]) if argv else 2
+    known = recorded()
+    files = service_files()
+    with contextlib.suppress(BrokenPipeError):
+        for lane in plan({f: known.get(f, GUESS_S) for f in files}, lanes):
+            print(" ".join(lane))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
