@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from urllib.parse import urlparse
 from .config import Settings, settings
 from .errors import CloudlabError, ServiceError
 from .lifecycle import Managed
-from .proc import alive
+from .proc import alive, end
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 PERCENTILES = {"50%": "p50_ms", "95%": "p95_ms", "99%": "p99_ms"}
@@ -273,14 +272,8 @@ class LoadTest(Managed):
         if proc is None:
             return
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+            end(proc.pid)
+        proc.wait(timeout=5)
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None and alive(self._proc.pid)

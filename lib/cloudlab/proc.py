@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,6 +132,25 @@ def alive(pid: int) -> bool:
         if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
             return False
     return True
+
+
+def end(pid: int, timeout: float = 5) -> None:
+    """End process group ``pid``: SIGTERM, and SIGKILL if it is still there ``timeout`` s
+    later; a group already gone is fine.
+
+    >>> p = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    >>> end(p.pid); alive(p.pid)
+    False
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    try:
+        wait_for(lambda: not alive(pid), timeout=timeout, interval=0.05,
+                 what=f"pid {pid} to exit")
+    except ServiceError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_for(lambda: not alive(pid), timeout=5, interval=0.05, what=f"pid {pid} to die")
 
 
 class GiveUp(Exception):

@@ -12,9 +12,7 @@ reported by number.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -28,7 +26,7 @@ import yaml
 
 from .config import Settings, settings
 from .errors import ServiceError
-from .proc import GiveUp, alive, identity, wait_for, which
+from .proc import GiveUp, alive, end, identity, wait_for, which
 
 
 @dataclass
@@ -166,7 +164,7 @@ class Service:
         """Stop the service; idempotent, escalates to SIGKILL, leaves no process behind."""
         pid = self.pid()
         if pid is not None:
-            _terminate(pid, timeout)
+            end(pid, timeout)
         self.pidfile.unlink(missing_ok=True)
         self._owned = False
 
@@ -448,13 +446,3 @@ def _cwd(pid: int) -> Path | None:
     except OSError:
         return None
 
-
-def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    try:
-        wait_for(lambda: not alive(pid), timeout=timeout, what=f"pid {pid} to exit")
-    except ServiceError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: not alive(pid), timeout=5, what=f"pid {pid} to die")

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import tempfile
@@ -39,7 +38,7 @@ from . import busybox
 from .config import Settings, settings
 from .errors import CloudlabError, CommandError, UnavailableError
 from .lifecycle import Managed
-from .proc import GiveUp, run, wait_for, which
+from .proc import GiveUp, end, run, wait_for, which
 
 KERNEL_PACKAGE = "linux-image-cloud-amd64"  # Debian's metapackage for the small cloud kernel
 MARKER = "CLOUDLAB-READY"
@@ -298,15 +297,10 @@ class Launch(Managed):
     def stop(self) -> None:
         """Kill the process (group); safe to call any number of times."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        if proc is not None:
+            if proc.poll() is None:
+                end(proc.pid)
+            proc.wait(timeout=5)
         if self._reader is not None:
             self._reader.join(timeout=5)
             self._reader = None
