@@ -25,6 +25,7 @@ from typing import Any
 import requests
 import websocket
 
+from cloudlab.lifecycle import Managed
 from cloudlab.proc import wait_for
 
 BINARY = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,7 +43,7 @@ class BrowserError(RuntimeError):
     """A DevTools command failed, or the page threw."""
 
 
-class Chromium:
+class Chromium(Managed):
     """One headless Chromium with one page; ``start()``/``stop()`` or a ``with`` block."""
 
     def __init__(self, profile: Path, timeout: float = 60) -> None:
@@ -82,16 +83,6 @@ class Chromium:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=15)
         self.proc = None
-
-    def __enter__(self) -> Chromium:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def send(self, method: str, **params: Any) -> dict:
         """One DevTools command; its result (events in between are dropped)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Iterator
 
 import pytest
 
-from cloudlab import cleanup, config, images
+from cloudlab import cleanup, config, images, k8s
 from tests.conftest import free_port
 
 
@@ -25,3 +27,15 @@ def mcfg(request, tmp_path_factory, docker_engine):
     yield cfg
     cleanup.sweep(cfg.run_id, cfg=cfg, stop_services=True)
     images.remove_labelled(cfg.run_id)
+
+
+@contextlib.contextmanager
+def kwok_cluster(tmp_path_factory, run_id: str, **kwargs) -> Iterator[k8s.Cluster]:
+    """A kwok cluster with private state for one test module (skips, saying why, where
+    kwok is not installed); ``kwargs`` go to :class:`cloudlab.k8s.Cluster`."""
+    avail = k8s.available().get("kwok")
+    if not avail:
+        pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
+    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"), run_id=run_id)
+    with k8s.Cluster("kwok", cfg=cfg, **kwargs) as cluster:
+        yield cluster

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from cloudlab import hpa, k8s
+from cloudlab import hpa
 from cloudlab import manifests as mf
+from cloudlab.proc import wait_for
+from tests.integration.conftest import kwok_cluster
 
 REQUEST_M = 100          # the container's CPU request, millicores
 TARGET = 50              # averageUtilization, percent
@@ -18,17 +20,8 @@ TARGET = 50              # averageUtilization, percent
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from cloudlab import config
-    avail = k8s.available().get("kwok")
-    if not avail:
-        pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
-    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
-                      run_id="test-hpa-controller")
-    with k8s.Cluster("kwok", nodes=2, cfg=cfg) as c:
-        k8s_wait = getattr(c, "metrics_ready", None)
-        if k8s_wait is not None:
-            from cloudlab.proc import wait_for
-            wait_for(c.metrics_ready, timeout=90, what="the metrics API")
+    with kwok_cluster(tmp_path_factory, "test-hpa-controller", nodes=2) as c:
+        wait_for(c.metrics_ready, timeout=90, what="the metrics API")
         yield c
 
 
@@ -36,7 +29,6 @@ def _deploy(cluster, ns, millicores, behavior=None):
     """Two Ready replicas using ``millicores`` each as the metrics API reports it; only
     then the HPA, so the controller's first reading is the whole, steady usage (made
     together, it could act on a sample taken while the usage was still changing)."""
-    from cloudlab.proc import wait_for
     objs = mf.app("web", "hello-cli:1.1", replicas=2, min_replicas=1, max_replicas=10,
                   cpu_percent=TARGET, cpu=f"{REQUEST_M}m", namespace=ns)
     if behavior:
@@ -52,7 +44,6 @@ def _deploy(cluster, ns, millicores, behavior=None):
 
 
 def _first_decision(cluster, ns, timeout=120):
-    from cloudlab.proc import wait_for
     return wait_for(lambda: (h := cluster.hpa("web", namespace=ns))["desired"] not in (None, 0, 2)
                     and h, timeout=timeout, interval=1, what="the HPA controller to act")
 

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from cloudlab import k8s
 from cloudlab import manifests as m
+from tests.integration.conftest import kwok_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from cloudlab import config
-    avail = k8s.available().get("kwok")
-    if not avail:
-        pytest.skip(f"kwok backend unavailable: {getattr(avail, 'reason', 'not installed')}")
-    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("state"),
-                      run_id="test-manifests-server")
-    with k8s.Cluster("kwok", nodes=1, cfg=cfg) as c:
+    with kwok_cluster(tmp_path_factory, "test-manifests-server", nodes=1) as c:
         yield c
 
 
