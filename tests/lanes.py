@@ -5,7 +5,8 @@ they compute, so more lanes than cores still shortens the wall clock. A lane get
 test files (their module fixtures stay in one process). Each run records how long every
 file took (``record``, called by tests/conftest.py); the next run balances the service
 files over the service lanes with those figures, longest first into the lane that ends
-soonest. Without figures, a file counts as ``GUESS_S``.
+soonest. A machine with no record of its own uses the figures committed in ``BASELINE``
+(measured here); a file in neither counts as ``GUESS_S``.
 
     >>> plan({"a.py": 300, "b.py": 200, "c.py": 100, "d.py": 90}, lanes=2)
     [['a.py', 'd.py'], ['b.py', 'c.py']]
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_TIERS = ("integration", "grading", "browser")
 GUESS_S = 60.0
+BASELINE = Path(__file__).with_name("lane-seconds.json")
 RECORD = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cloudlab" / \
     "test-durations.json"
 
@@ -73,7 +75,7 @@ def service_files(root: Path = ROOT) -> list[str]:
 
 def main(argv: list[str]) -> int:
     lanes = int(argv[0]) if argv else 2
-    known = recorded()
+    known = recorded(BASELINE) | recorded()
     files = service_files()
     with contextlib.suppress(BrokenPipeError):
         for lane in plan({f: known.get(f, GUESS_S) for f in files}, lanes):
