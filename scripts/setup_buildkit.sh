@@ -29,9 +29,9 @@ if [ ! -x "$CACHE/docker-buildx" ]; then
   mkdir -p "$CACHE"
   tmp=$(mktemp -d "$CACHE/.build.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
-  start=$(date +%s)
+  start=$(date +%s) load=$(cut -d' ' -f1-3 /proc/loadavg)
   # `go install module@version` builds exactly the released go.mod (no replace directives).
-  # The version ldflags are those of buildx's own Makefile, so `docker buildx version` is honest.
+  # Version ldflags as buildx's own build sets them (no revision: a module has no git).
   pkg=github.com/docker/buildx
   GOBIN="$tmp" GOFLAGS=-mod=mod CGO_ENABLED=0 "$GO" install -trimpath \
     -ldflags "-s -w -X $pkg/version.Version=$VERSION -X $pkg/version.Package=$pkg" \
@@ -41,8 +41,8 @@ if [ ! -x "$CACHE/docker-buildx" ]; then
       exit 1
     }
   mv "$tmp/buildx" "$CACHE/docker-buildx"
-  echo "$(( $(date +%s) - start )) s on $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" \
-    >"$CACHE/build-time"
+  echo "$(( $(date +%s) - start )) s on $(nproc) cores, load $load at start," \
+    "$(cut -d' ' -f1-3 /proc/loadavg) at the end" >"$CACHE/build-time"
   say "built buildx $VERSION in $(cat "$CACHE/build-time")"
 fi
 
