@@ -33,7 +33,10 @@ def _build(tmp_path, mcfg, dockerfile: str, name: str, **options) -> str:
     context.mkdir()
     (context / "Dockerfile").write_text(dockerfile)
     tag = f"cloudlab-test-bk-{name}:{mcfg.run_id}"
-    cd.build(context, tag, builder="buildkit", progress=False, cfg=mcfg, **options)
+    # no cache: BuildKit's cache key ignores a secret's content, so a rerun with a fresh
+    # token would reuse the step (and the digest) of the last run's token
+    cd.build(context, tag, builder="buildkit", nocache=True, progress=False, cfg=mcfg,
+             **options)
     return tag
 
 
