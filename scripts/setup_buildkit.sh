@@ -18,6 +18,10 @@ else
 fi
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
+if [ ! -x "$CACHE/docker-buildx" ] && command -v docker >/dev/null \
+    && docker buildx version >/dev/null 2>&1; then
+  exit 0  # a buildx of its own (Docker's packages, Docker Desktop): nothing to build
+fi
 if [ ! -x "$CACHE/docker-buildx" ]; then
   GO=$(command -v go || true)
   for g in /usr/local/go/bin/go /usr/lib/go/bin/go; do [ -n "$GO" ] || { [ -x "$g" ] && GO=$g; }; done
