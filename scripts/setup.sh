@@ -54,6 +54,7 @@ if "$VENV/bin/cloudlab" engine up; then
 else
   echo "warning: no Docker engine; Docker parts of the workbook will be skipped" >&2
 fi
+bash scripts/setup_buildkit.sh || echo "warning: no buildx plugin: BuildKit builds are off (see cloudlab doctor)" >&2
 
 # 4. The Kubernetes binaries of the offline cluster (root on Linux; instant when cached):
 #    official releases when reachable, else a source build through the Go module proxy;

@@ -13,7 +13,9 @@ Image('python:3.11-slim', source='cached')
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +155,98 @@ def layers(tag: str) -> list[dict]:
     rows = engine.client(timeout=30).api.history(tag)
     return [{"created_by": r.get("CreatedBy", ""), "size": int(r.get("Size", 0)),
              "id": r.get("Id", "")} for r in rows]
+
+
+def leaks(tag: str, secret: str | bytes) -> list[str]:
+    """Where ``secret`` shows in a local image: history, config, or a file of any layer.
+
+    Reads what ``docker save`` exports (what anyone who pulls the image gets): the
+    image config with its history, and every file of every layer (names, link targets and
+    contents). Each hit names its place; an empty list means the bytes are nowhere.
+
+    >>> leaks("cloudlab-secret-bk:1", "s3cr3t-token")       # doctest: +SKIP
+    []
+    >>> leaks("cloudlab-leak:1", "s3cr3t-token")[0]          # doctest: +SKIP
+    'history: RUN |1 TOKEN=s3cr3t-token /bin/sh -c echo "$TOKEN" | sha256sum > /token.sha256'
+    """
+    needle = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if not needle:
+        raise ValueError("an empty secret is in every image")
+    found: list[str] = []
+    with tempfile.TemporaryFile(prefix="cloudlab-save-") as saved:
+        for chunk in engine.client(timeout=300).images.get(tag).save(named=False):
+            saved.write(chunk)
+        saved.seek(0)
+        with tarfile.open(fileobj=saved) as outer:
+            manifest = json.load(_member(outer, "manifest.json"))[0]
+            config = json.load(_member(outer, manifest["Config"]))
+            history = config.pop("history", [])
+            found += [f"history: {row.get('created_by', '')}" for row in history
+                      if any(needle in text.encode() for text in _strings(row))]
+            found += [f"config: {where}" for where, text in _strings_at(config)
+                      if needle in text.encode()]
+            made_by = [row.get("created_by", "") for row in history if not row.get("empty_layer")]
+            paths = manifest["Layers"]
+            for number, path in enumerate(paths, 1):
+                what = made_by[number - 1] if len(made_by) == len(paths) else ""
+                name = f"layer {number}/{len(paths)}" + (f" ({what[:60]})" if what else "")
+                with tarfile.open(fileobj=_member(outer, path), mode="r|*") as layer:
+                    for item in layer:
+                        if needle in _raw(item.name) or needle in _raw(item.linkname) \
+                                or (item.isfile() and _holds(layer.extractfile(item), needle)):
+                            found.append(f"{name}: /{item.name.removeprefix('./')}")
+    return found
+
+
+def _member(archive: tarfile.TarFile, name: str) -> Any:
+    handle = archive.extractfile(name)
+    if handle is None:
+        raise UnavailableError(f"docker save wrote no file {name!r}")
+    return handle
+
+
+def _raw(text: str) -> bytes:
+    """A tar member's name as the bytes it had (tarfile decodes with surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _holds(stream: Any, needle: bytes, size: int = 1 << 20) -> bool:
+    """Whether a stream's bytes contain ``needle``, read a chunk at a time.
+
+    >>> import io; _holds(io.BytesIO(b"ab" * 5), b"ba", size=3)
+    True
+    """
+    keep = len(needle) - 1
+    tail = b""
+    while chunk := stream.read(size):
+        window = tail + chunk
+        if needle in window:
+            return True
+        tail = window[len(window) - keep:] if keep else b""
+    return False
+
+
+def _strings(value: Any) -> list[str]:
+    return [text for _, text in _strings_at(value)]
+
+
+def _strings_at(value: Any, where: str = "") -> list[tuple[str, str]]:
+    """Every string in a JSON value with its path (keys too: a label's name can leak).
+
+    >>> _strings_at({"Env": ["A=1"], "Labels": {"k": "v"}})
+    [('Env', 'Env'), ('Env[0]', 'A=1'), ('Labels', 'Labels'), ('Labels.k', 'k'), ('Labels.k', 'v')]
+    """
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, dict):
+        out: list[tuple[str, str]] = []
+        for key, inner in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            out += [(at, str(key)), *_strings_at(inner, at)]
+        return out
+    if isinstance(value, list):
+        return [hit for i, inner in enumerate(value) for hit in _strings_at(inner, f"{where}[{i}]")]
+    return []
 
 
 def remove(tags: list[str] | tuple[str, ...], force: bool = True) -> int:

@@ -99,6 +99,22 @@ def your_turn_reports(nb: nbformat.NotebookNode) -> None:
         assert "the check could not run" not in out, f"a your-turn check crashed: {out!r}"
 
 
+def build_secret_stays_out(nb: nbformat.NotebookNode) -> None:
+    """03: the BuildKit step read the secret (the digest it wrote is the token's), the
+    token shows nowhere in that image, and as a build argument it shows in the history."""
+    out = text(nb)
+    if "BuildKit     : NOT available" in out:
+        return  # no BuildKit (or no engine) here: test_notebooks holds the skip line
+    built = _one(r"sha256 of the token, read in the build: *(\S+)", out, "the build's digest")
+    here = _one(r"sha256 of the token, computed here *: *(\S+)", out, "the token's digest")
+    assert built[1] == here[1], f"the build read {built[1]}, not the token ({here[1]})"
+    where = _one(r"where the token shows in the image *: *(.*)", out, "where the token shows")
+    assert where[1].strip() == "nowhere", f"the build secret leaked: {where[1]}"
+    count = _one(r"the token shows in (\d+) place\(s\) of the image:\n +history: ", out,
+                 "the build argument in the history")
+    assert int(count[1]) > 0
+
+
 def hpa_scales_up_and_back_down(nb: nbformat.NotebookNode) -> None:
     """07: the real HPA adds replicas under the load and removes them after it (on kwok's
     emulated CPU, or on the real node's); the warnings it met are counted and explained."""
@@ -127,6 +143,7 @@ def real_pods_answer_and_leave_nothing(nb: nbformat.NotebookNode) -> None:
 
 
 CLAIMS: dict[str, list[Callable[[nbformat.NotebookNode], None]]] = {
+    "03-containers-with-docker": [build_secret_stays_out],
     "07-kubernetes": [hpa_scales_up_and_back_down, real_pods_answer_and_leave_nothing],
     "08-prometheus": [canary_ratio_as_expected],
     "09-load-testing": [throughput_flattens_at_saturation],

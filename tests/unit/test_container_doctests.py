@@ -4,11 +4,11 @@ import doctest
 
 import pytest
 
-from cloudlab import lint, project, registry, vm
+from cloudlab import images, lint, project, registry, vm
 from cloudlab.docker import building, running
 
 
-@pytest.mark.parametrize("module", [building, running, lint, project, registry, vm],
+@pytest.mark.parametrize("module", [building, running, images, lint, project, registry, vm],
                          ids=lambda m: m.__name__)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

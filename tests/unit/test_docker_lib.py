@@ -1,6 +1,7 @@
 """cloudlab.docker without an engine: Dockerfile parsing, error messages, option checks."""
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,6 +152,11 @@ def test_buildkit_absence_is_explained(monkeypatch):
     monkeypatch.setattr(building, "run", missing)
     ok, why = cd.buildkit()
     assert not ok and "unknown command: docker buildx" in why and "buildx plugin" in why
+    # the hint's way in is real: `make setup` runs setup.sh, which runs the build script
+    assert "`make setup` builds it" in why and "scripts/setup_buildkit.sh" in why
+    root = Path(__file__).resolve().parents[2]
+    assert "\nbash scripts/setup_buildkit.sh " in (root / "scripts/setup.sh").read_text()
+    assert (root / "scripts/setup_buildkit.sh").is_file()
 
 
 def test_dangling_sweep_removes_only_old_unused_untagged_local_builds():

@@ -120,3 +120,27 @@ def test_notebook_07_real_pods_must_answer_and_leave_nothing():
         claims.real_pods_answer_and_leave_nothing(executed(good.replace("{'a', 'b'}",
                                                                         "{'a'}")))
     claims.real_pods_answer_and_leave_nothing(executed("simulated pods only\n"))
+
+
+SECRET = ("BuildKit     : available - github.com/docker/buildx v0.38.2\n",
+          "sha256 of the token, read in the build: {built}\n"
+          "sha256 of the token, computed here    : aaaa\n"
+          "where the token shows in the image    : {where}\n",
+          "the token shows in {n} place(s) of the image:\n"
+          "   history: RUN |1 TOKEN=s3cr3t-token /bin/sh -c echo\n")
+
+
+def test_a_build_secret_must_be_read_and_stay_out_while_the_build_arg_shows():
+    def nb(built="aaaa", where="nowhere", n=1, history=True):
+        leak = SECRET[2].format(n=n)
+        return executed(SECRET[0], SECRET[1].format(built=built, where=where),
+                        leak if history else leak.replace("history", "config"))
+    claims.build_secret_stays_out(nb())
+    with pytest.raises(AssertionError, match="not the token"):
+        claims.build_secret_stays_out(nb(built="bbbb"))
+    with pytest.raises(AssertionError, match=r"leaked: .*layer 2/2"):
+        claims.build_secret_stays_out(nb(where="['layer 2/2 (RUN cp): /kept']"))
+    with pytest.raises(AssertionError, match="build argument in the history"):
+        claims.build_secret_stays_out(nb(history=False))
+    # no BuildKit here: nothing to claim (the skip line is test_notebooks' business)
+    claims.build_secret_stays_out(executed("BuildKit     : NOT available - needs Docker\n"))

@@ -36,9 +36,10 @@ from ..proc import run
 INSTRUCTIONS = ("FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY",
                 "ENTRYPOINT", "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL",
                 "HEALTHCHECK", "SHELL")
-BUILDX_HINT = ("install the buildx plugin to build with BuildKit: Docker's own packages "
-               "(docker-buildx-plugin) or Docker Desktop ship it; Debian has it from 13 on "
-               "(docker-buildx), Debian 12 has none")
+BUILDX_HINT = ("install the buildx plugin to build with BuildKit: `make setup` builds it "
+               "(scripts/setup_buildkit.sh: buildx from source through the Go module proxy, "
+               "needs Go 1.26+, as Debian 12 packages none); Docker's own packages "
+               "(docker-buildx-plugin) and Docker Desktop ship it")
 BOOTSTRAP_HINT = "run `cloudlab images bootstrap` to build python:3.11-slim offline"
 
 
