@@ -67,7 +67,9 @@ def test_an_interrupted_run_leaves_nothing_and_a_rerun_grades_the_batch(grading_
     course = make_course(root)
     for student, kind in BATCH.items():
         S.make(root, student, kind)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib")}
+    scratch = tmp_path / "tmp"  # where the workers stage submissions
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "lib"), "TMPDIR": str(scratch)}
     grader = subprocess.Popen(_command(root), env=env, start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -95,11 +97,13 @@ def test_an_interrupted_run_leaves_nothing_and_a_rerun_grades_the_batch(grading_
     assert "submission(s):" not in out, "the run was interrupted before its summary"
     if how == signal.SIGINT:  # the grader removed its own sandboxes on the way out
         assert not _kernels_of(owners_), "Ctrl-C left grading containers behind"
+        assert not list(scratch.iterdir()), "Ctrl-C left staged submissions behind"
     assert _integrity(course.gradebook) == "ok"
 
     rerun = subprocess.run(_command(root), env=env, capture_output=True, text=True,
                            timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert not list(scratch.iterdir()), "the rerun left, or did not sweep, staged submissions"
     assert f"{len(BATCH)} submission(s):" in rerun.stdout, rerun.stdout
     assert "crashed" not in rerun.stdout, rerun.stdout
     assert not _kernels_of(owners_), "the sandboxes of the interrupted run are swept"

@@ -65,3 +65,11 @@ def test_a_kubeconfig_with_inline_credentials(tmp_path):
     assert not folder.exists()
     with pytest.raises(CloudlabError, match="no context nowhere"):
         api.Api.from_kubeconfig(path, "nowhere")
+
+
+def test_key_files_go_with_an_api_nobody_closed(tmp_path):
+    import gc
+
+    folder = api.Api({"server": "https://127.0.0.1:1"}, {"token": "t"})._tmp
+    gc.collect()
+    assert not folder.exists()

@@ -15,8 +15,10 @@ import gc
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -197,9 +199,10 @@ def autograde(course: Course, assignment: str | None = None, *,
 
 
 def _child(course: Course, assignment: str, student: str, tag: str, timeout: float,
-           limits: sandbox.Limits, hook_timeout: float) -> None:
+           limits: sandbox.Limits, hook_timeout: float, scratch: Path) -> None:
     from . import worker
 
+    tempfile.tempdir = str(scratch)  # its staging goes where the parent can remove it
     parent = os.getppid()
     os.setpgrp()  # the parent can kill the worker and anything it started, together
     _die_with(parent)  # a grader killed outright (kill -9) takes its workers along
@@ -227,6 +230,10 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
     limit = timeout + GRACE + (hook_timeout if any(_has_hooks(a) for a, _ in jobs) else 0)
     bar = tqdm(total=len(jobs), unit="submission", desc="autograde", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
+    # the workers' staging folders: a worker killed (overdue, or the run interrupted)
+    # cannot remove its own, so the run removes them all at its end
+    _sweep_scratch()
+    scratch = Path(tempfile.mkdtemp(prefix=f"clg-run-{os.getpid()}-"))
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -235,7 +242,7 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
                 result_file.unlink(missing_ok=True)
                 proc = ctx.Process(target=_child, name=f"grade-{student}",
                                    args=(course, assignment, student, tag, timeout, limits,
-                                         hook_timeout), daemon=False)
+                                         hook_timeout, scratch), daemon=False)
                 proc.start()
                 running[proc.sentinel] = (proc, assignment, student, time.monotonic())
             ready = wait(list(running), timeout=0.5)
@@ -262,7 +269,18 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
         raise
     finally:
         bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return [done[j] for j in jobs]
+
+
+def _sweep_scratch() -> None:
+    """Remove the staging folders of runs whose grader is gone (killed outright)."""
+    from ..proc import alive
+
+    for old in Path(tempfile.gettempdir()).glob("clg-run-*-*"):
+        pid = old.name.split("-")[2]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _has_hooks(assignment: str) -> bool:

@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,8 @@ class Api:
         self.timeout = timeout
         self.cluster, self.user = dict(cluster), dict(user)
         self._tmp = Path(tempfile.mkdtemp(prefix="cl-k8s-api-"))
+        # the key files go with the object even when nobody calls close() (or at exit)
+        self._gone = weakref.finalize(self, shutil.rmtree, self._tmp, ignore_errors=True)
         self.session = requests.Session()
         # the kubeconfig alone decides: no proxy, CA bundle or netrc from the environment
         self.session.trust_env = False
@@ -164,7 +167,7 @@ class Api:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.session.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._gone()
 
     def __enter__(self) -> Api:
         return self
