@@ -165,6 +165,11 @@ class Service:
         pid = self.pid()
         if pid is not None:
             end(pid, timeout)
+            # a restart under heavy load once found its own port still answering right
+            # after the pid had gone ("in use by another process"): wait until it is free
+            wait_for(lambda: not port_in_use(self.cfg.host, self.port), timeout=timeout,
+                     interval=0.05, what=f"{self.name}'s port {self.port} to close",
+                     log=self.log)
         self.pidfile.unlink(missing_ok=True)
         self._owned = False
 
