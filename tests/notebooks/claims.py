@@ -145,7 +145,7 @@ def secret_is_base64_not_encrypted(nb: nbformat.NotebookNode) -> None:
     out = text(nb)
     if "skipped: no cluster here" in out:
         return  # the manifests only: nothing was stored
-    password = _one(r"create secret generic db --from-literal=password=(\S+)", out,
+    password = _one(r"\$ kubectl .*create secret generic db --from-literal=password=(\S+)", out,
                     "the Secret's value as created")[1]
     shown = _one(r"(?s)get secret db -o yaml\n(.*?)\n\$ echo (\S+) \| base64 -d\n(\S+)", out,
                  "the Secret as the API returns it, then decoded")

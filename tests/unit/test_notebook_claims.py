@@ -136,6 +136,7 @@ def test_notebook_07_real_pods_must_answer_and_leave_nothing():
 
 
 SECRET = ("using the kwok backend (simulated pods)\n"
+          "# made with: kubectl create secret generic db --from-literal=password=...\n"
           "$ kubectl -n config create secret generic db --from-literal=password=s3cret-ab12\n"
           "secret/db created\n$ kubectl -n config get secret db -o yaml\napiVersion: v1\n"
           "data:\n  password: {stored}\nkind: Secret\n"
