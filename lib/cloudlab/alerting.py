@@ -1,7 +1,8 @@
 """Alerting: the 3-sigma rule, alert quality, promtool/amtool, and a webhook receiver.
 
 - :func:`detect` flags points more than ``k`` standard deviations from a baseline (the
-  whole series, or a trailing window that excludes the point being judged).
+  whole series, or a trailing window that excludes the point being judged), on both sides
+  or, as a latency alert does, above it only (``side="above"``).
 - :func:`episodes` turns flagged points into alerts; :func:`score` measures them against
   labelled incidents as precision (how many pages were real) and recall (how many
   incidents paged someone).
@@ -122,10 +123,25 @@ def zscores(series: pd.Series, window: int | None = None) -> pd.Series:
     return (s - past.mean()) / sd
 
 
-def detect(series: pd.Series, k: float = 3.0, window: int | None = None) -> pd.Series:
-    """True where a point is more than ``k`` sigma from its baseline (NaN is never flagged)."""
+SIDES = ("above", "below", "both")
+
+
+def detect(series: pd.Series, k: float = 3.0, window: int | None = None,
+           side: str = "both") -> pd.Series:
+    """True where a point is more than ``k`` sigma from its baseline (NaN is never flagged).
+
+    ``side="above"`` is one-sided, as a latency alert is (slower is an incident, faster is
+    not): only points above the baseline count; ``"below"`` the other way round.
+
+    >>> s = pd.Series([1.0, 1.1, 0.9, 1.0] * 5 + [-7.0])
+    >>> detect(s).iloc[-1], detect(s, side="above").iloc[-1]
+    (np.True_, np.False_)
+    """
+    if side not in SIDES:
+        raise CloudlabError(f"side={side!r}: one of {', '.join(SIDES)}")
     z = zscores(series, window)
-    return (z.abs() > k).fillna(False).astype(bool)
+    beyond = z.abs() if side == "both" else z if side == "above" else -z
+    return (beyond > k).fillna(False).astype(bool)
 
 
 def episodes(flags: pd.Series, gap: int = 0) -> list[tuple[Any, Any]]:

@@ -191,6 +191,15 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Text of several lines (a script, a config file in a ConfigMap) as a ``|`` block."""
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data,
+                                   style="|" if "\n" in data.strip("\n") else None)
+
+
+_PlainDumper.add_representer(str, _text)
+
+
 def write(manifests: Iterable[Mapping[str, Any]], folder: str | Path) -> list[Path]:
     """Write one file per object (``deployment.yaml``, ``service.yaml``, ``hpa.yaml``...)."""
     folder = Path(folder)

@@ -61,10 +61,11 @@ SIGMA_CASES: dict[str, tuple[float, str, list[list[Any]]]] = {
                     [[10.0] * 11 + [100.0], [*_NOISE[:18], 30.0], [*_NOISE[:19], 30.0]]),
     "sigma_nan": (1, "NaN and None are skipped (never flagged, not part of mean or sd)",
                   [[*_NOISE[:10], NAN, *_NOISE[10:], None, 30.0]]),
-    # 9.36 is 3.05 population standard deviations below the mean, but only 2.97 sample ones
-    "sigma_spike": (1, "a single dip, just over 3 population standard deviations below the "
-                       "mean, is the only outlier",
-                    [[*_NOISE[:10], 9.36, *_NOISE[10:]]]),
+    # 10.64 is 3.05 population standard deviations above the mean, but only 2.97 sample ones;
+    # 9.36 is as far below it: one-sided, a dip is never flagged
+    "sigma_spike": (1, "one-sided: a single spike, just over 3 population standard deviations "
+                       "above the mean, is the only value flagged; a dip as deep is not",
+                    [[*_NOISE[:10], 10.64, *_NOISE[10:]], [*_NOISE[:10], 9.36, *_NOISE[10:]]]),
 }
 
 
@@ -77,7 +78,7 @@ def reference_three_sigma(series: list[Any]) -> list[bool]:
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
     if sd == 0:
         return [False] * len(series)
-    return [_present(v) and abs(float(v) - mean) > 3 * sd for v in series]
+    return [_present(v) and float(v) - mean > 3 * sd for v in series]
 
 
 def _present(v: Any) -> bool:

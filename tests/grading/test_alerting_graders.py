@@ -78,11 +78,13 @@ def test_the_release_scores_zero_with_reasons():
 def test_three_sigma_reference_follows_the_specification():
     assert G.reference_three_sigma([4.0] * 30) == [False] * 30
     assert G.reference_three_sigma([10.0] * 11 + [100.0]) == [False] * 12
-    spike = G.SIGMA_CASES["sigma_spike"][2][0]
+    spike, dip = G.SIGMA_CASES["sigma_spike"][2]
     assert [i for i, f in enumerate(G.reference_three_sigma(spike)) if f] == [10]
-    values = [v for v in spike if v is not None]  # the dip tells the two deviations apart
-    dip = abs(spike[10] - statistics.fmean(values))
-    assert 3 * statistics.pstdev(values) < dip < 3 * statistics.stdev(values)
+    assert not any(G.reference_three_sigma(dip))  # one-sided: a dip is never flagged
+    for series in (spike, dip):  # each tells the two deviations apart
+        values = [v for v in series if v is not None]
+        gap = abs(series[10] - statistics.fmean(values))
+        assert 3 * statistics.pstdev(values) < gap < 3 * statistics.stdev(values)
     nan_case = G.SIGMA_CASES["sigma_nan"][2][0]
     flags = G.reference_three_sigma(nan_case)
     assert [i for i, f in enumerate(flags) if f] == [len(nan_case) - 1]

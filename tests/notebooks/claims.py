@@ -10,6 +10,7 @@ each claim fails on outputs that contradict it.
 from __future__ import annotations
 
 import ast
+import base64
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,17 @@ def detector_scores_differ_across_k(nb: nbformat.NotebookNode) -> None:
     scores = {k: rest for k, *rest in rows}
     assert len(set(map(tuple, scores.values()))) > 1, \
         f"the detector scores the same for every k: {scores}"
+
+
+def promql_condition_is_one_sided_and_fires(nb: nbformat.NotebookNode) -> None:
+    """11: the exercise's one-sided PromQL condition (mean + 3 sigma of a baseline that ends
+    before the point) holds during the major incident."""
+    out = text(nb)
+    if "skipped:" in out and "one-sided alert condition" not in out:
+        return  # no Prometheus: the skip line is held by test_notebooks
+    held = ast.literal_eval(_one(r"one-sided alert condition .* held, in seconds: (\{.*\})",
+                                 out, "how long the PromQL condition held")[1])
+    assert held.get("major", 0) > 0, f"the one-sided condition never held in the major: {held}"
 
 
 def throughput_flattens_at_saturation(nb: nbformat.NotebookNode) -> None:
@@ -142,12 +154,58 @@ def real_pods_answer_and_leave_nothing(nb: nbformat.NotebookNode) -> None:
     assert "processes still alive: none" in out, "the real node left processes behind"
 
 
+def secret_is_base64_not_encrypted(nb: nbformat.NotebookNode) -> None:
+    """07: the Secret's value never shows in plain text in ``kubectl get secret -o yaml``,
+    only base64-encoded, which ``base64 -d`` turns back into it; etcd holds it readable; on
+    the real node the pod read the ConfigMap's value (env and file) and the Secret's."""
+    out = text(nb)
+    if "skipped: no cluster here" in out:
+        return  # the manifests only: nothing was stored
+    password = _one(r"\$ kubectl .*create secret generic db --from-literal=password=(\S+)", out,
+                    "the Secret's value as created")[1]
+    shown = _one(r"(?s)get secret db -o yaml\n(.*?)\n\$ echo (\S+) \| base64 -d\n(\S+)", out,
+                 "the Secret as the API returns it, then decoded")
+    stored = base64.b64encode(password.encode()).decode()
+    assert password not in shown[1], "the Secret's value shows in plain text in get -o yaml"
+    assert f"password: {stored}" in shown[1], "the Secret's value is not base64 in get -o yaml"
+    assert shown[2] == stored and shown[3] == password, \
+        f"base64 -d of {shown[2]} gave {shown[3]}, not the value stored"
+    if "using the kwok backend" in out:  # its etcd runs on this machine
+        _one(r"the password in plain text among them: True", out, "etcd holding it readable")
+    if "with a real node: pods really run" not in out:
+        return  # kwok: no process reads anything
+    _one(r"env GREETING = hello from a ConfigMap\n", out, "the pod's env from the ConfigMap")
+    _one(r"file /etc/app/greeting = hello from a ConfigMap\n", out,
+         "the pod's file from the ConfigMap")
+    _one(r"/etc/db/password \(file\) agree: True", out, "the Secret read twice, alike")
+    _one(r"/etc/db is a tmpfs mount", out, "the Secret volume on a tmpfs")
+
+
+def sidecar_scrapes_the_app_on_localhost(nb: nbformat.NotebookNode) -> None:
+    """07 on a real node: the app's container reached the Prometheus sidecar at localhost,
+    and the sidecar's query returned the app's own counter, scraped at localhost:8000, with
+    at least the requests sent."""
+    out = text(nb)
+    if "with a real node: pods really run" not in out:
+        _one(r"skipped: the sidecar", out, "why the sidecar was skipped")
+        return
+    sent = int(_one(r"sent (\d+) requests to the app", out, "how many requests were sent")[1])
+    _one(r"Prometheus Server is Ready", out, "the app's container reaching the sidecar")
+    found = _one(r"the sidecar's query .*? -> instance=(\S+) job=(\S+) value=([\d.e+]+)", out,
+                 "the sidecar's query result")
+    instance, job, value = found[1], found[2], float(found[3])
+    assert (instance, job) == ("localhost:8000", "app"), \
+        f"the sample came from {job} at {instance}, not the app at localhost:8000"
+    assert value >= sent, f"the sidecar saw {value:g} requests of the {sent} sent"
+
+
 CLAIMS: dict[str, list[Callable[[nbformat.NotebookNode], None]]] = {
     "03-containers-with-docker": [build_secret_stays_out],
-    "07-kubernetes": [hpa_scales_up_and_back_down, real_pods_answer_and_leave_nothing],
+    "07-kubernetes": [hpa_scales_up_and_back_down, real_pods_answer_and_leave_nothing,
+                      secret_is_base64_not_encrypted, sidecar_scrapes_the_app_on_localhost],
     "08-prometheus": [canary_ratio_as_expected],
     "09-load-testing": [throughput_flattens_at_saturation],
-    "11-alerting": [detector_scores_differ_across_k],
+    "11-alerting": [detector_scores_differ_across_k, promql_condition_is_one_sided_and_fires],
     "12-reliability-and-dr": [rpo_is_meaningful],
 }
 

@@ -32,6 +32,14 @@ CASES = {
     "05": ({"parts": ("127.0.0.1:5000", "course/hello", "1.0")},
            {"parts": ("127.0.0.1", "5000/course/hello", "1.0")}),
     "06": ({"order": [COPY_REQ, INSTALL, COPY_APP]}, {"order": [COPY_APP, COPY_REQ, INSTALL]}),
+    "07-config": ({"my_volume": {"name": "config", "configMap": {
+                      "name": "app-config",
+                      "items": [{"key": "greeting", "path": "message.txt"}]}}},
+                  {"my_volume": {"name": "config", "configMap": {"name": "app-config"}}}),
+    "07-sidecar": ({"my_scrape_job": {"job_name": "prometheus",
+                                      "static_configs": [{"targets": ["localhost:9090"]}]}},
+                   {"my_scrape_job": {"job_name": "prometheus",
+                                      "static_configs": [{"targets": ["10.96.0.12:9090"]}]}}),
     "09": ({"capacity": 5.0, "THINK": (0.5, 1.5), "response_at_30": 5.0},
            {"capacity": 5.0, "THINK": (0.5, 1.5), "response_at_30": 30 / 5.0}),
     "10": ({"desired": 6}, {"desired": 5}),
@@ -41,8 +49,10 @@ CASES = {
 }
 
 
-def test_every_notebook_but_07_has_a_check_and_a_case():
-    owned = ["00", "01", "02", "03", "04", "05", "06", "08", "09", "10", "11", "12"]
+def test_every_notebook_has_a_check_and_a_case():
+    """07's HPA question has its own check in the notebook; its later sections use these."""
+    owned = ["00", "01", "02", "03", "04", "05", "06", "07-config", "07-sidecar", "08", "09",
+             "10", "11", "12"]
     assert chapter.registered_questions() == owned  # 08 needs Prometheus: integration tier
     assert sorted([*CASES, "08"]) == owned
 
@@ -61,6 +71,7 @@ def test_a_correct_answer_passes_and_a_wrong_one_gets_a_hint(question, capsys):
 def test_the_unanswered_starter_line_is_reported_not_raised(question, capsys):
     right, _ = CASES[question]
     answer = {"00": "ok_rows", "01": "spot_hourly", "02": "swap", "03": "run_command",
+              "07-config": "my_volume", "07-sidecar": "my_scrape_job",
               "04": "speedup", "05": "parts", "06": "order", "09": "response_at_30",
               "10": "desired", "11": "false_per_day", "12": "backup_every_min"}[question]
     starter = {**right, answer: ...}

@@ -141,6 +141,32 @@ def test_the_pause_archive_is_a_valid_oci_layout(tmp_path):
         assert d == "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
+def test_a_program_image_holds_the_program_its_libraries_and_their_folders():
+    """What the notebook's Prometheus sidecar runs from: ``ldd``'s list, links followed."""
+    import gzip
+
+    program = Path("/bin/true")  # dynamically linked, like Debian's prometheus
+    libs = node.shared_libraries(program)
+    assert any("libc.so" in inside for inside in libs) and all(not k.startswith("/")
+                                                               for k in libs)
+    data = node.program_image("cloudlab.local/true:1", program)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    entry = json.loads(files["index.json"])["manifests"][0]
+    manifest = json.loads(files["blobs/sha256/" + entry["digest"][7:]])
+    conf = json.loads(files["blobs/sha256/" + manifest["config"]["digest"][7:]])
+    assert conf["config"]["Entrypoint"] == ["/" + str(program).lstrip("/")]
+    layer = files["blobs/sha256/" + manifest["layers"][0]["digest"][7:]]
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(layer))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        inside = str(program).lstrip("/")
+        assert tar.extractfile(members[inside]).read() == program.read_bytes()
+        for lib, path in libs.items():  # regular files (a link would dangle in the image)
+            assert members[lib].isfile() and members[lib].size == path.resolve().stat().st_size
+            assert members[str(Path(lib).parent)].isdir()
+    assert node.shared_libraries(Path("/nonexistent")) == {}
+
+
 def test_teardown_recognises_the_jumps_into_node_chains():
     assert host._jumps_to_ours(["-A", "FORWARD", "-j", "KUBE-FORWARD"])
     assert host._jumps_to_ours(["-A", "OUTPUT", "-m", "comment", "--comment", "x", "-j",

@@ -90,10 +90,23 @@ def test_your_turn_cells_must_report_a_verdict_and_never_crash():
         claims.your_turn_reports(silent)
 
 
+HELD = ("one-sided alert condition (x > baseline mean + 3 sigma) held, in seconds: "
+        "{'major': %d, 'minor': 0}\n")
+
+
+def test_the_one_sided_promql_condition_must_hold_in_the_major_incident():
+    claims.promql_condition_is_one_sided_and_fires(executed(HELD % 9))
+    with pytest.raises(AssertionError, match="never held"):
+        claims.promql_condition_is_one_sided_and_fires(executed(HELD % 0))
+    with pytest.raises(AssertionError, match="how long"):
+        claims.promql_condition_is_one_sided_and_fires(executed("peak z 12\n"))
+
+
 def test_verify_reads_the_executed_file(tmp_path):
     path = tmp_path / "11-alerting.ipynb"
-    nbformat.write(executed(DETECTOR[0], DETECTOR[1].format(k3=1, c3=1)), str(path))
+    nbformat.write(executed(DETECTOR[0], DETECTOR[1].format(k3=1, c3=1), HELD % 9), str(path))
     assert claims.verify("11-alerting", path) == ["detector_scores_differ_across_k",
+                                                  "promql_condition_is_one_sided_and_fires",
                                                   "your_turn_reports"]
 
 
@@ -122,7 +135,7 @@ def test_notebook_07_real_pods_must_answer_and_leave_nothing():
     claims.real_pods_answer_and_leave_nothing(executed("simulated pods only\n"))
 
 
-SECRET = ("BuildKit     : available - github.com/docker/buildx v0.38.2\n",
+BUILD_SECRET = ("BuildKit     : available - github.com/docker/buildx v0.38.2\n",
           "sha256 of the token, read in the build: {built}\n"
           "sha256 of the token, computed here    : aaaa\n"
           "where the token shows in the image    : {where}\n",
@@ -132,8 +145,8 @@ SECRET = ("BuildKit     : available - github.com/docker/buildx v0.38.2\n",
 
 def test_a_build_secret_must_be_read_and_stay_out_while_the_build_arg_shows():
     def nb(built="aaaa", where="nowhere", n=1, history=True):
-        leak = SECRET[2].format(n=n)
-        return executed(SECRET[0], SECRET[1].format(built=built, where=where),
+        leak = BUILD_SECRET[2].format(n=n)
+        return executed(BUILD_SECRET[0], BUILD_SECRET[1].format(built=built, where=where),
                         leak if history else leak.replace("history", "config"))
     claims.build_secret_stays_out(nb())
     with pytest.raises(AssertionError, match="not the token"):
@@ -144,3 +157,65 @@ def test_a_build_secret_must_be_read_and_stay_out_while_the_build_arg_shows():
         claims.build_secret_stays_out(nb(history=False))
     # no BuildKit here: nothing to claim (the skip line is test_notebooks' business)
     claims.build_secret_stays_out(executed("BuildKit     : NOT available - needs Docker\n"))
+
+
+K8S_SECRET = ("using the kwok backend (simulated pods)\n"
+          "# made with: kubectl create secret generic db --from-literal=password=...\n"
+          "$ kubectl -n config create secret generic db --from-literal=password=s3cret-ab12\n"
+          "secret/db created\n$ kubectl -n config get secret db -o yaml\napiVersion: v1\n"
+          "data:\n  password: {stored}\nkind: Secret\n"
+          "$ echo {stored} | base64 -d\n{decoded}\n"
+          "etcd holds /registry/secrets/config/db: 237 bytes; the password in plain text "
+          "among them: True (no encryption at rest configured)\n")
+READER = ("with a real node: pods really run\n", "env GREETING = hello from a ConfigMap\n"
+          "file /etc/app/greeting = hello from a ConfigMap\n"
+          "DB_PASSWORD (env) and /etc/db/password (file) agree: True (12 characters)\n"
+          "/etc/db is a tmpfs mount (memory, never the node's disk)\n")
+STORED = "czNjcmV0LWFiMTI="  # base64 of s3cret-ab12
+
+
+def test_notebook_07_secret_is_base64_in_the_api_and_read_by_the_pod():
+    good = K8S_SECRET.format(stored=STORED, decoded="s3cret-ab12")
+    claims.secret_is_base64_not_encrypted(executed(good, *READER))
+    claims.secret_is_base64_not_encrypted(executed(good))  # kwok: no pod runs
+    with pytest.raises(AssertionError, match="plain text in get -o yaml"):
+        claims.secret_is_base64_not_encrypted(executed(good.replace(
+            "kind: Secret", "stringData:\n  password: s3cret-ab12\nkind: Secret")))
+    with pytest.raises(AssertionError, match="not base64"):
+        claims.secret_is_base64_not_encrypted(executed(
+            K8S_SECRET.format(stored="czNjcmV0LWFiMTM=", decoded="s3cret-ab12")))
+    with pytest.raises(AssertionError, match="the pod's env"):
+        claims.secret_is_base64_not_encrypted(executed(good, READER[0], READER[1].replace(
+            "env GREETING = hello from a ConfigMap", "env GREETING = ")))
+    with pytest.raises(AssertionError, match="tmpfs"):
+        claims.secret_is_base64_not_encrypted(executed(good, READER[0],
+                                                       READER[1].replace("tmpfs", "overlay")))
+    with pytest.raises(AssertionError, match="etcd"):
+        claims.secret_is_base64_not_encrypted(executed(good.replace("among them: True",
+                                                                    "among them: False")))
+    claims.secret_is_base64_not_encrypted(executed("skipped: no cluster here, so nothing\n"))
+
+
+SIDECAR = ("with a real node: pods really run\n",
+           "sent 5 requests to the app (through kubectl port-forward to port 8000)\n"
+           "Prometheus Server is Ready.\n"
+           "the sidecar's query predict_requests_total{{job=\"app\", endpoint=\"/predict\"}} "
+           "-> instance={instance} job=app value={value}\n")
+
+
+def test_notebook_07_sidecar_must_scrape_the_app_on_localhost():
+    claims.sidecar_scrapes_the_app_on_localhost(
+        executed(SIDECAR[0], SIDECAR[1].format(instance="localhost:8000", value=5)))
+    with pytest.raises(AssertionError, match="not the app at localhost:8000"):
+        claims.sidecar_scrapes_the_app_on_localhost(
+            executed(SIDECAR[0], SIDECAR[1].format(instance="10.88.0.7:8000", value=5)))
+    with pytest.raises(AssertionError, match="saw 2 requests of the 5"):
+        claims.sidecar_scrapes_the_app_on_localhost(
+            executed(SIDECAR[0], SIDECAR[1].format(instance="localhost:8000", value=2)))
+    with pytest.raises(AssertionError, match="the sidecar's query result"):
+        claims.sidecar_scrapes_the_app_on_localhost(executed(SIDECAR[0], "sent 5 requests to "
+                                                             "the app\nPrometheus Server is "
+                                                             "Ready.\n"))
+    claims.sidecar_scrapes_the_app_on_localhost(executed("skipped: the sidecar needs a pod\n"))
+    with pytest.raises(AssertionError, match="why the sidecar was skipped"):
+        claims.sidecar_scrapes_the_app_on_localhost(executed("simulated pods\n"))

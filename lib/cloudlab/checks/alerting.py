@@ -68,9 +68,16 @@ def three_sigma_finds_an_obvious_spike(ns: dict) -> None:
            "three_sigma should return one boolean per value", expected=f"{len(series)} booleans",
            found=found)
     expect([bool(x) for x in found] == [False] * 24 + [True],
-           "only the last value (60) is more than 3 standard deviations from the mean",
+           "only the last value (60) is more than 3 standard deviations above the mean",
            expected="True only at index 24",
-           found=[i for i, x in enumerate(found) if x], hint="compare |x - mean| with 3 * sd")
+           found=[i for i, x in enumerate(found) if x], hint="compare x - mean with 3 * sd")
+    dip = [*series[:-1], -40]
+    found = fn(list(dip))
+    expect(isinstance(found, list | tuple) and not any(found),
+           "a value far BELOW the mean (-40) is not flagged: the detector is one-sided",
+           expected="no True", found=[i for i, x in enumerate(found or []) if x],
+           hint="only values above the mean count (slower is an incident, faster is not): "
+                "no abs()")
 
 
 def _yaml_file(name: str) -> dict:

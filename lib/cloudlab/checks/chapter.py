@@ -170,6 +170,57 @@ def layer_order(ns: dict) -> None:
            hint="what changes least goes first: requirements, then the install, then the code")
 
 
+@register(ASSIGNMENT, "07-config")
+def configmap_items(ns: dict) -> None:
+    volume = ns.get("my_volume")
+    expect(isinstance(volume, dict) and isinstance(volume.get("configMap"), dict),
+           "my_volume should be a volume with a configMap source",
+           expected='{"name": "config", "configMap": {...}}', found=volume,
+           hint="keep the starter's shape and fill in the configMap part")
+    source = volume["configMap"]
+    expect(source.get("name") == "app-config", "the volume should show the ConfigMap app-config",
+           expected="app-config", found=source.get("name"),
+           hint='"name" inside "configMap" names the ConfigMap, not the volume')
+    items = source.get("items")
+    expect(isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict),
+           "list exactly one key under items: only greeting should appear", found=items,
+           hint='"items": [{"key": ..., "path": ...}]')
+    expect(items[0].get("key") == "greeting", "the item's key is the ConfigMap's key",
+           expected="greeting", found=items[0].get("key"),
+           hint="the key as it appears under the ConfigMap's data")
+    expect(items[0].get("path") == "message.txt",
+           "the item's path is the file name inside the mount folder",
+           expected="message.txt", found=items[0].get("path"),
+           hint="a path relative to the mountPath, without /etc/app")
+
+
+@register(ASSIGNMENT, "07-sidecar")
+def scrape_itself(ns: dict) -> None:
+    job = ns.get("my_scrape_job")
+    expect(isinstance(job, dict) and job.get("job_name") == "prometheus",
+           'my_scrape_job should be a dict with "job_name": "prometheus"', found=job,
+           hint="keep the starter's shape")
+    try:
+        targets = [t for group in job["static_configs"] for t in group["targets"]]
+    except (KeyError, TypeError):
+        targets = None
+    expect(isinstance(targets, list) and len(targets) == 1,
+           "list one target under static_configs", found=job.get("static_configs"),
+           hint='"static_configs": [{"targets": ["host:port"]}]')
+    expect(isinstance(targets[0], str) and ":" in targets[0],
+           "a target is a string \"host:port\"", expected="a string like \"host:port\"",
+           found=targets[0],
+           hint="replace the ... with one string: the address the sidecar can reach itself at")
+    host, _, port = targets[0].rpartition(":")
+    expect(port == "9090", "the target's port is the one Prometheus listens on",
+           expected="the port of --web.listen-address", found=targets[0],
+           hint="the sidecar listens on 9090 (PROM_PORT)")
+    expect(host in ("localhost", "127.0.0.1"),
+           "scrape it from inside the pod, where every container shares one network "
+           "namespace", expected="the pod's own loopback name", found=targets[0],
+           hint="the pod IP changes with every pod: the app was scraped at localhost:8000")
+
+
 @register(ASSIGNMENT, "08")
 def promql_rate(ns: dict) -> None:
     from .. import prometheus

@@ -424,6 +424,21 @@ class Cluster(Managed):
                                    "real_nodes=1)): kwok's simulated pods run no image")
         return self.node.load_image(image)
 
+    def load_program(self, image: str, program: str | Path) -> str:
+        """Build ``image`` from one program of this machine and its shared libraries, and
+        put it in the real node (what ``docker build`` of a ``FROM scratch`` Dockerfile
+        with ``COPY`` lines, then ``kind load docker-image``, would do); no engine needed.
+
+        >>> k.load_program("cloudlab.local/prometheus:2", "/usr/bin/prometheus")  # doctest: +SKIP
+        'cloudlab.local/prometheus:2'
+        """
+        if self.node is None:
+            raise UnavailableError("load_program needs a real node (Cluster('kwok', "
+                                   "real_nodes=1)): kwok's simulated pods run no image")
+        if not Path(program).is_file():
+            raise UnavailableError(f"{program} is missing on this machine")
+        return self.node.load_program(image, Path(program))
+
     def service_url(self, service: str, port: int | None = None, *,
                     namespace: str | None = None) -> str:
         """``http://<ClusterIP>:<port>`` of a Service, after checking that the address is

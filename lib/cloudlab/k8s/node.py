@@ -266,6 +266,16 @@ class Node(Managed):
         into ``ctr images import``, as ``kind load docker-image`` does). Returns its name."""
         return load_image(image, self.socket)
 
+    def load_program(self, image: str, program: Path) -> str:
+        """Make ``image`` in the node's containerd from one program of this machine and its
+        shared libraries (:func:`program_image`); no Docker engine needed. Returns its name."""
+        done = subprocess.run(self._ctr("images", "import", "-"),
+                              input=program_image(image, program), capture_output=True,
+                              timeout=120)
+        if done.returncode != 0:
+            raise CloudlabError(f"importing {image} failed: {done.stderr.decode()}")
+        return image
+
     def images(self) -> list[str]:
         """Image names in the node's containerd (namespace ``k8s.io``)."""
         out = run(self._ctr("images", "ls", "-q"), timeout=30).stdout.split()
@@ -615,20 +625,28 @@ def sweep_orphans() -> dict[str, int]:
     return counts
 
 
-def oci_archive(name: str, files: dict[str, Path], entrypoint: list[str]) -> bytes:
+def oci_archive(name: str, files: dict[str, Path], entrypoint: list[str], *,
+                compresslevel: int = 9) -> bytes:
     """An OCI image archive (``ctr images import`` reads it) with one layer of ``files``
-    (path in the image -> file here), made without any engine."""
+    (path in the image -> file here, symbolic links followed; parent folders are added),
+    made without any engine."""
     layer_io = io.BytesIO()
     with tarfile.open(fileobj=layer_io, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        folders = sorted({str(parent) for inside in files
+                          for parent in Path(inside.lstrip("/")).parents if str(parent) != "."})
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
         for inside, path in files.items():
-            info = tar.gettarinfo(str(path), arcname=inside)
+            info = tar.gettarinfo(str(Path(path).resolve()), arcname=inside.lstrip("/"))
             info.uid = info.gid = 0
             info.uname = info.gname = ""
             info.mtime = 0
             with open(path, "rb") as fh:
                 tar.addfile(info, fh)
     raw = layer_io.getvalue()
-    layer = gzip.compress(raw, mtime=0)
+    layer = gzip.compress(raw, compresslevel=compresslevel, mtime=0)
     blobs: dict[str, bytes] = {}
 
     def blob(data: bytes) -> dict:
@@ -659,6 +677,36 @@ def oci_archive(name: str, files: dict[str, Path], entrypoint: list[str]) -> byt
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return out.getvalue()
+
+
+def shared_libraries(program: Path) -> dict[str, Path]:
+    """The shared libraries a dynamically linked ``program`` loads (its interpreter too),
+    as ``ldd`` lists them: path in an image -> file here. Empty for a static program.
+
+    >>> "lib64/ld-linux-x86-64.so.2" in shared_libraries(Path("/bin/ls"))   # doctest: +SKIP
+    True
+    """
+    done = subprocess.run(["ldd", str(program)], capture_output=True, text=True, timeout=30)
+    found = {}
+    for line in done.stdout.splitlines() if done.returncode == 0 else []:
+        words = line.split()
+        path = words[2] if "=>" in words and len(words) > 2 else words[0] if words else ""
+        if path.startswith("/"):
+            found[path.lstrip("/")] = Path(path)
+    return found
+
+
+def program_image(name: str, program: Path, args: list[str] | None = None) -> bytes:
+    """An OCI image archive holding one program of this machine and the shared libraries it
+    loads, nothing else (no shell, no package manager): the ``FROM scratch`` image of a
+    single binary. Its entrypoint is the program at its own path.
+
+    >>> data = program_image("local/prometheus:2", Path("/usr/bin/prometheus"))  # doctest: +SKIP
+    """
+    program = Path(program)
+    inside = str(program).lstrip("/")
+    return oci_archive(name, {inside: program, **shared_libraries(program)},
+                       entrypoint=["/" + inside, *(args or [])], compresslevel=1)
 
 
 def _tail(log: Path, lines: int = 20) -> str:
