@@ -189,7 +189,7 @@ def _events(api: Any, ns: str) -> list[dict]:
             if (e.get("involvedObject") or {}).get("uid") in uids]
 
 
-def probe_refused(api: Any, ns: str) -> str:
+def probe_refused(api: Any, ns: str, dep: Mapping[str, Any] | None = None) -> str:
     """A readiness probe the app answered with a client error (a 4xx: the app runs and
     says there is no such page, so waiting longer changes nothing), in the kubelet's
     words, or ``""``. A refused connection or a 5xx is not final (the app may still be
@@ -198,8 +198,20 @@ def probe_refused(api: Any, ns: str) -> str:
         message = str(e.get("message") or "")
         if e.get("reason") == "Unhealthy" and message.startswith("Readiness probe failed") \
                 and _ANSWERED.search(message):
-            return f"the kubelet says: {message[:200]}"
+            return f"the kubelet says: {message[:200]}{_probe_said(dep)}"
     return ""
+
+
+def _probe_said(dep: Mapping[str, Any] | None) -> str:
+    """`` (your readinessProbe: GET /x on port http)``, or ``""``."""
+    from .rules import _app_container
+
+    probe = (_app_container(dep) or {}).get("readinessProbe") if dep else None
+    get = probe.get("httpGet") if isinstance(probe, dict) else None
+    if not isinstance(get, dict):
+        return ""
+    return f" (your readinessProbe: GET {str(get.get('path'))[:80]} on port " \
+           f"{str(get.get('port'))[:20]}; the app of part B serves /healthz)"
 
 
 def _port_number(container: Mapping[str, Any], port: Any) -> int | None:
@@ -332,7 +344,8 @@ def cluster_check(texts: Texts, kubeconfig: str | Path, *, context: str | None =
                     return result(False, f"the API server refused the manifests: {fname}: "
                                   f"{str(exc)[:400]}")
             verdict = _watch(grader, ns, applied, timeout,
-                             final=(lambda: probe_refused(grader, ns)) if real else None)
+                             final=(lambda: probe_refused(grader, ns, objs["deployment.yaml"]))
+                             if real else None)
             if real and not verdict["passed"]:
                 why = _unhealthy(grader, ns)
                 if why and why not in verdict["message"]:
