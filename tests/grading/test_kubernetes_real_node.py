@@ -109,7 +109,7 @@ def _why(result, test: str) -> str:
 
 
 def _printed(course: Course, student: str, grade_id: str) -> str:
-    nb = json.loads((course.root / "autograded" / student / NAME / f"{NAME}.ipynb").read_text())
+    nb = json.loads((course.autograded / student / NAME / f"{NAME}.ipynb").read_text())
     cell = next(c for c in nb["cells"]
                 if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
     return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
