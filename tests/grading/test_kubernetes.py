@@ -82,15 +82,15 @@ def test_the_solution_scores_full_marks(graded):
 
 
 def test_the_feedback_says_a_simulated_cluster_graded(graded):
-    """kwok-only: the cluster's verdict, passed (the test cell prints it) or failed, starts
-    by saying that no container ran."""
+    """kwok-only: the cluster's verdict starts by saying that no container ran, and the
+    setup cell's output (in the feedback, passed or failed) says so too."""
     course, results, _ = graded
     assert _why(results["unschedulable"], "rule_cluster").startswith(
         "[graded on a simulated cluster (kwok")
     nb = json.loads((course.autograded / "solution" / NAME / f"{NAME}.ipynb")
                     .read_text())
     cell = next(c for c in nb["cells"]
-                if c["metadata"].get("nbgrader", {}).get("grade_id") == "rule_cluster")
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == "setup")
     printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
     assert "graded on a simulated cluster" in printed, cell.get("outputs")
 

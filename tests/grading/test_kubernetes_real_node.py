@@ -121,7 +121,7 @@ def test_honest_answers_score_full_marks_on_the_real_node(graded, student):
     r = results[student]
     assert (r.status, r.score) == ("graded", TOTAL), (
         r.reason, {t.name: t.message for t in r.tests if not t.passed})
-    assert "graded on a real node" in _printed(course, student, "rule_cluster")
+    assert "graded on a real node" in _printed(course, student, "setup")
 
 
 @pytest.mark.parametrize("student", [s for s, v in REAL.items() if v[2]])

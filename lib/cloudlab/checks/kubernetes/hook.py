@@ -73,9 +73,12 @@ def manifest_side(ctx: HookContext) -> Results:
 
 
 def _labelled(grading: Grading, verdict: dict) -> dict:
+    """The verdict saying which kind of cluster graded: in its message, and as
+    ``graded_on`` (the notebook's setup cell shows it in the feedback, passed or not)."""
     verdict["message"] = f"[{grading.label()}] {verdict['message']}"
+    verdict["graded_on"] = grading.label()
     if isinstance(verdict.get("data"), dict):
-        verdict["data"].update(cluster_kind=grading.kind, graded_on=grading.label())
+        verdict["data"]["cluster_kind"] = grading.kind
     return verdict
 
 
