@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import time
 
 import pytest
 from k8s_submissions import NAME, SOURCE, TOTAL, notebook, submit
@@ -92,8 +93,11 @@ def graded(grading_image, cluster, tmp_path_factory):
     mp.setenv(kx.GRADING_KUBECONFIG_ENV, str(cluster.kubeconfig))
     mp.setenv(kx.GRADING_CONTEXT_ENV, cluster.context)
     try:
+        start = time.monotonic()
         results = autograde.autograde(course, NAME, workers=3, timeout=120, progress=False,
                                       image=grading_image, hook_timeout=400)
+        print(f"\ngraded {len(results)} submissions on the real node in "
+              f"{time.monotonic() - start:.1f} s")
     finally:
         mp.undo()
     yield course, {r.student: r for r in results}
