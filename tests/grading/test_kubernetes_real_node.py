@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import socket
+import threading
 import time
 
 import pytest
@@ -64,7 +66,22 @@ REAL: dict[str, tuple[list, dict, set[str]]] = {
     "hostpath": ([("deployment", "    spec:\n      containers:\n",
                    "    spec:\n      volumes:\n      - name: root\n        hostPath:\n"
                    "          path: /\n      containers:\n")], {}, {"q1_valid", "rule_cluster"}),
+    # hostile but correct: its GET / greets, after trying to open a port of the grading
+    # host (the node's gateway: every pod's default route). Full marks; the host's
+    # server (bound on that address for the test) must never see a connection.
+    "hostprobe": ([], {"app.py": ('    return "Hello World!\\n"', "HOSTILE")}, set()),
 }
+HOSTILE = """    import socket
+    for line in open("/proc/net/route").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            gateway = socket.inet_ntoa(bytes.fromhex(fields[2])[::-1])
+            try:
+                socket.create_connection((gateway, {port}), timeout=1).close()
+            except OSError:
+                pass
+    return "Hello World!\\n"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +99,42 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def graded(grading_image, cluster, tmp_path_factory):
+def host_server(cluster):
+    """A TCP server on the node's gateway (an address of this machine, on the bridge):
+    what a pod would reach of the grading host. Yields the connections it accepted."""
+    server = socket.create_server((cluster.node.plan.gateway, 0))
+    server.settimeout(0.2)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, peer = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            seen.append(peer[0])
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1], seen
+    finally:
+        stop.set()
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def graded(grading_image, cluster, host_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("kubernetes-real-course")
     shutil.copytree(SOURCE.parent, root / "solutions" / NAME)
     course = Course(root)
     release.release(course, NAME)
     for student, (edits, app, _) in REAL.items():
+        app = {f: (old, HOSTILE.format(port=host_server[0]) if new == "HOSTILE" else new)
+               for f, (old, new) in app.items()}
         submit(course, student, notebook(course, edits), app=app)
     mp = pytest.MonkeyPatch()
     mp.setenv(kx.GRADING_KUBECONFIG_ENV, str(cluster.kubeconfig))
@@ -149,6 +196,15 @@ def test_the_feedback_says_why_in_the_kubelets_and_the_apps_words(graded):
     assert "Hello, Moon!" in hello and "Hello World!" in hello, hello
     for student in ("privileged", "hostpath"):
         assert "refused before reaching the cluster" in _why(results[student], "rule_cluster")
+
+
+def test_a_pod_opens_nothing_on_the_grading_host(graded, host_server):
+    """The hostprobe app ran (its GET / answered, so its connection attempt was made) and
+    the host's server on the bridge saw nothing: the node's fence (CLOUDLAB-NODE-IN)
+    lets a pod reach the cluster DNS only."""
+    _, results = graded
+    assert results["hostprobe"].score == TOTAL
+    assert host_server[1] == [], f"a pod opened a port of the grading host: {host_server[1]}"
 
 
 def test_what_the_run_loaded_and_made_goes_when_it_ends(graded, cluster):

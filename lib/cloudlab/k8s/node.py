@@ -15,7 +15,8 @@ Four processes, all from ``cloudlab k8s install``'s cache or Debian:
 
 Networking: Debian's CNI plugins (``bridge``, ``host-local``, ``loopback``) on a bridge of
 our own whose /24 overlaps nothing this machine routes; the Service range is routed onto
-that bridge; a ``CLOUDLAB-NODE`` chain forwards nothing a pod sends anywhere but the bridge.
+that bridge; a ``CLOUDLAB-NODE`` chain forwards nothing a pod sends anywhere but the bridge,
+and ``CLOUDLAB-NODE-IN`` lets a pod open nothing on this machine but the cluster DNS.
 ``portmap`` is left out: a ``hostPort`` would publish on every address of the machine.
 
 One real node per machine (iptables' KUBE-* chains are global): a second one is refused
@@ -227,7 +228,7 @@ class Node(Managed):
                      log=self.log_path("containerd"))
         self._import_pause()
         host.make_bridge(self.bridge, f"{self.plan.gateway}/24", self.plan.service_cidr)
-        host.fence(self.bridge, closed_ports=[self.ports["kubelet"]])
+        host.fence(self.bridge, closed_ports=[self.ports["kubelet"]], dns=self.plan.dns)
         bins = install.node_paths()
         self._start("kube-proxy", [str(bins["kube-proxy"]), "--config",
                                    str(self.base / "kube-proxy.yaml"), "--v=1"])
