@@ -206,18 +206,33 @@ def node_image(ctx: HookContext, target: tuple[str, str | None]) -> tuple[str | 
 
 
 def forget_images(kubeconfig: str | Path, context: str | None = None) -> int:
-    """Remove the images this run loaded into the real node, and their records."""
+    """Remove the images this run loaded into the real node. Their records stay, marked
+    removed, with what each build and load took (:func:`builds`), until the pool's
+    folder goes with the cluster; a removed image is built again when next needed."""
     from ...k8s import node
-    from ...k8s.pool import folder_for
 
-    folder = folder_for(kubeconfig, context) / "images"
-    if not folder.is_dir():
-        return 0
     removed = 0
-    for rec in folder.glob("*.json"):
+    for rec, data in _records(kubeconfig, context):
+        image = str(data.get("image", ""))
         with contextlib.suppress(Exception):
-            image = json.loads(rec.read_text()).get("image", "")
             if image.startswith(IMAGE_PREFIX) and node.remove_image(image):
                 removed += 1
-        rec.unlink(missing_ok=True)
+        rec.write_text(json.dumps({**data, "removed": True}))
     return removed
+
+
+def builds(kubeconfig: str | Path, context: str | None = None) -> list[dict]:
+    """The images grading runs built for this cluster: image, build and load seconds."""
+    return [data for _, data in _records(kubeconfig, context)]
+
+
+def _records(kubeconfig: str | Path, context: str | None) -> list[tuple[Path, dict]]:
+    from ...k8s.pool import folder_for
+
+    out = []
+    for rec in sorted((folder_for(kubeconfig, context) / "images").glob("*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(rec.read_text())
+            if isinstance(data, dict):
+                out.append((rec, data))
+    return out
