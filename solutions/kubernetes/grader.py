@@ -3,8 +3,9 @@
 The manifests: the host's pre-grade hook (:func:`cloudlab.checks.kubernetes.manifest_side`)
 read the submitted YAML defensively, checked it against the schemas and the semantic
 rules, and applied it into a clean namespace of its own on the grading cluster as a
-namespaced service account, before the notebook ran. Each of those graders turns one hook
-result into points (``passed``).
+namespaced service account, before the notebook ran (on a real node, with the image built
+from the submitted Dockerfile, confined, in place of hello-cli:1.1). Each of those graders
+turns one hook result into points (``passed``).
 
 The replica function: the answer cell is executed from its source in the grading sandbox
 (``call`` probes: no notebook, no files of theirs, no network), in an interpreter that can
@@ -89,7 +90,7 @@ def hpa_values(sub):
 
 @grader("rule_cluster")
 def cluster(sub):
-    """Applied into a clean namespace of its own: pods Ready, endpoints, HPA on the Deployment."""
+    """Own namespace: Ready pods, endpoints, HPA; real node: own image, own probes, GET / greets."""
     passed(sub, "cluster")
 
 

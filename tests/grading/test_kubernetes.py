@@ -81,6 +81,20 @@ def test_the_solution_scores_full_marks(graded):
     print(f"\ngraded {len(results)} submissions in {seconds:.1f} s")
 
 
+def test_the_feedback_says_a_simulated_cluster_graded(graded):
+    """kwok-only: the cluster's verdict starts by saying that no container ran, and the
+    setup cell's output (in the feedback, passed or failed) says so too."""
+    course, results, _ = graded
+    assert _why(results["unschedulable"], "rule_cluster").startswith(
+        "[graded on a simulated cluster (kwok")
+    nb = json.loads((course.autograded / "solution" / NAME / f"{NAME}.ipynb")
+                    .read_text())
+    cell = next(c for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == "setup")
+    printed = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+    assert "graded on a simulated cluster" in printed, cell.get("outputs")
+
+
 def test_the_untouched_release_scores_zero(graded):
     _, results, _ = graded
     r = results["untouched"]

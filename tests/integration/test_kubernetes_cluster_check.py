@@ -66,8 +66,8 @@ def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster):
     ns = "grade-fence-test"
     with cluster.api() as grader:
         try:
-            kx._namespace(grader, ns, {})
-            student, identity = kx._student(grader, ns)
+            kx.cluster._namespace(grader, ns, {})
+            student, identity = kx.cluster._student(grader, ns)
             assert identity.startswith("system:serviceaccount:") and student is not grader
             with student:
                 secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "escaped"}}
@@ -275,7 +275,7 @@ def test_a_pod_reaching_into_the_node_is_refused_by_the_cluster_too(cluster):
     with cluster.api() as api, \
             kx.grading_pool(api, cluster.kubeconfig, cluster.context).lease() as lease:
         applied = {f: api.apply(o, namespace=lease.namespace) for f, o in objs.items()}
-        got = kx._watch(api, lease.namespace, applied, 15)
+        got = kx.cluster._watch(api, lease.namespace, applied, 15)
     assert not got["passed"] and "PodSecurity" in got["message"], got
 
 

@@ -31,6 +31,8 @@ from ..errors import CloudlabError
 # kind -> (API prefix, plural, namespaced)
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Namespace": ("/api/v1", "namespaces", False),
+    "Node": ("/api/v1", "nodes", False),
+    "Event": ("/api/v1", "events", True),
     "Pod": ("/api/v1", "pods", True),
     "Service": ("/api/v1", "services", True),
     "Endpoints": ("/api/v1", "endpoints", True),

@@ -127,18 +127,26 @@ def bridges(prefix: str) -> list[str]:
         if root.is_dir() else []
 
 
-def fence(bridge: str, closed_ports: Sequence[int] = ()) -> None:
+def fence(bridge: str, closed_ports: Sequence[int] = (), dns: str | None = None) -> None:
     """``CLOUDLAB-NODE``, first in FORWARD: pods talk to pods on the bridge, and nothing a
     pod sends is forwarded anywhere else (no way off the machine through this host).
-    ``CLOUDLAB-NODE-IN``, first in INPUT: pods cannot open ``closed_ports`` of this
-    machine (the kubelet's API listens on the bridge's address)."""
+    ``CLOUDLAB-NODE-IN``, first in INPUT: a pod opens nothing on this machine but the
+    cluster DNS (``dns``, port 53): not the kubelet's API on the bridge's address
+    (``closed_ports``), and not any service of the machine that listens on all addresses
+    (pods run code the grader did not write). Answers to what this machine opened (probes,
+    a request to a Service) come back as established connections."""
+    ins = [["-i", bridge, "-p", "tcp", "--dport", str(port), "-j", "DROP"]
+           for port in closed_ports]
+    ins.append(["-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+                "-j", "ACCEPT"])
     for tool in _iptables():
+        opened = [["-i", bridge, "-d", dns, "-p", proto, "--dport", "53", "-j", "ACCEPT"]
+                  for proto in ("udp", "tcp")] if dns and tool == "iptables" else []
         for chain, hook, rules in (
                 ("CLOUDLAB-NODE", "FORWARD", [["-i", bridge, "-o", bridge, "-j", "ACCEPT"],
                                               ["-i", bridge, "-j", "DROP"]]),
-                ("CLOUDLAB-NODE-IN", "INPUT", [["-i", bridge, "-p", "tcp", "--dport",
-                                                str(port), "-j", "DROP"]
-                                               for port in closed_ports])):
+                ("CLOUDLAB-NODE-IN", "INPUT", [*ins, *opened,
+                                               ["-i", bridge, "-j", "DROP"]])):
             _ipt(tool, "-t", "filter", "-N", chain, check=False)
             _ipt(tool, "-t", "filter", "-F", chain)
             for rule in rules:

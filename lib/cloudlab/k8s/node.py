@@ -15,7 +15,8 @@ Four processes, all from ``cloudlab k8s install``'s cache or Debian:
 
 Networking: Debian's CNI plugins (``bridge``, ``host-local``, ``loopback``) on a bridge of
 our own whose /24 overlaps nothing this machine routes; the Service range is routed onto
-that bridge; a ``CLOUDLAB-NODE`` chain forwards nothing a pod sends anywhere but the bridge.
+that bridge; a ``CLOUDLAB-NODE`` chain forwards nothing a pod sends anywhere but the bridge,
+and ``CLOUDLAB-NODE-IN`` lets a pod open nothing on this machine but the cluster DNS.
 ``portmap`` is left out: a ``hostPort`` would publish on every address of the machine.
 
 One real node per machine (iptables' KUBE-* chains are global): a second one is refused
@@ -227,7 +228,7 @@ class Node(Managed):
                      log=self.log_path("containerd"))
         self._import_pause()
         host.make_bridge(self.bridge, f"{self.plan.gateway}/24", self.plan.service_cidr)
-        host.fence(self.bridge, closed_ports=[self.ports["kubelet"]])
+        host.fence(self.bridge, closed_ports=[self.ports["kubelet"]], dns=self.plan.dns)
         bins = install.node_paths()
         self._start("kube-proxy", [str(bins["kube-proxy"]), "--config",
                                    str(self.base / "kube-proxy.yaml"), "--v=1"])
@@ -576,17 +577,45 @@ def sweep(cfg: Settings, clusters: list[str]) -> int:
     return count
 
 
+def running_socket() -> Path:
+    """The containerd socket of the machine's running real node (raises if none runs)."""
+    owner = running_owner()
+    if not owner:
+        raise UnavailableError("no real node runs on this machine: "
+                               "`cloudlab k8s up --real-node`")
+    return run_dir(Path(owner["base"])) / "containerd.sock"
+
+
+def _ctr_cmd(socket: Path | None, *args: str) -> list[str]:
+    return [which("ctr") or "ctr", "--address", str(socket or running_socket()),
+            "--namespace", "k8s.io", *args]
+
+
+def has_image(image: str, socket: Path | None = None) -> bool:
+    """Whether the node's containerd holds ``image`` (its full name, as ``ctr`` lists it).
+
+    >>> has_image("x:1", Path("/nonexistent.sock"))
+    False
+    """
+    done = subprocess.run(_ctr_cmd(socket, "images", "ls", "-q", f"name=={image}"),
+                          capture_output=True, text=True, timeout=30)
+    return done.returncode == 0 and image in done.stdout.split()
+
+
+def remove_image(image: str, socket: Path | None = None) -> bool:
+    """Remove ``image`` from the node's containerd (pods still using it keep running);
+    True if it was there."""
+    done = subprocess.run(_ctr_cmd(socket, "images", "rm", image), capture_output=True,
+                          text=True, timeout=60)
+    return done.returncode == 0
+
+
 def load_image(image: str, socket: Path | None = None, timeout: float = 300) -> str:
     """Copy ``image`` from the Docker engine into a real node's containerd: ``socket``'s,
     or the machine's running node (a grader holding only a kubeconfig uses this)."""
     from .. import engine
 
-    if socket is None:
-        owner = running_owner()
-        if not owner:
-            raise UnavailableError("no real node runs on this machine: "
-                                   "`cloudlab k8s up --real-node`")
-        socket = run_dir(Path(owner["base"])) / "containerd.sock"
+    socket = socket or running_socket()
     if engine.version() is None:
         raise UnavailableError("no Docker engine to take the image from: `cloudlab engine up`")
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE,
