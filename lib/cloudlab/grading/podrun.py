@@ -32,6 +32,7 @@ from typing import Any
 MARK = "CLOUDLAB-NOTEBOOK-RESULT:"
 MAX_RESULT = 4 * 2**20  # bytes of the encoded result line (the host reads no more)
 LOG = "/tmp/runner.log"
+ENDED: dict[str, Any] = {}  # how the kernel process ended (its exit code)
 KERNEL_ARGV = ["/usr/bin/python3", "-I", "-m", "cloudlab.grading.kernel", "-f",
                "{connection_file}"]
 
@@ -75,12 +76,31 @@ def oom_kills() -> int:
 
 
 def _client_class():
+    import uuid
+
     from jupyter_client.kernelspec import KernelSpec
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_client.provisioning import LocalProvisioner
     from nbclient import NotebookClient
     from nbformat import NotebookNode
 
     from .budget import Budgeted
+
+    class Recording(LocalProvisioner):
+        """The local provisioner, remembering how the kernel process ended."""
+
+        def _record(self) -> None:
+            if self.process is not None and self.process.poll() is not None:
+                ENDED["exit_code"] = self.process.returncode
+
+        async def poll(self) -> int | None:
+            code = await super().poll()
+            self._record()
+            return code
+
+        async def cleanup(self, restart: bool = False) -> None:
+            self._record()
+            await super().cleanup(restart)
 
     class PodKernelManager(AsyncKernelManager):
         """The grading kernel as a child process of this runner."""
@@ -90,6 +110,9 @@ def _client_class():
             self._kernel_spec = KernelSpec(argv=list(KERNEL_ARGV), language="python",
                                            display_name="Python 3 (grading pod)",
                                            interrupt_mode="signal", metadata={})
+            self.kernel_id = str(uuid.uuid4())
+            self.provisioner = Recording(kernel_id=self.kernel_id,
+                                         kernel_spec=self._kernel_spec, parent=self)
 
         @property
         def ipykernel(self) -> bool:
@@ -105,9 +128,7 @@ def _client_class():
             self._oom_before = oom_kills()
 
         def kernel_state(self) -> dict[str, Any]:
-            code = None
-            with contextlib.suppress(Exception):
-                code = self.km.provisioner.process.returncode  # type: ignore[union-attr]
+            code = ENDED.get("exit_code")
             if code is not None and code < 0:  # killed by a signal: as a container reports it
                 code = 128 - code
             tail = ""

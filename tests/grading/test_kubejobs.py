@@ -1,0 +1,164 @@
+"""Autograde on Kubernetes (``--on kubernetes``): the same batch, graded by the local engine
+and as Jobs on this machine's real node, gives the same results and gradebook; every Job
+follows the sandbox's rules (Pod Security ``restricted`` admits it, and refuses a pod that
+breaks them); and a KeyboardInterrupt mid-run leaves no Job, pod or Secret behind.
+
+One cluster (kwok's control plane + the real node) for the module; the real node is one per
+machine, so the module holds the ``real-node`` lock.
+"""
+
+from __future__ import annotations
+
+import _thread
+import secrets
+import threading
+import time
+
+import pytest
+import submissions as S
+from gradingkit import make_course
+
+from cloudlab import config
+from cloudlab.grading import autograde, kubejobs
+from cloudlab.k8s import Cluster, availability, node
+from cloudlab.k8s.api import ApiError
+from tests.conftest import machine_lock
+
+KWOK = availability("kwok")
+NODE = node.availability()
+pytestmark = [
+    pytest.mark.skipif(not KWOK, reason=f"kwok backend unavailable: {KWOK.reason}"),
+    pytest.mark.skipif(not NODE, reason=f"real node unavailable: {NODE.reason}"),
+]
+# correct, wrong, crashing (the kernel exits), timing out (an endless loop)
+BATCH = {"alice": "correct", "bob": "partial", "carol": "exit", "dave": "infinite"}
+TIMEOUT = 20
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory, grading_image):
+    cfg = config.load(env={}, state_dir=tmp_path_factory.mktemp("kjobs-state"),
+                      run_id=f"test-kjobs-{secrets.token_hex(2)}")
+    with machine_lock(["real-node"]), Cluster("kwok", real_nodes=1, cfg=cfg) as k:
+        yield k
+
+
+def backend(kube, **kw) -> kubejobs.Backend:
+    return kubejobs.Backend(kubeconfig=kube.kubeconfig, context=kube.context,
+                            run_id=f"kjobs-{secrets.token_hex(3)}", **kw)
+
+
+def grade(root, image, **kw):
+    course = make_course(root)
+    for student, kind in BATCH.items():
+        S.make(root, student, kind)
+    results = autograde.autograde(course, "demo", workers=4, timeout=TIMEOUT, progress=False,
+                                  image=image, **kw)
+    return course, {r.student: r for r in results}
+
+
+def gradebook(course) -> dict:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(course.db_url) as gb:
+        return {(s.student.id, g.name): (g.auto_score, g.needs_manual_grade)
+                for s in gb.find_assignment("demo").submissions
+                for nb in s.notebooks for g in nb.grades}
+
+
+@pytest.fixture(scope="module")
+def both(kube, grading_image, tmp_path_factory):
+    local = grade(tmp_path_factory.mktemp("local"), grading_image)
+    on = backend(kube)
+    remote = grade(tmp_path_factory.mktemp("kube"), grading_image, backend=on)
+    return local, remote, on
+
+
+def test_the_same_batch_scores_the_same_on_kubernetes(both):
+    (_, local), (_, remote), _ = both
+    assert set(local) == set(remote) == set(BATCH)
+    for student in BATCH:
+        a, b = local[student], remote[student]
+        assert (b.status, b.score, b.max_score) == (a.status, a.score, a.max_score), student
+        assert [(t.name, t.score, t.passed, t.message) for t in b.tests] == \
+            [(t.name, t.score, t.passed, t.message) for t in a.tests], student
+        assert b.reason == a.reason, student
+        assert (a.backend, b.backend) == ("local", "kubernetes")
+    assert (remote["alice"].score, remote["alice"].max_score) == (6, 6)
+    assert 0 < remote["bob"].score < 6
+    assert remote["carol"].status == "crashed" and "exit code 1" in remote["carol"].reason
+    assert remote["dave"].status == "timed out"
+    # the student's own failures, never retried
+    assert remote["carol"].failure.startswith("student") and not remote["carol"].retries
+    assert remote["dave"].failure.startswith("student") and not remote["dave"].retries
+    assert remote["alice"].probes == "kernel pod (init container)"
+
+
+def test_the_gradebooks_agree(both):
+    (local_course, _), (remote_course, _), _ = both
+    assert gradebook(remote_course) == gradebook(local_course)
+
+
+def test_the_run_leaves_nothing_and_records_the_pids_limit(both):
+    *_, on = both
+    assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
+    assert f"podPidsLimit={node.POD_PIDS_LIMIT}" in on.pids
+
+
+def test_pod_security_restricted_admits_the_job_and_refuses_a_privileged_pod(both, kube):
+    *_, on = both
+    api = on.api()
+    ns = api.get("Namespace", on.namespace)["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted"
+    from cloudlab.grading import sandbox
+
+    spec = sandbox.SandboxSpec(on.image, "demo", "x/demo")
+    manifest = kubejobs.job_manifest("dry", on.image, spec, sandbox.Limits(), on.labels(),
+                                     {"submission": [], "grader": [], "probe": [],
+                                      "job": [{"key": "run", "path": "run.json"}]},
+                                     probe=False, deadline=30)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dry"},
+           "spec": manifest["spec"]["template"]["spec"]}
+    api.request("POST", f"/api/v1/namespaces/{on.namespace}/pods", body=pod,
+                params={"dryRun": "All"})
+    bad = {**pod, "spec": {**pod["spec"], "containers": [{
+        **pod["spec"]["containers"][0],
+        "securityContext": {"privileged": True, "runAsUser": 0}}]}}
+    with pytest.raises(ApiError, match="violates PodSecurity"):
+        api.request("POST", f"/api/v1/namespaces/{on.namespace}/pods", body=bad,
+                    params={"dryRun": "All"})
+    container = pod["spec"]["containers"][0]
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["resources"]["limits"] == {"cpu": "1000m", "memory": "512Mi"}
+    assert manifest["spec"]["activeDeadlineSeconds"] == 30
+
+
+def test_keyboard_interrupt_mid_run_deletes_every_job_and_pod(kube, grading_image, tmp_path):
+    on = backend(kube)
+    course = make_course(tmp_path)
+    for student in ("ann", "ben", "cid"):
+        S.make(tmp_path, student, "infinite")
+    seen: list[dict] = []
+
+    def interrupt_once_running() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                pods = on.api().list("Pod", namespace=on.namespace, selector=on.selector())
+            except Exception:
+                pods = []
+            if any((p.get("status") or {}).get("phase") == "Running" for p in pods):
+                seen.append(on.left())
+                _thread.interrupt_main()
+                return
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=interrupt_once_running, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        autograde.autograde(course, "demo", workers=3, timeout=60, progress=False,
+                            image=grading_image, backend=on)
+    watcher.join(5)
+    assert seen and seen[0]["Job"] >= 1 and seen[0]["Pod"] >= 1, seen
+    assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
