@@ -61,4 +61,5 @@ fi
 if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
   "$VENV/bin/cloudlab" k8s install \
     || echo "warning: no Kubernetes binaries; the kwok backend is off (see cloudlab doctor)" >&2
+  bash scripts/setup_netpol.sh || echo "warning: no NetworkPolicy enforcer for the real node" >&2
 fi
