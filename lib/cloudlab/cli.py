@@ -352,7 +352,8 @@ def _sandbox_options(a: argparse.ArgumentParser) -> None:
                    help="seconds each submission may run, all cells together (default 120)")
     a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")
     a.add_argument("--cpus", type=float, default=1.0, help="CPUs per sandbox (default 1)")
-    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128)")
+    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128; "
+                   "--on kubernetes: the nodes' kubelet podPidsLimit applies instead)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -141,20 +141,20 @@ def test_keyboard_interrupt_mid_run_deletes_every_job_and_pod(kube, grading_imag
         S.make(tmp_path, student, "infinite")
     seen: list[dict] = []
 
-    def interrupt_once_running() -> None:
+    def interrupt_once_placed() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 pods = on.api().list("Pod", namespace=on.namespace, selector=on.selector())
             except Exception:
                 pods = []
-            if any((p.get("status") or {}).get("phase") == "Running" for p in pods):
+            if any(p["spec"].get("nodeName") for p in pods):  # on the node, starting
                 seen.append(on.left())
                 _thread.interrupt_main()
                 return
             time.sleep(0.3)
 
-    watcher = threading.Thread(target=interrupt_once_running, daemon=True)
+    watcher = threading.Thread(target=interrupt_once_placed, daemon=True)
     watcher.start()
     with pytest.raises(KeyboardInterrupt):
         autograde.autograde(course, "demo", workers=3, timeout=60, progress=False,
@@ -162,3 +162,65 @@ def test_keyboard_interrupt_mid_run_deletes_every_job_and_pod(kube, grading_imag
     watcher.join(5)
     assert seen and seen[0]["Job"] >= 1 and seen[0]["Pod"] >= 1, seen
     assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
+
+
+PROBE = ("import socket, sys\n"
+         "try:\n"
+         "    socket.create_connection((sys.argv[1], 8080), timeout=3).close()\n"
+         "    print('OPEN')\n"
+         "except OSError as exc:\n"
+         "    print('BLOCKED', type(exc).__name__)\n")
+
+
+def _reach(on: kubejobs.Backend, image: str, address: str) -> str:
+    """What a pod of the grading namespace (restricted, default-deny) gets when it
+    connects to ``address``:8080."""
+    api = on.api()
+    name = f"reach-{secrets.token_hex(3)}"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": on.labels()},
+           "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never",
+                                    "command": ["python3", "-I", "-c", PROBE, address],
+                                    "securityContext": kubejobs.security_context()}]}}
+    api.create(pod, namespace=on.namespace)
+    try:
+        from cloudlab.proc import wait_for
+
+        wait_for(lambda: (api.get("Pod", name, namespace=on.namespace)["status"].get("phase")
+                          in ("Succeeded", "Failed")), timeout=90, what=f"pod {name}")
+        return api.logs(name, namespace=on.namespace).strip()
+    finally:
+        api.delete("Pod", name, namespace=on.namespace)
+
+
+def test_the_default_deny_policy_is_enforced_on_the_real_node(both, kube, grading_image):
+    """Without an enforcer the NetworkPolicy is only an object: a grading pod reaches a web
+    pod of another namespace. With kube-network-policies running, it cannot; once the
+    enforcer stops (and removes its nftables table), it can again."""
+    from cloudlab import busybox
+    from cloudlab.k8s import netpol
+
+    avail = netpol.availability()
+    if not avail:
+        pytest.skip(f"NetworkPolicy enforcer unavailable: {avail.reason}")
+    *_, on = both
+    web = busybox.image()
+    kube.load_image(web)
+    ns = kube.create_namespace(f"web-{secrets.token_hex(2)}")
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web",
+                                                                "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": web,
+                                         "imagePullPolicy": "Never",
+                                         "command": ["sh", "-c", "mkdir -p /w && echo hi > "
+                                                     "/w/index.html && exec httpd -f -p 8080 "
+                                                     "-h /w"]}],
+                         "terminationGracePeriodSeconds": 1}}, namespace=ns)
+    kube.wait_ready("app=web", 1, namespace=ns, timeout=90)
+    address = kube.pods(namespace=ns, selector="app=web")[0]["ip"]
+    assert _reach(on, grading_image, address) == "OPEN"  # the policy alone does nothing
+    with netpol.Enforcer(kube) as enforcer:
+        got = _reach(on, grading_image, address)
+        assert got.startswith("BLOCKED"), f"{got}\n{enforcer.log()}"
+    assert _reach(on, grading_image, address) == "OPEN"  # its rules went with it
