@@ -109,3 +109,12 @@ def test_a_result_over_the_cap_says_so():
     assert "over the cap of 500 bytes" in podrun.decode(line[len(podrun.MARK):])["error"]
     ok = podrun.result_line({"cells": []})
     assert podrun.decode(ok[len(podrun.MARK):]) == {"cells": []}
+
+
+def test_the_cli_takes_the_kubernetes_options():
+    from cloudlab import cli
+
+    args = cli.parser().parse_args(["grade", "autograde", "demo", "--on", "kubernetes",
+                                    "--kubeconfig", "/k/config", "--parallel", "3"])
+    assert (args.on, args.kubeconfig, args.parallel, args.namespace) == \
+        ("kubernetes", "/k/config", 3, kubejobs.NAMESPACE)
