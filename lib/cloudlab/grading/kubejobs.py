@@ -275,10 +275,12 @@ class Backend:
                                 probe=groups is not None, deadline=deadline,
                                 simulated=self.simulated)
         started = time.monotonic()
-        api.create(secret, namespace=self.namespace)
         try:
+            api.create(secret, namespace=self.namespace)
             api.create(manifest, namespace=self.namespace)
             out = self._wait(job, deadline, groups is not None)
+        except OSError as exc:  # requests' connection errors: the API server went away
+            raise EnvironmentFailure(f"the API server did not answer: {exc}"[:300]) from None
         finally:
             for kind in ("Job", "Secret"):
                 with contextlib.suppress(CloudlabError):
@@ -356,6 +358,12 @@ class Backend:
             except Exception as exc:
                 out.probe_error = str(exc)[:300]
         kernel = _terminated(pod, KERNEL_CONTAINER)
+        if not kernel:  # the kernel never started: the probe stage failed the pod
+            init = _terminated(pod, PROBE_CONTAINER, "initContainerStatuses")
+            out.status, out.failure = "crashed", f"student: probe stage {init.get('reason')}"
+            out.reason = (f"the probe stage ended the pod ({init.get('reason')}, exit code "
+                          f"{init.get('exitCode')}) before the notebook ran")
+            return out
         cap = podrun.MAX_RESULT + 65536
         try:
             text = api.logs(name, namespace=self.namespace, container=KERNEL_CONTAINER,
@@ -580,8 +588,8 @@ def job_manifest(job: str, image: str, spec: sandbox.SandboxSpec, limits: sandbo
 
 
 # --------------------------------------------------------------------- pod status
-def _terminated(pod: dict, container: str) -> dict:
-    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+def _terminated(pod: dict, container: str, key: str = "containerStatuses") -> dict:
+    for status in (pod.get("status") or {}).get(key) or []:
         if status.get("name") == container:
             return (status.get("state") or {}).get("terminated") or \
                 (status.get("lastState") or {}).get("terminated") or {}
