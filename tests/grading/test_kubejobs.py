@@ -224,3 +224,18 @@ def test_the_default_deny_policy_is_enforced_on_the_real_node(both, kube, gradin
         got = _reach(on, grading_image, address)
         assert got.startswith("BLOCKED"), f"{got}\n{enforcer.log()}"
     assert _reach(on, grading_image, address) == "OPEN"  # its rules went with it
+
+
+def test_an_image_missing_on_the_node_is_an_environment_failure_retried(kube, tmp_path):
+    """``ErrImageNeverPull`` is the cluster's failure: retried, then reported as such (the
+    student's own timeouts and crashes above never are)."""
+    on = backend(kube, load=False, retries=1)
+    course = make_course(tmp_path)
+    S.make(tmp_path, "eve", "correct")
+    [got] = autograde.autograde(course, "demo", workers=1, timeout=20, progress=False,
+                                image="cloudlab-grader:not-on-the-node", backend=on)
+    assert got.status == "crashed" and got.score == 0, got
+    assert got.failure.startswith("environment: ErrImageNeverPull"), got.failure
+    assert len(got.retries) == 2 and all("ErrImageNeverPull" in r for r in got.retries)
+    assert "not the submission's fault" in got.reason
+    assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
