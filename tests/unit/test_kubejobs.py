@@ -118,3 +118,14 @@ def test_the_cli_takes_the_kubernetes_options():
                                     "--kubeconfig", "/k/config", "--parallel", "3"])
     assert (args.on, args.kubeconfig, args.parallel, args.namespace) == \
         ("kubernetes", "/k/config", 3, kubejobs.NAMESPACE)
+
+
+def test_the_enforcer_says_which_kernel_feature_is_missing(tmp_path):
+    from cloudlab.k8s import netpol
+
+    full = "\n".join(f"{k}=y" for k in netpol.NEEDED)
+    assert netpol.kernel_missing(full, "6.18") == ""
+    no_queue = full.replace("CONFIG_NFT_QUEUE=y", "# CONFIG_NFT_QUEUE is not set")
+    assert "CONFIG_NFT_QUEUE not set" in netpol.kernel_missing(no_queue, "6.18")
+    as_module = full.replace("CONFIG_NFT_QUEUE=y", "CONFIG_NFT_QUEUE=m")
+    assert "no /lib/modules/0.0-none" in netpol.kernel_missing(as_module, "0.0-none")

@@ -63,10 +63,53 @@ def availability() -> Availability:
         return Availability(False, f"no {binary()}: run scripts/setup_netpol.sh")
     if not which("unshare"):
         return Availability(False, "no unshare (util-linux)")
+    missing = kernel_missing()
+    if missing:
+        return Availability(False, missing)
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
         return Availability(False, "br_netfilter is not loaded: pod-to-pod traffic on the "
                                    "bridge would bypass the enforcer (modprobe br_netfilter)")
     return Availability(True, f"kube-network-policies {VERSION} at {binary()}")
+
+
+NEEDED = {"CONFIG_NF_TABLES": "nf_tables", "CONFIG_NF_TABLES_INET": "nf_tables' inet family",
+          "CONFIG_NFT_QUEUE": "nf_tables' queue expression ('queue num 100': how the "
+                              "enforcer sees each new connection)",
+          "CONFIG_NFT_CT": "nf_tables' conntrack expression",
+          "CONFIG_NETFILTER_NETLINK_QUEUE": "nfnetlink_queue"}
+
+
+def kernel_missing(config: str | None = None, release: str | None = None) -> str:
+    """What this kernel lacks for the enforcer, from its ``/proc/config.gz`` (and whether a
+    module could supply it); ``""`` when nothing is missing or the config is not exposed.
+
+    >>> "CONFIG_NFT_QUEUE" in kernel_missing("CONFIG_NF_TABLES=y", "6.18")
+    True
+    """
+    import gzip
+
+    if config is None:
+        try:
+            config = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode()
+        except OSError:
+            return ""
+    release = release or os.uname().release
+    found = {}
+    for line in config.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key] = value
+    modules = Path("/lib/modules") / release
+    absent = [k for k in NEEDED if found.get(k) not in ("y", "m")
+              or (found.get(k) == "m" and not modules.is_dir())]
+    if not absent:
+        return ""
+    how = "set to m, but there is no /lib/modules/" + release if all(
+        found.get(k) == "m" for k in absent) else "not set in /proc/config.gz"
+    return (f"this kernel has no {', '.join(NEEDED[k] for k in absent)} ({', '.join(absent)} "
+            f"{how}): nf_tables refuses the enforcer's rules ('netlink receive: no such file "
+            "or directory' in its log) and NetworkPolicy is not enforced; a kernel with "
+            f"{', '.join(absent)}=y or =m is needed")
 
 
 def rbac() -> list[dict]:
@@ -152,14 +195,23 @@ class Enforcer(Managed):
                  log=self.log_path)
         return self
 
+    SYNC_FAILED = '"syncing nftables rules" error'
+
+    def failed_sync(self) -> str:
+        """The log's nftables sync error, if any (the kernel refused the rules)."""
+        text = self.log(400)
+        return text if self.SYNC_FAILED in text else ""
+
     def _ready(self) -> bool:
         import urllib.request
 
         if self.proc is not None and self.proc.poll() is not None:
             raise GiveUp(f"kube-network-policies exited (code {self.proc.returncode})")
+        if self.failed_sync():
+            raise GiveUp("kube-network-policies could not install its nftables rules")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=2) as resp:
-            return resp.status == 200
+            return resp.status == 200 and "Syncing nftables rules" in self.log(400)
 
     def stop(self) -> None:
         """SIGTERM (it removes its nftables table), then SIGKILL after 10 s; idempotent."""
