@@ -128,6 +128,8 @@ def _grade(args: argparse.Namespace) -> int:
             print("no submissions to grade (collect them first: cloudlab grade collect PATH)")
             return 0
         print(ag.summary(results))
+        if backend is not None:
+            print(backend.describe())
         print(f"(also in {ag.write_summary(course, results)})")
         return 0
     if args.action == "export":

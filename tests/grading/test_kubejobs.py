@@ -103,6 +103,8 @@ def test_the_run_leaves_nothing_and_records_the_pids_limit(both):
     *_, on = both
     assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
     assert f"podPidsLimit={node.POD_PIDS_LIMIT}" in on.pids
+    assert on.network.startswith(("enforceable", "NOT enforced here: this kernel")), on.network
+    assert "restricted" in on.describe() and on.pids in on.describe()
 
 
 def test_pod_security_restricted_admits_the_job_and_refuses_a_privileged_pod(both, kube):

@@ -145,6 +145,7 @@ class Backend:
     image: str = ""
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
     pids: str = ""  # what limits processes, as found by prepare()
+    network: str = ""  # whether the NetworkPolicy is enforced, as far as prepare() can tell
     name: str = "kubernetes"
 
     def execute_class(self) -> type:
@@ -189,7 +190,13 @@ class Backend:
             self.pids = pids_limit(api, nodes, self.simulated)
         except ApiError as exc:
             self.pids = f"unknown (the node's configz did not answer: {exc})"[:200]
+        self.network = network_policy(self._ours(nodes))
         return self
+
+    def describe(self) -> str:
+        """One line on where and under which limits the notebooks ran."""
+        return (f"kubernetes: namespace {self.namespace} (Pod Security restricted, "
+                f"default-deny NetworkPolicy: {self.network}); processes: {self.pids}")
 
     def _ours(self, nodes: list[dict]) -> bool:
         """Whether the cluster's nodes include this machine's real node."""
@@ -423,6 +430,18 @@ class Backend:
             return got.probe
 
         return run_in_job
+
+
+def network_policy(local_node: bool) -> str:
+    """Whether the default-deny policy is enforced: on this machine's real node, whether its
+    enforcer can run (:mod:`cloudlab.k8s.netpol`); elsewhere, the cluster's own enforcer."""
+    if not local_node:
+        return "enforced by the cluster's own NetworkPolicy enforcer, if it runs one"
+    from ..k8s import netpol
+
+    avail = netpol.availability()
+    return ("enforceable: start cl.k8s.netpol.Enforcer beside the node" if avail else
+            f"NOT enforced here: {avail.reason}")
 
 
 def default_kubeconfig() -> Path:
