@@ -244,3 +244,32 @@ def test_an_image_missing_on_the_node_is_an_environment_failure_retried(kube, tm
     assert len(got.retries) == 2 and all("ErrImageNeverPull" in r for r in got.retries)
     assert "not the submission's fault" in got.reason
     assert on.left() == {"Job": 0, "Pod": 0, "Secret": 0}
+
+
+def test_host_hooks_run_on_the_instructors_side_and_the_feedback_says_so(kube, grading_image,
+                                                                          tmp_path):
+    """A pre-grade hook (the docker-hub build, the kubernetes cluster check) needs the
+    instructor's machine: it runs there, its result reaches the pod read-only, and the
+    result and feedback say where it ran."""
+    import os
+
+    from cloudlab.grading import feedback, hooks
+
+    ran_in: list[int] = []
+
+    def host_check(ctx):
+        ran_in.append(os.getpid())
+        (tmp_path / "hook-ran").write_text(str(os.getpid()))
+        return {"host_check": {"passed": True, "message": "checked on the host"}}
+
+    on = backend(kube)
+    course = make_course(tmp_path / "course")
+    S.make(tmp_path / "course", "fay", "correct")
+    with hooks.registered("demo", host_check):
+        [got] = autograde.autograde(course, "demo", workers=1, timeout=TIMEOUT,
+                                    progress=False, image=grading_image, backend=on)
+    assert (tmp_path / "hook-ran").is_file()  # a process of this machine wrote it
+    assert (got.status, got.score) == ("graded", 6), got
+    assert "ran there, not in the kubernetes cluster" in got.reason
+    [page] = feedback.feedback(course, "demo")
+    assert "not in the kubernetes cluster" in page.read_text()
