@@ -84,18 +84,18 @@ def capacity(figures: list[dict], students: tuple[int, ...] = (300, 3000),
     run's per-submission cost and scheduling rate (nodes of ``node_cpus`` CPUs, one
     submission per student).
 
-    >>> capacity([{"figure": "kubernetes: CPU-seconds per submission", "value": 6.0},
+    >>> capacity([{"figure": "kubernetes: pod CPU-seconds per submission", "value": 6.0},
     ...           {"figure": "kubernetes: seconds per submission (median)", "value": 9.0},
     ...           {"figure": "simulation: pods placed per second", "value": 20.0}])[4]
     '| 300 | 1800 | 1 | 7.5 min | 7.7 min |'
     """
-    cost = _value(figures, "kubernetes: CPU-seconds per submission")
+    cost = _value(figures, "kubernetes: pod CPU-seconds per submission")
     wall = _value(figures, "kubernetes: seconds per submission")
     rate = _value(figures, "simulation: pods placed per second")
     if cost is None or wall is None:
         return ["Capacity: no per-submission figures in this run (the same-batch part needs "
                 "the real node)."]
-    lines = [f"**Capacity** at this workbook's measured cost ({cost:g} CPU-seconds and "
+    lines = [f"**Capacity** at this workbook's measured cost ({cost:g} pod CPU-seconds and "
              f"{wall:g} s per submission), on nodes of {node_cpus} CPUs, one submission per "
              f"student, to grade within {window_min:g} minutes:", "",
              "| students | CPU-seconds | nodes | time on 1 node | time on those nodes |",
