@@ -10,6 +10,7 @@ machine, so the module holds the ``real-node`` lock.
 from __future__ import annotations
 
 import _thread
+import contextlib
 import secrets
 import threading
 import time
@@ -70,7 +71,23 @@ def gradebook(course) -> dict:
 def both(kube, grading_image, tmp_path_factory):
     local = grade(tmp_path_factory.mktemp("local"), grading_image)
     on = backend(kube)
-    remote = grade(tmp_path_factory.mktemp("kube"), grading_image, backend=on)
+    on.at_once = []  # how many Jobs of the run exist, sampled while it grades
+    done = threading.Event()
+
+    def sample() -> None:
+        api = backend(kube).api()
+        while not done.wait(0.3):
+            with contextlib.suppress(Exception):
+                on.at_once.append(len(api.list("Job", namespace=on.namespace,
+                                               selector=on.selector())))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        remote = grade(tmp_path_factory.mktemp("kube"), grading_image, backend=on)
+    finally:
+        done.set()
+        sampler.join(5)
     return local, remote, on
 
 
@@ -97,6 +114,11 @@ def test_the_same_batch_scores_the_same_on_kubernetes(both):
 def test_the_gradebooks_agree(both):
     (local_course, _), (remote_course, _), _ = both
     assert gradebook(remote_course) == gradebook(local_course)
+
+
+def test_parallelism_is_bounded_by_the_flag(both):
+    *_, on = both
+    assert 2 <= max(on.at_once) <= 4, on.at_once  # --parallel 4: never more Jobs at once
 
 
 def test_the_run_leaves_nothing_and_records_the_pids_limit(both):
@@ -255,10 +277,7 @@ def test_host_hooks_run_on_the_instructors_side_and_the_feedback_says_so(kube, g
 
     from cloudlab.grading import feedback, hooks
 
-    ran_in: list[int] = []
-
     def host_check(ctx):
-        ran_in.append(os.getpid())
         (tmp_path / "hook-ran").write_text(str(os.getpid()))
         return {"host_check": {"passed": True, "message": "checked on the host"}}
 
