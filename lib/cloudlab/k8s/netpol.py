@@ -26,7 +26,6 @@ import os
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -34,6 +33,7 @@ from ..errors import CloudlabError, UnavailableError
 from ..lifecycle import Managed
 from ..ports import free_port
 from ..proc import GiveUp, wait_for, which
+from .node import Availability
 
 VERSION = "v0.8.0"
 ACCOUNT = "kube-network-policies"
@@ -43,15 +43,6 @@ SA_DIR = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run is /run here
 def binary() -> Path:
     cache = Path(os.environ.get("CLOUDLAB_CACHE", Path.home() / ".cache" / "cloudlab"))
     return cache / "netpol" / VERSION / "bin" / "kube-network-policies"
-
-
-@dataclass(frozen=True)
-class Availability:
-    ok: bool
-    reason: str
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 def availability() -> Availability:
