@@ -73,6 +73,50 @@ def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def _value(figures: list[dict], prefix: str) -> float | None:
+    found = next((f["value"] for f in figures if f["figure"].startswith(prefix)), None)
+    return float(found) if isinstance(found, int | float) else None
+
+
+def capacity(figures: list[dict], students: tuple[int, ...] = (300, 3000),
+             node_cpus: int = 4, window_min: float = 15) -> list[str]:
+    """The capacity note under ``grading_k8s``: nodes and time for a class, from this
+    run's per-submission cost and scheduling rate (nodes of ``node_cpus`` CPUs, one
+    submission per student).
+
+    >>> capacity([{"figure": "kubernetes: pod CPU-seconds per submission", "value": 6.0},
+    ...           {"figure": "kubernetes: seconds per submission (median)", "value": 9.0},
+    ...           {"figure": "simulation: pods placed per second", "value": 20.0}])[4]
+    '| 300 | 1800 | 1 | 7.5 min | 7.7 min |'
+    """
+    cost = _value(figures, "kubernetes: pod CPU-seconds per submission")
+    wall = _value(figures, "kubernetes: seconds per submission")
+    rate = _value(figures, "simulation: pods placed per second")
+    if cost is None or wall is None:
+        return ["Capacity: no per-submission figures in this run (the same-batch part needs "
+                "the real node)."]
+    lines = [f"**Capacity** at this workbook's measured cost ({cost:g} pod CPU-seconds and "
+             f"{wall:g} s per submission), on nodes of {node_cpus} CPUs, one submission per "
+             f"student, to grade within {window_min:g} minutes:", "",
+             "| students | CPU-seconds | nodes | time on 1 node | time on those nodes |",
+             "|---|---|---|---|---|"]
+    for n in students:
+        work = n * cost
+        nodes = max(1, -(-int(work) // int(node_cpus * window_min * 60)))
+        placing = n / rate if rate else 0.0
+        on_nodes = max(work / (nodes * node_cpus), placing) + wall
+        lines.append(f"| {n} | {work:.0f} | {nodes} | {work / node_cpus / 60:.1f} min | "
+                     f"{on_nodes / 60:.1f} min |")
+    if rate:
+        lines += ["", f"Placing the pods is not the limit: the control plane placed "
+                  f"{rate:g} pods/s in the simulation ({students[-1]} pods in "
+                  f"{students[-1] / rate:.0f} s)."]
+    return lines
+
+
+NOTES = {"grading_k8s": capacity}
+
+
 def render(results: dict[str, list[dict]], expected: list[str], results_dir: Path = RESULTS,
            plots_dir: Path = PLOTS) -> str:
     """The Markdown report (plots written to ``plots_dir``, linked relative to it)."""
@@ -108,6 +152,8 @@ def render(results: dict[str, list[dict]], expected: list[str], results_dir: Pat
             lines.append(f"| {_cell(f['figure'])} | {_cell(value)} | {_cell(f['target'] or '')}"
                          f" | {MARK[f['met']]} | {_cell(f['note'])} |")
         lines.append("")
+        if name in NOTES:
+            lines += [*NOTES[name](figures), ""]
     return "\n".join(lines)
 
 

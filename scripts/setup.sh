@@ -62,4 +62,5 @@ bash scripts/setup_buildkit.sh || echo "warning: no buildx plugin: BuildKit buil
 if [ "$(uname -s)" = Linux ] && [ "$(id -u)" = 0 ]; then
   "$VENV/bin/cloudlab" k8s install \
     || echo "warning: no Kubernetes binaries; the kwok backend is off (see cloudlab doctor)" >&2
+  bash scripts/setup_netpol.sh || echo "warning: no NetworkPolicy enforcer for the real node" >&2
 fi

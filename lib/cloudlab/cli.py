@@ -115,13 +115,21 @@ def _grade(args: argparse.Namespace) -> int:
         from .grading.sandbox import Limits
 
         limits = Limits(memory=args.memory, cpus=args.cpus, pids=args.pids)
+        backend = None
+        if args.on == "kubernetes":
+            from .grading.kubejobs import Backend, default_kubeconfig
+
+            backend = Backend(kubeconfig=args.kubeconfig or default_kubeconfig(),
+                              context=args.context, namespace=args.namespace)
         results = ag.autograde(course, args.assignment, students=args.student or None,
-                               workers=args.workers, timeout=args.timeout, limits=limits,
-                               progress=not args.quiet)
+                               workers=args.parallel or args.workers, timeout=args.timeout,
+                               limits=limits, progress=not args.quiet, backend=backend)
         if not results:
             print("no submissions to grade (collect them first: cloudlab grade collect PATH)")
             return 0
         print(ag.summary(results))
+        if backend is not None:
+            print(backend.describe())
         print(f"(also in {ag.write_summary(course, results)})")
         return 0
     if args.action == "export":
@@ -346,7 +354,8 @@ def _sandbox_options(a: argparse.ArgumentParser) -> None:
                    help="seconds each submission may run, all cells together (default 120)")
     a.add_argument("--memory", default="512m", help="memory per sandbox (default 512m)")
     a.add_argument("--cpus", type=float, default=1.0, help="CPUs per sandbox (default 1)")
-    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128)")
+    a.add_argument("--pids", type=int, default=128, help="processes per sandbox (default 128; "
+                   "--on kubernetes: the nodes' kubelet podPidsLimit applies instead)")
     a.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -367,6 +376,17 @@ def _grade_parser(sub) -> None:
     a = acts.add_parser("autograde", help="grade submissions in parallel sandboxes")
     a.add_argument("assignment", nargs="?", help="default: every assignment")
     _sandbox_options(a)
+    a.add_argument("--on", choices=["local", "kubernetes"], default="local",
+                   help="where each notebook runs: a local container (default) or a Job on "
+                        "a Kubernetes cluster")
+    a.add_argument("--kubeconfig", help="--on kubernetes: the cluster's kubeconfig (default: "
+                                        "$KUBECONFIG, ~/.kube/config, or this machine's "
+                                        "`cloudlab k8s up --real-node` cluster)")
+    a.add_argument("--context", help="--on kubernetes: the kubeconfig context")
+    a.add_argument("--namespace", default="cloudlab-grading",
+                   help="--on kubernetes: the grading namespace (default cloudlab-grading)")
+    a.add_argument("--parallel", type=int, help="submissions graded at once (the same as "
+                                               "--workers; on Kubernetes: Jobs at once)")
     a = acts.add_parser("export", help="grades as CSV, one row per student and assignment; "
                                        "or a Canvas/Moodle grade import CSV")
     a.add_argument("assignment", nargs="?")

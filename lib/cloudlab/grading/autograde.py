@@ -166,8 +166,12 @@ def autograde(course: Course, assignment: str | None = None, *,
               students: Iterable[str] | None = None, workers: int | None = None,
               timeout: float = 60, limits: sandbox.Limits | None = None,
               progress: bool = True, hook_timeout: float = 300,
-              image: str | None = None) -> list[Result]:
-    """Grade every submission (of ``assignment``, or of all) and return their results."""
+              image: str | None = None, backend=None) -> list[Result]:
+    """Grade every submission (of ``assignment``, or of all) and return their results.
+
+    ``backend``: where each notebook runs (a :class:`~.kubejobs.Backend`: a Job per
+    notebook on a Kubernetes cluster); default: a local container. ``workers`` bounds how
+    many run at once either way."""
     engine.require()
     if assignment and not (course.source / assignment).is_dir():
         raise CloudlabError(f"no assignment {assignment!r} in {course.source}; known: "
@@ -188,18 +192,24 @@ def autograde(course: Course, assignment: str | None = None, *,
     gc.collect()
     gc.freeze()  # workers inherit these objects: keep the collector from copying their pages
     workers = max(1, workers or default_workers())
+    limits = limits or sandbox.Limits()
     try:
-        results = _pool(course, jobs, tag, workers, timeout, limits or sandbox.Limits(),
-                        progress, hook_timeout)
+        if backend is not None:
+            backend.limits = limits
+            backend.prepare(tag)
+        results = _pool(course, jobs, tag, workers, timeout, limits, progress, hook_timeout,
+                        backend)
     finally:
         gc.unfreeze()
+        if backend is not None:  # every Job, pod and Secret of the run, whatever happened
+            backend.cleanup()
         sandbox.sweep()
         hooks.finish(a for a, _ in jobs)  # e.g. the grading cluster's pool of namespaces
     return results
 
 
 def _child(course: Course, assignment: str, student: str, tag: str, timeout: float,
-           limits: sandbox.Limits, hook_timeout: float, scratch: Path) -> None:
+           limits: sandbox.Limits, hook_timeout: float, scratch: Path, backend=None) -> None:
     from . import worker
 
     tempfile.tempdir = str(scratch)  # its staging goes where the parent can remove it
@@ -214,12 +224,12 @@ def _child(course: Course, assignment: str, student: str, tag: str, timeout: flo
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     worker.grade(course, assignment, student, image=tag, timeout=timeout, limits=limits,
-                 hook_timeout=hook_timeout)
+                 hook_timeout=hook_timeout, backend=backend)
 
 
 def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
           timeout: float, limits: sandbox.Limits, progress: bool,
-          hook_timeout: float) -> list[Result]:
+          hook_timeout: float, backend=None) -> list[Result]:
     from tqdm import tqdm
 
     ctx = multiprocessing.get_context("fork")
@@ -228,6 +238,8 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
     done: dict[tuple[str, str], Result] = {}
     counts: Counter[str] = Counter()
     limit = timeout + GRACE + (hook_timeout if any(_has_hooks(a) for a, _ in jobs) else 0)
+    if backend is not None:  # a pod may wait for a node, and be retried
+        limit += backend.queue_timeout * (1 + backend.retries) / 2
     bar = tqdm(total=len(jobs), unit="submission", desc="autograde", disable=not progress,
                file=sys.stderr, dynamic_ncols=True)
     # the workers' staging folders: a worker killed (overdue, or the run interrupted)
@@ -242,7 +254,7 @@ def _pool(course: Course, jobs: list[tuple[str, str]], tag: str, workers: int,
                 result_file.unlink(missing_ok=True)
                 proc = ctx.Process(target=_child, name=f"grade-{student}",
                                    args=(course, assignment, student, tag, timeout, limits,
-                                         hook_timeout, scratch), daemon=False)
+                                         hook_timeout, scratch, backend), daemon=False)
                 proc.start()
                 running[proc.sentinel] = (proc, assignment, student, time.monotonic())
             ready = wait(list(running), timeout=0.5)

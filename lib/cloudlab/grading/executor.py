@@ -3,7 +3,8 @@
 Stock nbgrader drops a whole submission when the kernel dies and can hang on output floods.
 Here a dead kernel, a blown time budget or a kernel that never starts stop execution and
 every cell not run gets an error output saying why - so its tests score 0 and the cells run
-before it keep their scores. What happened is recorded in :data:`OUTCOME` for the worker.
+before it keep their scores (:mod:`.budget`, shared with the Kubernetes backend's pod).
+What happened is recorded in ``budget.OUTCOME`` for the worker.
 Outputs of every kind are capped on the host side too: a message over
 :data:`~.sandbox.MAX_MESSAGE` bytes is refused by ZMQ itself, and streams, displays, display
 updates, comm (widget) messages and errors share per-cell and per-notebook budgets.
@@ -11,184 +12,42 @@ updates, comm (widget) messages and errors share per-cell and per-notebook budge
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 
-from . import sandbox
-
-CELL_OUTPUT_LIMIT = 200_000  # characters kept per cell on the host
-NOTEBOOK_OUTPUT_LIMIT = 2_000_000
-MAX_ERRORS = 3  # error outputs kept per cell (a cell raises once; more were sent by hand)
-
-
-@dataclass
-class Outcome:
-    budget: float = 60.0  # wall-clock seconds for all notebooks of the submission
-    started: float = field(default_factory=time.monotonic)
-    status: str = "graded"  # graded | timed out | crashed
-    reason: str = ""
-    truncated: bool = False
-
-    def remaining(self) -> float:
-        return self.budget - (time.monotonic() - self.started)
+from . import budget, sandbox
+from .budget import (  # noqa: F401 (the names callers know)
+    CELL_OUTPUT_LIMIT,
+    MAX_ERRORS,
+    NOTEBOOK_OUTPUT_LIMIT,
+    Outcome,
+    reset,
+)
 
 
-OUTCOME = Outcome()
-
-
-def reset(budget: float) -> Outcome:
-    global OUTCOME
-    OUTCOME = Outcome(budget=budget)
-    return OUTCOME
-
-
-def _error(ename: str, text: str) -> NotebookNode:
-    return NotebookNode(output_type="error", ename=ename, evalue=text,
-                        traceback=[f"{ename}: {text}"])
-
-
-def _size(out: dict[str, Any]) -> int:
-    if "text" in out:
-        return len(out["text"])
-    if isinstance(out.get("data"), dict):
-        return sum(len(v) if isinstance(v, str) else len(json.dumps(v, default=str))
-                   for v in out["data"].values())
-    if "traceback" in out:
-        return sum(len(line) for line in out["traceback"])
-    return len(json.dumps(out, default=str))
-
-
-class SandboxExecute(Execute):
+class SandboxExecute(budget.Budgeted, Execute):
     """Execute each notebook in the active sandbox; never raise for what students did."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["kernel_manager_class"] = sandbox.SandboxKernelManager
         super().__init__(*args, **kwargs)
 
-    # the whole submission shares one time budget
-    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
-        return max(1, int(OUTCOME.remaining() + 0.999))
+    @property
+    def memory(self) -> str:  # type: ignore[override]
+        return sandbox.active().limits.memory
+
+    def kernel_state(self) -> dict[str, Any]:
+        return sandbox.active().state
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None):
-        self._current = -1
-        self._sizes: dict[int, int] = {}
-        self._errors: dict[int, int] = {}
-        self._total = 0
         notebook = (resources or {}).get("nbgrader", {}).get("notebook", "notebook")
-        if OUTCOME.status != "graded" or OUTCOME.remaining() <= 0:
-            reason = OUTCOME.reason or "the time limit was reached before this notebook ran"
-            self._mark(nb, 0, reason, "NotRun")
-            return nb, resources
-        try:
-            return super().preprocess(nb, resources, km)
-        except CellTimeoutError:
-            self._stop(nb, "timed out",
-                       f"{notebook}: the time limit of {OUTCOME.budget:g} s was reached "
-                       f"while running {self._where(nb)}", "TimeoutError")
-        except DeadKernelError:
-            self._stop(nb, "crashed", f"{notebook}: {self._why_dead()} "
-                       f"while running {self._where(nb)}", "KernelDied")
-        except Exception as exc:  # the kernel did not start or answer
-            if self._current >= 0 and OUTCOME.remaining() <= 0:
-                self._stop(nb, "timed out", f"{notebook}: the time limit of "
-                           f"{OUTCOME.budget:g} s was reached", "TimeoutError")
-            else:
-                detail = sandbox.active().state.get("log_tail", "").strip().splitlines()[-3:]
-                self._stop(nb, "crashed", f"{notebook}: the sandbox kernel stopped answering "
-                           f"({type(exc).__name__}: {exc}) " + " | ".join(detail), "KernelDied")
-        return nb, resources
-
-    def _where(self, nb: NotebookNode) -> str:
-        if not 0 <= self._current < len(nb.cells):
-            return "the notebook"
-        cell = nb.cells[self._current]
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        return f"cell {self._current + 1}" + (f" ({grade_id})" if grade_id else "")
-
-    def _why_dead(self) -> str:
-        state = sandbox.active().state
-        if state.get("oom_killed") or state.get("exit_code") == 137:
-            memory = sandbox.active().limits.memory.upper().rstrip("B")
-            return f"out of memory (the notebook used more than {memory}B of memory)"
-        code = state.get("exit_code")
-        return f"the kernel exited (exit code {code})" if code is not None else "the kernel died"
-
-    def _stop(self, nb: NotebookNode, status: str, reason: str, ename: str) -> None:
-        OUTCOME.status, OUTCOME.reason = status, reason
-        start = max(self._current, 0)
-        self._mark(nb, start, reason, ename, first_gets=ename)
-
-    def _mark(self, nb: NotebookNode, start: int, reason: str, ename: str,
-              first_gets: str | None = None) -> None:
-        for index in range(start, len(nb.cells)):
-            cell = nb.cells[index]
-            if cell.cell_type != "code":
-                continue
-            if index == start and first_gets:
-                cell.setdefault("outputs", []).append(_error(first_gets, reason))
-            else:
-                cell.outputs = [_error("NotRun", f"not run: {reason}")]
+        done: list = []
+        self.guarded(nb, notebook, lambda: done.append(super(SandboxExecute, self).preprocess(
+            nb, resources, km)))
+        return done[0] if done else (nb, resources)
 
     def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int):
         self._current = index
         return super().preprocess_cell(cell, resources, index)
-
-    def process_message(self, msg: dict, cell: NotebookNode, cell_index: int):
-        """Every message kind counts against the same per-cell and per-notebook budgets
-        (display updates, comm/widget messages and errors included); over budget, it is
-        dropped before nbclient stores anything of it."""
-        kind = msg.get("msg_type", "")
-        if kind.startswith("comm") or kind in ("update_display_data", "error"):
-            content = msg.get("content", {})
-            size = _size(content) + sum(len(b) for b in msg.get("buffers") or [])
-            if kind == "error":
-                self._errors[cell_index] = self._errors.get(cell_index, 0) + 1
-                if self._errors[cell_index] > MAX_ERRORS:
-                    OUTCOME.truncated = True
-                    return None
-            elif not self._admit(cell_index, size):
-                return None
-        return super().process_message(msg, cell, cell_index)
-
-    def _admit(self, cell_index: int, size: int) -> bool:
-        used = self._sizes.get(cell_index, 0)
-        if used + size > CELL_OUTPUT_LIMIT or self._total + size > NOTEBOOK_OUTPUT_LIMIT:
-            OUTCOME.truncated = True
-            return False
-        self._sizes[cell_index] = used + size
-        self._total += size
-        return True
-
-    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int):
-        content = msg.get("content", {})
-        if msg.get("msg_type") == "error":  # errors decide scores: always kept, kept short
-            content["traceback"] = [line[:2000] for line in content.get("traceback", [])[-40:]]
-            content["evalue"] = str(content.get("evalue", ""))[:5000]
-            return super().output(outs, msg, display_id, cell_index)
-        size = _size(content)
-        used = self._sizes.get(cell_index, 0)
-        if "output truncated by the grader" in str(content.get("text", "")):
-            OUTCOME.truncated = True  # the kernel-side cap already cut this cell
-        if used >= CELL_OUTPUT_LIMIT or self._total >= NOTEBOOK_OUTPUT_LIMIT:
-            if used < CELL_OUTPUT_LIMIT + 1:  # say it once per cell
-                self._sizes[cell_index] = CELL_OUTPUT_LIMIT + 1
-                OUTCOME.truncated = True
-                outs.append(NotebookNode(output_type="stream", name="stderr",
-                                         text="\n[output truncated by the grader]\n"))
-            return None
-        room = min(CELL_OUTPUT_LIMIT - used, NOTEBOOK_OUTPUT_LIMIT - self._total)
-        if size > room and isinstance(content.get("text"), str):
-            content["text"] = content["text"][:room] + "\n[output truncated by the grader]\n"
-            OUTCOME.truncated = True
-            self._sizes[cell_index] = CELL_OUTPUT_LIMIT + 1
-            self._total += room
-            return super().output(outs, msg, display_id, cell_index)
-        self._sizes[cell_index] = used + size
-        self._total += size
-        return super().output(outs, msg, display_id, cell_index)

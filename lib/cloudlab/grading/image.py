@@ -29,7 +29,8 @@ from .course import Course
 
 REPOSITORY = "cloudlab-grader"
 IMAGE_LABEL = "org.cloudlab.grader.inputs"
-KERNEL_REQUIREMENTS = ("ipykernel>=6.29", "pyyaml>=6.0")  # checkers read YAML artefacts
+KERNEL_REQUIREMENTS = ("ipykernel>=6.29", "pyyaml>=6.0",  # checkers read YAML artefacts
+                       "nbclient>=0.10")  # the Kubernetes backend runs notebooks in the pod
 UID = 1000
 
 DOCKERFILE = """\
@@ -45,7 +46,7 @@ RUN echo /opt/cloudlab-grader/lib > "$(python3 -c 'import sysconfig; \\
         print(sysconfig.get_paths()["purelib"])')/cloudlab.pth" \\
     && python3 -m compileall -q /opt/cloudlab-grader/lib \\
     && python3 -I -c "import importlib, pkgutil, ipykernel, cloudlab.grading.kernel, \
-cloudlab.checks as c; [importlib.import_module(m.name) for m in \
+cloudlab.grading.podrun, nbclient, cloudlab.checks as c; [importlib.import_module(m.name) for m in \
 pkgutil.iter_modules(c.__path__, 'cloudlab.checks.')]"
 ENV HOME=/tmp PYTHONUNBUFFERED=1 MPLCONFIGDIR=/tmp/matplotlib CLOUDLAB_DOCKER=off
 USER {uid}:{uid}

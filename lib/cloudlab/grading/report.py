@@ -88,7 +88,7 @@ def build(course: Course, assignment: str, *, similar: bool = True) -> dict:
             problems.append({"student": r.student, "status": r.status, "reason": r.reason})
         for flag in r.flags:
             flags.append({"student": r.student, "kind": "flagged", "what": flag})
-        if r.reason and ENVIRONMENT.search(r.reason):
+        if r.failure.startswith("environment") or (r.reason and ENVIRONMENT.search(r.reason)):
             environment.append({"student": r.student, "item": "", "message": r.reason})
         if r.late_seconds > 0:
             late.append({"student": r.student, "hours": round(r.late_seconds / 3600, 2),

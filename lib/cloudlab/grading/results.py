@@ -45,6 +45,10 @@ class Result:
     late_seconds: float = 0.0  # after the due date (nbgrader's total_seconds_late)
     late_penalty: float = 0.0  # points the late policy takes off ``score``
     late_policy: str = ""  # the policy applied, in words (grading.late)
+    backend: str = "local"  # where the notebook ran: "local" (a container) or "kubernetes"
+    failure: str = ""  # why it did not run to the end: "student: ..." (its own timeout,
+                       # crash or failure: never retried) or "environment: ..." (the cluster)
+    retries: list[str] = field(default_factory=list)  # environment failures retried
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,6 +80,7 @@ class SandboxSpec:
     owner_id: str = field(default_factory=owners.identity_of)
     state: dict[str, Any] = field(default_factory=dict)  # filled in when the kernel stops
     sockdir: Path | None = None
+    backend: Any = None  # where it runs instead of a local container (kubejobs.Backend)
 
     def labels(self) -> dict[str, str]:
         return {GRADER_LABEL: "kernel", OWNER_LABEL: self.owner, OWNER_ID_LABEL: self.owner_id,

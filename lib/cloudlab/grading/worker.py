@@ -31,7 +31,9 @@ from .course import Course
 from .results import Result, TestResult, friendly
 
 
-def nbgrader_extra() -> dict:
+def nbgrader_extra(execute: type | None = None) -> dict:
+    """nbgrader's configuration for one submission (``execute``: the step that runs the
+    notebook; the local sandbox's unless a backend gives its own)."""
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import AssignLatePenalties, IgnorePattern, LimitOutput
 
@@ -39,7 +41,7 @@ def nbgrader_extra() -> dict:
         "Autograde": {
             "force": True, "create_student": True,
             # the sanitising pass already ran CheckCellMetadata on this notebook
-            "autograde_preprocessors": [StripHiddenTests, executor.SandboxExecute,
+            "autograde_preprocessors": [StripHiddenTests, execute or executor.SandboxExecute,
                                         IgnorePattern,
                                         ClearMetadataPreprocessor, LimitOutput, SaveAutoGradesOnce,
                                         AssignLatePenalties, KeepAndSanitize],
@@ -126,14 +128,17 @@ def release_markers(source: str) -> bool:
 
 def grade(course: Course, assignment: str, student: str, *, image: str,
           timeout: float = 60, limits: sandbox.Limits | None = None,
-          hook_timeout: float = 300) -> Result:
-    """Grade ``student``'s submission of ``assignment``; always returns a Result."""
+          hook_timeout: float = 300, backend=None) -> Result:
+    """Grade ``student``'s submission of ``assignment``; always returns a Result.
+    ``backend``: where the notebook runs instead of a local container
+    (:class:`~.kubejobs.Backend`)."""
     start = time.monotonic()
-    result = Result(student=student, assignment=assignment)
+    result = Result(student=student, assignment=assignment,
+                    backend=getattr(backend, "name", "local"))
     stage = Path(tempfile.mkdtemp(prefix="clg-stage-"))
     try:
         _grade(course, assignment, student, image, timeout, limits or sandbox.Limits(),
-               hook_timeout, stage, result)
+               hook_timeout, stage, result, backend)
     except Exception as exc:  # the grader's own failure: still a verdict, with the cause
         logging.getLogger("cloudlab.grading").error("grading %s failed:\n%s", student,
                                                     traceback.format_exc())
@@ -154,7 +159,8 @@ def grade(course: Course, assignment: str, student: str, *, image: str,
 
 
 def _grade(course: Course, assignment: str, student: str, image: str, timeout: float,
-           limits: sandbox.Limits, hook_timeout: float, stage: Path, result: Result) -> None:
+           limits: sandbox.Limits, hook_timeout: float, stage: Path, result: Result,
+           backend=None) -> None:
     from nbgrader.converters import Autograde
 
     pre = precheck.inspect(course, assignment, student, stage)
@@ -182,6 +188,9 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
                                 timeout=hook_timeout, course=course.root)
         trusted_results, hook_notes = hooks.run_hooks(ctx, found_hooks)
         notes += hook_notes
+        if backend is not None:
+            notes.append(HOST_HOOKS.format(backend=backend.name, hooks=", ".join(
+                getattr(h, "__name__", "hook") for h in found_hooks)))
         trusted_file = stage / "trusted.json"
         trusted_file.write_text(json.dumps(trusted_results, indent=1, default=str))
         trusted_file.chmod(0o644)
@@ -196,10 +205,10 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
     spec = sandbox.SandboxSpec(image=image, assignment=assignment,
                                submission=f"{student}/{assignment}", files=stage / "files",
                                trusted=trusted_file, limits=limits,
-                               probe=_probe_input(stage, groups))
+                               probe=_probe_input(stage, groups), backend=backend)
     sandbox.activate(spec)
     outcome = executor.reset(timeout)
-    extra = nbgrader_extra()
+    extra = nbgrader_extra(backend.execute_class() if backend is not None else None)
     extra["CourseDirectory"] = {"submitted_directory": str(stage / "submitted")}
     extra["KeepAndSanitize"] = {"originals": str(course.originals)}
     coursedir = course.coursedir(assignment, student, **extra)
@@ -217,23 +226,33 @@ def _grade(course: Course, assignment: str, student: str, image: str, timeout: f
     # the probes ran first in the kernel's container; a fresh container if that failed
     if groups:
         ran = spec.state.get("probe") is not None
-        result.probes = "kernel container" if ran else "own container ({})".format(
-            spec.state.get("probe_error") or "no kernel was started")
+        result.probes = spec.state.get("probe_where", "kernel container") if ran else \
+            "own container ({})".format(spec.state.get("probe_error") or
+                                        "no kernel was started")
         if not ran:
             logging.getLogger("cloudlab.grading").warning("probe stage: %s", result.probes)
-    runner = trusted.prefetched(groups, spec.state.get("probe"),
-                                trusted.container_runner(image, sub.labels, limits))
+    fallback = backend.probe_runner(sub.labels) if backend is not None else \
+        trusted.container_runner(image, sub.labels, limits)
+    runner = trusted.prefetched(groups, spec.state.get("probe"), fallback)
+    result.retries = list(spec.state.get("retries", []))
+    result.failure = spec.state.get("failure", "")
     verdicts = trusted.run(graders, sub, grade_ids, runner=runner)
     write_verdicts(course, assignment, student, pre, verdicts, notes)
     result.late_seconds, result.late_penalty = late.assess(course, assignment, student)
     result.late_policy = late.policy(course, assignment).text()
     result.status = outcome.status
+    if result.status != "graded" and not result.failure:
+        result.failure = f"student: {result.status}"
     parts = [outcome.reason] if outcome.reason else []
     parts += [pre.reason()] if pre.reason() else []
     if outcome.truncated:
         parts.append("some output was truncated")
     result.reason = "; ".join(p for p in parts + notes if p)
     _collect_scores(course, assignment, student, result, pre, verdicts)
+
+
+HOST_HOOKS = ("pre-grade checks that need the instructor's machine ({hooks}) ran there, "
+              "not in the {backend} cluster; only the notebook ran in the cluster")
 
 
 def _probe_input(stage: Path, groups: list[dict]) -> Path | None:

@@ -38,6 +38,10 @@ KINDS: dict[str, tuple[str, str, bool]] = {
     "Endpoints": ("/api/v1", "endpoints", True),
     "ServiceAccount": ("/api/v1", "serviceaccounts", True),
     "Secret": ("/api/v1", "secrets", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Node": ("/api/v1", "nodes", False),
+    "Job": ("/apis/batch/v1", "jobs", True),
+    "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True),
     "Deployment": ("/apis/apps/v1", "deployments", True),
     "ReplicaSet": ("/apis/apps/v1", "replicasets", True),
     "HorizontalPodAutoscaler": ("/apis/autoscaling/v2", "horizontalpodautoscalers", True),
@@ -195,6 +199,26 @@ class Api:
             raise ApiError(got.status_code, str(answer.get("message") or got.reason)
                            if isinstance(answer, dict) else got.reason)
         return answer
+
+    def text(self, path: str, *, params: Mapping[str, str] | None = None,
+             timeout: float | None = None) -> str:
+        """A GET whose answer is text (a pod's log): at most what ``params`` allow."""
+        got = self.session.get(self.server + path, params=params, timeout=timeout or
+                               self.timeout, headers={"Accept": "*/*"})
+        if got.status_code >= 400:
+            try:
+                message = str(got.json().get("message") or got.reason)
+            except ValueError:
+                message = got.text[:500] or got.reason
+            raise ApiError(got.status_code, message)
+        return got.text
+
+    def logs(self, pod: str, *, namespace: str, container: str | None = None,
+             limit_bytes: int | None = None) -> str:
+        """A pod's (container's) log, at most ``limit_bytes`` of it."""
+        params = {**({"container": container} if container else {}),
+                  **({"limitBytes": str(limit_bytes)} if limit_bytes else {})}
+        return self.text(kind_path("Pod", pod, namespace=namespace) + "/log", params=params)
 
     def apply(self, obj: Mapping[str, Any], *, namespace: str | None = None,
               field_manager: str = "cloudlab", force: bool = True) -> dict[str, Any]:

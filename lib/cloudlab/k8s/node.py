@@ -60,6 +60,7 @@ RUN_ROOT = Path("/run/cloudlab-k8s")       # sockets and the machine-wide owner 
 OWNER = RUN_ROOT / "node.json"
 PAUSE_IMAGE = f"cloudlab.local/pause:{install.PAUSE_VERSION}"
 NODE_NAME = "real-node-1"
+POD_PIDS_LIMIT = 128  # processes (threads included) per pod: the local sandbox's --pids-limit
 BRIDGE_PREFIX = "clk8s-"
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 ROLES = {
@@ -445,6 +446,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             "podLogsDir": str(self.base / "pod-logs"),
             "staticPodPath": "",
             "maxPods": 40,
+            "podPidsLimit": POD_PIDS_LIMIT,
             "serializeImagePulls": False,
             # The kubelet only ever evicts pods; these thresholds keep it from doing so for
             # the ordinary load of a shared machine, and the reserves keep the pods' cgroup
