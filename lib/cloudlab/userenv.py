@@ -45,13 +45,16 @@ def world_runnable(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
-def readable_copy(site: Path, dest: Path) -> Path:
+def readable_copy(site: Path, dest: Path, *, caches: bool = False) -> Path:
     """``site`` as a tree any user may read, at ``dest``: hard links where one file system
     allows (seconds, no space), copies otherwise.
 
     A link shares the file, not the folders above it: so a venv inside a private folder
     (a checkout under ``/root``, or in ``mktemp -d``'s 0700 folder) is still readable to
     the unprivileged user through the copy, while nothing of the original is re-owned.
+    ``caches`` keeps the compiled ``__pycache__`` files (a server importing hundreds of
+    modules starts in seconds instead of compiling them all each time as a user who
+    cannot write them).
     """
 
     def link_or_copy(src: str, dst: str) -> str:
@@ -62,7 +65,7 @@ def readable_copy(site: Path, dest: Path) -> Path:
         return dst
 
     shutil.copytree(site, dest, symlinks=True, copy_function=link_or_copy,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=None if caches else shutil.ignore_patterns("__pycache__"))
     for folder in (dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())):
         folder.chmod(0o755)
     return dest
@@ -75,7 +78,8 @@ def this_site() -> Path:
                 and Path(p).is_relative_to(here.parent))
 
 
-def student_venv(top: Path, site: Path | None = None, *, data: bool = False) -> Path:
+def student_venv(top: Path, site: Path | None = None, *, data: bool = False,
+                 caches: bool = False) -> Path:
     """A venv an unprivileged user can run, with this venv's packages; its python.
 
     Built from an interpreter every user may run (this one, or the system's python of the
@@ -83,8 +87,9 @@ def student_venv(top: Path, site: Path | None = None, *, data: bool = False) -> 
     ``site`` packages are made readable under ``top`` (:func:`readable_copy`) and added
     by a ``.pth`` file; its scripts are re-pointed at the new python. ``data`` also makes
     this venv's ``share/jupyter`` (JupyterLab's extensions) and ``etc/jupyter`` (server
-    extensions enabled) the new venv's own. Raises :class:`UnavailableError` when no
-    interpreter of this version is runnable by everyone.
+    extensions enabled) the new venv's own; ``caches``: see :func:`readable_copy`.
+    Raises :class:`UnavailableError` when no interpreter of this version is runnable by
+    everyone.
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     base = Path(getattr(sys, "_base_executable", sys.executable))
@@ -97,7 +102,7 @@ def student_venv(top: Path, site: Path | None = None, *, data: bool = False) -> 
     run([str(base), "-m", "venv", "--without-pip", str(venv)], timeout=120)
     here = Path(sys.executable).parent
     site = site or this_site()
-    packages = readable_copy(site, top / "packages")
+    packages = readable_copy(site, top / "packages", caches=caches)
     (venv / "lib" / version / "site-packages" / "workbook.pth").write_text(f"{packages}\n")
     for exe in here.iterdir():
         target = venv / "bin" / exe.name
