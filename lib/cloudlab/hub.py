@@ -493,6 +493,7 @@ c.JupyterHub.load_roles = [{{
         file) an account whose uid is not the one it made."""
         state = State.load(self.state_file) or self.state
         self.state = state
+        self.removed = State(**json.loads(json.dumps(state.__dict__)))  # what it found
         problems: list[str] = []
         if state.pid and identity(state.pid) == state.identity:
             _terminate_group(state.pid, STOP_SECONDS)
@@ -653,3 +654,64 @@ def as_user(hub: Hub, name: str, cmd: list[str], *, cwd: Path | None = None,
            "PATH": f"{hub.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"}
     return run([*prefix(name), *cmd], env=env, cwd=cwd or entry.pw_dir, check=check,
                timeout=300)
+
+
+# ------------------------------------------------------------------ isolation
+_PROBE = """
+import json, os, sys
+found = []
+for path in json.loads(sys.argv[1]):
+    try:
+        if os.path.isdir(path):
+            os.listdir(path)
+        else:
+            with open(path, "rb") as f:
+                f.read(1)
+        found.append(path)
+    except OSError:
+        pass
+print(json.dumps(found))
+"""
+
+
+def readable_by(name: str, paths: list[str | Path]) -> list[str]:
+    """Which of ``paths`` account ``name`` can read (a folder: list), tried as that user."""
+    from .userenv import as_user as prefix
+
+    done = run([*prefix(name), "/usr/bin/python3", "-I", "-c", _PROBE,
+                json.dumps([str(p) for p in paths])], cwd="/", timeout=60,
+               env={"PATH": "/usr/bin:/bin", "HOME": pwd.getpwnam(name).pw_dir})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def isolation(hub: Hub, private: list[str | Path] = ()) -> list[str]:
+    """What a student can read that is not theirs: another student's submission or
+    feedback in the exchange (by exact path, not only by listing), the exchange's
+    unlistable folders, the instructor's course (solutions, gradebook), this state folder
+    (passwords), and ``private`` (say, the registry's credentials). Empty when isolated.
+
+    >>> isolation(hub, [course.state / "registry" / "credentials.json"])  # doctest: +SKIP
+    []
+    """
+    course_ex = hub.exchange / hub.state.course_id
+    inbound, feedback = course_ex / "inbound", course_ex / "feedback"
+    belongs: dict[Path, set[str]] = {}  # exchange entry -> the students it is for
+    for top in (inbound, feedback):
+        for path in sorted(top.rglob("*")) if top.is_dir() else []:
+            uid, acl = path.stat().st_uid, _acl_readers(path)
+            belongs[path] = {name for name, user_uid in hub.state.users.items()
+                             if uid == user_uid or user_uid in acl}
+    shared = [inbound, feedback, hub.course_dir, *hub.course_dir.rglob("*"),
+              hub.cfg.state_dir / "hub", hub.passwords_file, *map(Path, private)]
+    breaches = []
+    for student in hub.students():
+        others = [p for p, names in belongs.items() if student not in names]
+        for path in readable_by(student, [*others, *shared]):
+            breaches.append(f"{student} can read {path}")
+    return breaches
+
+
+def _acl_readers(path: Path) -> list[int]:
+    from .hubexchange import readers
+
+    return readers(path)

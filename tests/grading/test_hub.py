@@ -1,0 +1,320 @@
+"""The course hub for real: JupyterHub, PAM logins, nbgrader's exchange, two students.
+
+One hub for the module (``cloudlab.hub.Hub``, accounts prefixed with this run's id, the
+machine lock ``hub`` held: Unix accounts are global to the machine). The instructor
+releases the fixture assignment ``demo``; two students log in through the hub's login
+page with their passwords, fetch and submit through nbgrader's Assignment List handlers
+on their own servers; the instructor collects; ``cloudlab grade autograde`` grades in the
+sandbox with the trusted graders; feedback is written, released and fetched. The scores
+must equal those of the same notebooks collected from a folder. Then isolation: run as
+each student, nothing of another student, the instructor's course or the secrets is
+readable, and the formgrader answers the instructor only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import submissions as S
+from gradingkit import make_course
+
+from cloudlab import cli, config, hub
+from cloudlab.grading import Course
+from cloudlab.grading.results import Result
+from cloudlab.grading.roster import generate
+from cloudlab.hubexchange import readers
+from tests.conftest import machine_lock
+
+COURSE_ID = "demo101"
+ANSWERS = {"ada": "correct", "bob": "partial"}  # 6 of 6, 3 of 6
+
+
+def _prefix() -> str:
+    return f"t{secrets.token_hex(3)}-"
+
+
+def _skip_unless_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the course hub makes Unix accounts: run the tests as root")
+    if not hub.PROXY.exists() and not os.environ.get("CLOUDLAB_HUB_PROXY"):
+        pytest.skip(f"no configurable-http-proxy at {hub.PROXY}: run scripts/setup_hub.sh")
+
+
+@pytest.fixture(scope="module")
+def hub_lock() -> Iterator[None]:
+    """Unix accounts are global to the machine: one hub test module at a time."""
+    with machine_lock(["hub"]):
+        yield
+
+
+@pytest.fixture(scope="module")
+def course_hub(hub_lock, tmp_path_factory) -> Iterator[hub.Hub]:
+    """A hub for the fixture course, with ada and bob; down (and checked gone) at the end."""
+    _skip_unless_root()
+    top = tmp_path_factory.mktemp("hub")
+    course = make_course(top / "course")
+    roster = top / "roster.txt"
+    roster.write_text("".join(f"{s}\n" for s in ANSWERS))
+    generate(course, roster)  # the registry's credentials: a secret students must not read
+    cfg = config.load(env={}, state_dir=top / "state")
+    the_hub = hub.Hub(course, roster, course_id=COURSE_ID, prefix=_prefix(), cfg=cfg)
+    with the_hub:
+        yield the_hub
+    left = leftovers(the_hub, the_hub.removed)
+    assert not left, left
+
+
+def leftovers(h: hub.Hub, state: hub.State) -> list[str]:
+    """What a hub left on the machine: accounts, groups, processes, ports, folders."""
+    import grp
+
+    found = [f"user {n}" for n in state.users if _exists(pwd.getpwnam, n)]
+    found += [f"group {n}" for n in state.groups if _exists(grp.getgrnam, n)]
+    found += [f"folder {f}" for f in state.folders if Path(f).exists()]
+    found += [f"home of {n}" for n in state.users if Path(f"/home/{n}").exists()]
+    found += [f"process {p}" for p in hub.owned_processes(set(state.users.values()))]
+    if state.port:
+        try:
+            requests.get(f"http://127.0.0.1:{state.port}/hub/health", timeout=2)
+            found.append(f"port {state.port} answers")
+        except requests.ConnectionError:
+            pass
+    found += [f"state file {h.state_file}"] if h.state_file.exists() else []
+    return found
+
+
+def _exists(lookup, name: str) -> bool:
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _answer(nb: dict, kind: str) -> dict:
+    """The fetched notebook with the answers of ``kind`` (fixtures/submissions.py)."""
+    wanted = S.answers(kind, {})
+    for cell in nb["cells"]:
+        gid = cell["metadata"].get("nbgrader", {}).get("grade_id")
+        if gid in wanted:
+            cell["source"] = wanted[gid]
+    return nb
+
+
+@pytest.fixture(scope="module")
+def loop(course_hub: hub.Hub, grading_image, tmp_path_factory) -> dict:
+    """The whole course loop once; what each step returned, for the tests below."""
+    h = course_hub
+    out: dict = {"hub": h}
+    released = hub.as_user(h, h.instructor, ["nbgrader", "release_assignment", "demo"],
+                           cwd=h.course_dir)
+    out["released"] = released.stderr
+    passwords = h.passwords()
+    sessions = {}
+    for sid, kind in ANSWERS.items():
+        name = h.prefix + sid
+        s = hub.Session(h.url, name, passwords[name])
+        s.start_server()
+        sessions[sid] = s
+        listed = s.server("GET", "/assignments", params={"course_id": COURSE_ID}).json()
+        out.setdefault("listed", {})[sid] = listed
+        fetched = s.server("POST", "/assignments/fetch",
+                           data={"assignment_id": "demo", "course_id": COURSE_ID}).json()
+        out.setdefault("fetched", {})[sid] = fetched
+        nb = s.server("GET", "/api/contents/demo/demo.ipynb").json()["content"]
+        saved = s.server("PUT", "/api/contents/demo/demo.ipynb",
+                         json={"type": "notebook", "content": _answer(nb, kind)})
+        assert saved.status_code == 200, saved.text
+        submitted = s.server("POST", "/assignments/submit",
+                             data={"assignment_id": "demo", "course_id": COURSE_ID}).json()
+        out.setdefault("submitted", {})[sid] = submitted
+    out["sessions"] = sessions
+    collected = hub.as_user(h, h.instructor, ["nbgrader", "collect", "demo"], cwd=h.course_dir)
+    out["collected"] = collected.stderr
+    # the trusted side: root grades in the sandbox, then hands the course back
+    assert cli.main(["grade", "--course", str(h.course_dir), "autograde", "demo", "--quiet",
+                     "--workers", "2"]) == 0
+    assert cli.main(["grade", "--course", str(h.course_dir), "feedback", "demo"]) == 0
+    h.give_back()
+    hub.as_user(h, h.instructor, ["nbgrader", "release_feedback", "demo"], cwd=h.course_dir)
+    for sid, s in sessions.items():
+        got = s.server("POST", "/assignments/fetch_feedback",
+                       data={"assignment_id": "demo", "course_id": COURSE_ID}).json()
+        out.setdefault("feedback_listed", {})[sid] = got
+    # the same notebooks, collected from a folder into a course of their own, graded alike
+    ref_root = tmp_path_factory.mktemp("reference")
+    ref = make_course(ref_root / "course")
+    folder = ref_root / "from-folder"
+    for sid in ANSWERS:
+        src = h.course_dir / "course" / "submitted" / (h.prefix + sid) / "demo" / "demo.ipynb"
+        (folder / sid / "demo").mkdir(parents=True)
+        shutil.copy(src, folder / sid / "demo" / "demo.ipynb")
+    assert cli.main(["grade", "--course", str(ref.root), "collect", str(folder)]) == 0
+    assert cli.main(["grade", "--course", str(ref.root), "autograde", "demo", "--quiet",
+                     "--workers", "2"]) == 0
+    out["reference"] = {sid: Result.load(ref.result_file(sid, "demo")) for sid in ANSWERS}
+    out["hub_results"] = {sid: Result.load(Course(h.course_dir).result_file(h.prefix + sid,
+                                                                           "demo"))
+                          for sid in ANSWERS}
+    return out
+
+
+def test_students_fetch_and_submit_through_the_assignment_list(loop):
+    for sid in ANSWERS:
+        listed = loop["listed"][sid]["value"]
+        assert [(a["assignment_id"], a["status"]) for a in listed] == [("demo", "released")]
+        fetched = loop["fetched"][sid]["value"]
+        assert ("demo", "fetched") in [(a["assignment_id"], a["status"]) for a in fetched]
+        submitted = loop["submitted"][sid]
+        assert submitted["success"], submitted
+        assert any(a["status"] == "submitted" for a in submitted["value"]), submitted
+
+
+def test_hub_scores_equal_grading_the_same_notebooks_from_a_folder(loop):
+    for sid in ANSWERS:
+        mine, ref = loop["hub_results"][sid], loop["reference"][sid]
+        assert mine.status == ref.status == "graded", (mine.reason, ref.reason)
+        assert (mine.score, mine.max_score) == (ref.score, ref.max_score)
+        assert [(t.test, t.score) for t in mine.tests] == [(t.test, t.score) for t in ref.tests]
+    assert loop["hub_results"]["ada"].score == 6 and loop["hub_results"]["bob"].score == 3
+
+
+def test_students_fetch_their_feedback_and_see_their_score(loop):
+    h = loop["hub"]
+    for sid, s in loop["sessions"].items():
+        listed = loop["feedback_listed"][sid]["value"]
+        demo = next(a for a in listed if a["assignment_id"] == "demo"
+                    and a["status"] == "submitted")
+        assert demo["has_local_feedback"], demo
+        folder = s.server("GET", "/api/contents/demo/feedback").json()["content"]
+        [stamp] = [f["name"] for f in folder]
+        page = s.server("GET", f"/api/contents/demo/feedback/{stamp}/demo.html").json()
+        html = page["content"]
+        score = loop["hub_results"][sid].score
+        assert f"{score:g}" in html and "demo" in html
+        assert "HIDDEN" not in html and "trusted(" not in html
+    assert h.students() == sorted(h.prefix + s for s in ANSWERS)
+
+
+def test_a_student_reads_nothing_of_another_or_of_the_course(loop):
+    h = loop["hub"]
+    course = h.course
+    breaches = hub.isolation(h, [course.state / "registry" / "credentials.json",
+                                 course.source / "demo" / "grader.py", course.gradebook])
+    assert breaches == []
+    # the check sees real files: each student reads their own submission and feedback
+    inbound = h.exchange / COURSE_ID / "inbound"
+    feedback = sorted((h.exchange / COURSE_ID / "feedback").glob("*.html"))
+    assert len(feedback) == 2
+    for sid in ANSWERS:
+        name = h.prefix + sid
+        own = [p for p in inbound.rglob("*.ipynb") if p.stat().st_uid == h.state.users[name]]
+        assert own and hub.readable_by(name, own) == [str(own[0])]
+        mine = [p for p in feedback if h.state.users[name] in readers(p)]
+        assert len(mine) == 1 and hub.readable_by(name, mine) == [str(mine[0])]
+
+
+def test_loosening_one_permission_breaks_isolation(loop):
+    h = loop["hub"]
+    inbound = h.exchange / COURSE_ID / "inbound"
+    ada = h.state.users[h.prefix + "ada"]
+    [submission] = [p for p in inbound.iterdir() if p.stat().st_uid == ada]
+    saved = {p: p.stat().st_mode for p in [submission, *submission.rglob("*")]}
+    try:
+        for p in saved:
+            p.chmod(p.stat().st_mode | (0o005 if p.is_dir() else 0o004))  # chmod -R o+rX
+        breaches = hub.isolation(h)
+        assert breaches and all(b.startswith(f"{h.prefix}bob can read {submission}")
+                                for b in breaches), breaches
+    finally:
+        for p, mode in saved.items():
+            p.chmod(mode)
+    assert hub.isolation(h) == []
+
+
+def test_only_the_instructor_reaches_the_formgrader(loop):
+    h = loop["hub"]
+    passwords = h.passwords()
+    teacher = hub.Session(h.url, h.instructor, passwords[h.instructor])
+    teacher.start_server()
+    url = f"{h.url}/services/{COURSE_ID}/formgrader/"
+
+    def get(token: str) -> requests.Response:
+        return requests.get(url, headers={"Authorization": f"token {token}"}, timeout=60,
+                            allow_redirects=False)
+
+    assert get(teacher.token).status_code == 200
+    for s in loop["sessions"].values():
+        assert get(s.token).status_code in (403, 404)
+        # and their own servers have no formgrader either
+        own = s.server("GET", "/formgrader/", allow_redirects=False)
+        assert own.status_code == 404, own.status_code
+
+
+def test_a_wrong_password_does_not_log_in(course_hub):
+    with pytest.raises(hub.HubError, match="could not log in"):
+        hub.Session(course_hub.url, course_hub.prefix + "ada", "not-the-password")
+
+
+# ------------------------------------------------------------- hostile roster ids
+def test_a_roster_id_never_names_an_existing_or_odd_account(tmp_path):
+    _skip_unless_root()
+    cfg = config.load(env={}, state_dir=tmp_path / "state")
+    course = make_course(tmp_path / "course")
+    for ids, match in ((["daemon"], "already exist"), (["root"], "already exist"),
+                       (["a.b"], "cannot be an account"),
+                       (["x" * 40], "cannot be an account")):
+        roster = tmp_path / "roster.txt"
+        roster.write_text("\n".join(ids) + "\n")
+        h = hub.Hub(course, roster, course_id=COURSE_ID, prefix="", cfg=cfg)
+        with pytest.raises(hub.HubError, match=match):
+            h.start()
+        assert not h.state_file.exists()
+    # a shell's words never reach useradd: the roster refuses them first
+    from cloudlab.grading.roster import RosterError
+
+    roster.write_text("ada;touch /tmp/pwned\n")
+    with pytest.raises(RosterError):
+        hub.Hub(course, roster, cfg=cfg, prefix=_prefix()).start()
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_an_error_in_the_middle_of_up_leaves_nothing(hub_lock, tmp_path):
+    """The proxy is a program that fails: accounts, group, folders and the single-user
+    environment are made by then, JupyterHub starts and dies; nothing may remain."""
+    _skip_unless_root()
+    course = make_course(tmp_path / "course")
+    roster = tmp_path / "roster.txt"
+    roster.write_text("ada\n")
+    cfg = config.load(env={}, state_dir=tmp_path / "state")
+    h = hub.Hub(course, roster, course_id=COURSE_ID, prefix=_prefix(), cfg=cfg,
+                proxy=Path("/bin/false"))
+    with pytest.raises(Exception, match=r"(?i)jupyterhub"), h:
+        pass
+    made = h.removed
+    assert sorted(made.users) == [h.prefix + "ada", h.prefix + "instructor"]
+    assert made.folders and made.pid  # it got as far as starting JupyterHub
+    assert leftovers(h, made) == []
+    assert not Path(f"/srv/cloudlab-hub-{h.prefix}{COURSE_ID}").exists()
+    assert not any(Path("/home").glob(f"{h.prefix}*"))
+    assert course.source.stat().st_mode & 0o007 == 0o005  # the modes it tightened, back
+
+
+def test_down_refuses_an_account_it_did_not_make(tmp_path):
+    _skip_unless_root()
+    cfg = config.load(env={}, state_dir=tmp_path / "state")
+    h = hub.Hub(None, None, cfg=cfg)
+    h.state = hub.State(users={"root": 12345}, roles={"root": "student"})
+    h.state.save(h.state_file)
+    with pytest.raises(hub.HubError, match="root: its uid is no longer 12345"):
+        h.stop()
+    assert _exists(pwd.getpwnam, "root")
+    assert json.loads(h.state_file.read_text())["users"] == {"root": 12345}  # kept
