@@ -7,8 +7,9 @@ everyone (0644); feedback files are 0644 too, named by a hash of the submission'
 Whoever learns a name reads the file. On the course hub (:mod:`cloudlab.hub`) the course's
 exchange folder belongs to the graders' group and passes it on (set-group-id), so:
 
-* :class:`ExchangeSubmit` (run by the student) makes the submission ``0640``/``0750``:
-  the student and the graders' group read it, other students do not, name or no name;
+* :class:`ExchangeSubmit` (run by the student) makes the submission ``0640``/``0750``
+  plus an ACL entry for the graders' group: the student and the graders read it, other
+  students do not, name or no name;
 * :class:`ExchangeReleaseFeedback` (run by the instructor) makes each feedback file
   ``0640`` plus one POSIX ACL entry: read for the student it belongs to, and nobody else.
 
@@ -41,16 +42,17 @@ USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x
 ATTRIBUTE = "system.posix_acl_access"
 
 
-def _acl(mode: int, users: dict[int, int]) -> bytes:
-    """The ACL of ``mode`` plus read/write/execute bits per uid in ``users``."""
+def _acl(mode: int, users: dict[int, int], groups: dict[int, int] | None = None) -> bytes:
+    """The ACL of ``mode`` plus permission bits per uid in ``users`` and gid in ``groups``."""
+    groups = groups or {}
     entries = [(USER_OBJ, (mode >> 6) & 7, _UNDEFINED)]
     entries += [(USER, bits, uid) for uid, bits in sorted(users.items())]
-    group = (mode >> 3) & 7
-    entries.append((GROUP_OBJ, group, _UNDEFINED))
-    mask = group
-    for bits in users.values():
+    entries.append((GROUP_OBJ, (mode >> 3) & 7, _UNDEFINED))
+    entries += [(GROUP, bits, gid) for gid, bits in sorted(groups.items())]
+    mask = (mode >> 3) & 7
+    for bits in [*users.values(), *groups.values()]:
         mask |= bits
-    if users:
+    if users or groups:
         entries.append((MASK, mask, _UNDEFINED))
     entries.append((OTHER, mode & 7, _UNDEFINED))
     return struct.pack("<I", _VERSION) + b"".join(struct.pack("<HHI", *e) for e in entries)
@@ -81,16 +83,21 @@ def readers(path: str | Path) -> list[int]:
 
 
 class ExchangeSubmit(_Submit):
-    """nbgrader's submit, then the submission closed to everyone but the graders' group."""
+    """nbgrader's submit, then the submission closed to everyone but the graders' group
+    (the group of ``inbound``), named in an ACL: the student need not belong to it."""
 
     def copy_files(self) -> None:
         super().copy_files()
         dest = Path(self.inbound_path) / self.assignment_filename
-        for path in [dest, *dest.rglob("*")]:
+        graders = os.stat(self.inbound_path).st_gid
+        for path in [*dest.rglob("*"), dest]:
             if path.is_symlink():
                 continue
-            os.chmod(path, 0o750 if path.is_dir() else 0o640)
-        os.chmod(dest, 0o770)  # the graders' group may tidy up later, as stock's 0777 allows
+            mode, bits = (0o750, 5) if path.is_dir() else (0o640, 4)
+            if path == dest:
+                bits = 7  # the graders may tidy up later, as stock's 0777 allows
+            os.chmod(path, mode)
+            os.setxattr(path, ATTRIBUTE, _acl(mode, {}, {graders: bits}))
 
 
 class ExchangeReleaseFeedback(_ReleaseFeedback):
