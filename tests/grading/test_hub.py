@@ -14,99 +14,30 @@ readable, and the formgrader answers the instructor only.
 from __future__ import annotations
 
 import json
-import os
 import pwd
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import hubkit
 import pytest
 import requests
-import submissions as S
 from gradingkit import make_course
 
 from cloudlab import cli, config, hub
 from cloudlab.grading import Course
 from cloudlab.grading.results import Result
-from cloudlab.grading.roster import generate
 from cloudlab.hubexchange import readers
-from tests.conftest import machine_lock
 
 COURSE_ID = "demo101"
 ANSWERS = {"ada": "correct", "bob": "partial"}  # 6 of 6, 3 of 6
 
 
-def _prefix() -> str:
-    return f"t{secrets.token_hex(3)}-"
-
-
-def _skip_unless_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the course hub makes Unix accounts: run the tests as root")
-    if not hub.PROXY.exists() and not os.environ.get("CLOUDLAB_HUB_PROXY"):
-        pytest.skip(f"no configurable-http-proxy at {hub.PROXY}: run scripts/setup_hub.sh")
-
-
 @pytest.fixture(scope="module")
-def hub_lock() -> Iterator[None]:
-    """Unix accounts are global to the machine: one hub test module at a time."""
-    with machine_lock(["hub"]):
-        yield
-
-
-@pytest.fixture(scope="module")
-def course_hub(hub_lock, tmp_path_factory) -> Iterator[hub.Hub]:
+def course_hub(tmp_path_factory) -> Iterator[hub.Hub]:
     """A hub for the fixture course, with ada and bob; down (and checked gone) at the end."""
-    _skip_unless_root()
-    top = tmp_path_factory.mktemp("hub")
-    course = make_course(top / "course")
-    roster = top / "roster.txt"
-    roster.write_text("".join(f"{s}\n" for s in ANSWERS))
-    generate(course, roster)  # the registry's credentials: a secret students must not read
-    cfg = config.load(env={}, state_dir=top / "state")
-    the_hub = hub.Hub(course, roster, course_id=COURSE_ID, prefix=_prefix(), cfg=cfg)
-    with the_hub:
-        yield the_hub
-    left = leftovers(the_hub, the_hub.removed)
-    assert not left, left
-
-
-def leftovers(h: hub.Hub, state: hub.State) -> list[str]:
-    """What a hub left on the machine: accounts, groups, processes, ports, folders."""
-    import grp
-
-    found = [f"user {n}" for n in state.users if _exists(pwd.getpwnam, n)]
-    found += [f"group {n}" for n in state.groups if _exists(grp.getgrnam, n)]
-    found += [f"folder {f}" for f in state.folders if Path(f).exists()]
-    found += [f"home of {n}" for n in state.users if Path(f"/home/{n}").exists()]
-    found += [f"process {p}" for p in hub.owned_processes(set(state.users.values()))]
-    if state.port:
-        try:
-            requests.get(f"http://127.0.0.1:{state.port}/hub/health", timeout=2)
-            found.append(f"port {state.port} answers")
-        except requests.ConnectionError:
-            pass
-    found += [f"state file {h.state_file}"] if h.state_file.exists() else []
-    return found
-
-
-def _exists(lookup, name: str) -> bool:
-    try:
-        lookup(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _answer(nb: dict, kind: str) -> dict:
-    """The fetched notebook with the answers of ``kind`` (fixtures/submissions.py)."""
-    wanted = S.answers(kind, {})
-    for cell in nb["cells"]:
-        gid = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if gid in wanted:
-            cell["source"] = wanted[gid]
-    return nb
+    with hubkit.course_hub(tmp_path_factory.mktemp("hub"), list(ANSWERS)) as h:
+        yield h
 
 
 @pytest.fixture(scope="module")
@@ -131,20 +62,13 @@ def loop(course_hub: hub.Hub, grading_image, tmp_path_factory) -> dict:
         out.setdefault("fetched", {})[sid] = fetched
         nb = s.server("GET", "/api/contents/demo/demo.ipynb").json()["content"]
         saved = s.server("PUT", "/api/contents/demo/demo.ipynb",
-                         json={"type": "notebook", "content": _answer(nb, kind)})
+                         json={"type": "notebook", "content": hubkit.answer(nb, kind)})
         assert saved.status_code == 200, saved.text
         submitted = s.server("POST", "/assignments/submit",
                              data={"assignment_id": "demo", "course_id": COURSE_ID}).json()
         out.setdefault("submitted", {})[sid] = submitted
     out["sessions"] = sessions
-    collected = hub.as_user(h, h.instructor, ["nbgrader", "collect", "demo"], cwd=h.course_dir)
-    out["collected"] = collected.stderr
-    # the trusted side: root grades in the sandbox, then hands the course back
-    assert cli.main(["grade", "--course", str(h.course_dir), "autograde", "demo", "--quiet",
-                     "--workers", "2"]) == 0
-    assert cli.main(["grade", "--course", str(h.course_dir), "feedback", "demo"]) == 0
-    h.give_back()
-    hub.as_user(h, h.instructor, ["nbgrader", "release_feedback", "demo"], cwd=h.course_dir)
+    hubkit.grade_and_release_feedback(h)
     for sid, s in sessions.items():
         got = s.server("POST", "/assignments/fetch_feedback",
                        data={"assignment_id": "demo", "course_id": COURSE_ID}).json()
@@ -183,7 +107,7 @@ def test_hub_scores_equal_grading_the_same_notebooks_from_a_folder(loop):
         mine, ref = loop["hub_results"][sid], loop["reference"][sid]
         assert mine.status == ref.status == "graded", (mine.reason, ref.reason)
         assert (mine.score, mine.max_score) == (ref.score, ref.max_score)
-        assert [(t.test, t.score) for t in mine.tests] == [(t.test, t.score) for t in ref.tests]
+        assert [(t.name, t.score) for t in mine.tests] == [(t.name, t.score) for t in ref.tests]
     assert loop["hub_results"]["ada"].score == 6 and loop["hub_results"]["bob"].score == 3
 
 
@@ -266,7 +190,7 @@ def test_a_wrong_password_does_not_log_in(course_hub):
 
 # ------------------------------------------------------------- hostile roster ids
 def test_a_roster_id_never_names_an_existing_or_odd_account(tmp_path):
-    _skip_unless_root()
+    hubkit.skip_unless_root()
     cfg = config.load(env={}, state_dir=tmp_path / "state")
     course = make_course(tmp_path / "course")
     for ids, match in ((["daemon"], "already exist"), (["root"], "already exist"),
@@ -283,38 +207,38 @@ def test_a_roster_id_never_names_an_existing_or_odd_account(tmp_path):
 
     roster.write_text("ada;touch /tmp/pwned\n")
     with pytest.raises(RosterError):
-        hub.Hub(course, roster, cfg=cfg, prefix=_prefix()).start()
+        hub.Hub(course, roster, cfg=cfg, prefix=hubkit.prefix()).start()
     assert not Path("/tmp/pwned").exists()
 
 
-def test_an_error_in_the_middle_of_up_leaves_nothing(hub_lock, tmp_path):
+def test_an_error_in_the_middle_of_up_leaves_nothing(tmp_path):
     """The proxy is a program that fails: accounts, group, folders and the single-user
     environment are made by then, JupyterHub starts and dies; nothing may remain."""
-    _skip_unless_root()
+    hubkit.skip_unless_root()
     course = make_course(tmp_path / "course")
     roster = tmp_path / "roster.txt"
     roster.write_text("ada\n")
     cfg = config.load(env={}, state_dir=tmp_path / "state")
-    h = hub.Hub(course, roster, course_id=COURSE_ID, prefix=_prefix(), cfg=cfg,
+    h = hub.Hub(course, roster, course_id=COURSE_ID, prefix=hubkit.prefix(), cfg=cfg,
                 proxy=Path("/bin/false"))
-    with pytest.raises(Exception, match=r"(?i)jupyterhub"), h:
+    with hubkit.hub_lock(), pytest.raises(Exception, match=r"(?i)jupyterhub"), h:
         pass
     made = h.removed
     assert sorted(made.users) == [h.prefix + "ada", h.prefix + "instructor"]
     assert made.folders and made.pid  # it got as far as starting JupyterHub
-    assert leftovers(h, made) == []
+    assert hubkit.leftovers(h, made) == []
     assert not Path(f"/srv/cloudlab-hub-{h.prefix}{COURSE_ID}").exists()
     assert not any(Path("/home").glob(f"{h.prefix}*"))
     assert course.source.stat().st_mode & 0o007 == 0o005  # the modes it tightened, back
 
 
 def test_down_refuses_an_account_it_did_not_make(tmp_path):
-    _skip_unless_root()
+    hubkit.skip_unless_root()
     cfg = config.load(env={}, state_dir=tmp_path / "state")
     h = hub.Hub(None, None, cfg=cfg)
     h.state = hub.State(users={"root": 12345}, roles={"root": "student"})
     h.state.save(h.state_file)
     with pytest.raises(hub.HubError, match="root: its uid is no longer 12345"):
         h.stop()
-    assert _exists(pwd.getpwnam, "root")
+    assert hubkit._exists(pwd.getpwnam, "root")
     assert json.loads(h.state_file.read_text())["users"] == {"root": 12345}  # kept
