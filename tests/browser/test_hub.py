@@ -120,18 +120,25 @@ def test_two_students_fetch_submit_and_read_feedback_in_the_browser(course):
         data = json.loads((h.course_dir / "course" / "results" / "demo" /
                            f"{name}.json").read_text())
         results[sid] = data["score"]
-        with Chromium(course["top"] / f"chromium-{sid}") as page:
+        with Chromium(course["top"] / f"chromium-{sid}-feedback") as page:
             _login(page, h, name, passwords[name])
             _assignment_list(page)
             page.wait_for(_button("submitted", "Fetch Feedback"), "the Fetch Feedback button",
                           timeout=120)
             page.click(_button("submitted", "Fetch Feedback"))
             link = ("[...document.querySelectorAll('#submitted_assignments_list a')]"
-                    ".find(a => a.innerText.trim() === 'view feedback')")
+                    ".find(a => a.innerText.includes('view feedback'))")
             page.wait_for(f"!!({link})", "the view feedback link", timeout=120)
-            href = page.evaluate(f"({link}).href")
-            page.open(href)
-            page.wait_for("document.readyState === 'complete' && document.body &&"
+            page.click(link)  # the file browser goes to the fetched feedback folder
+            page.wait_for("[...document.querySelectorAll('.jp-DirListing-itemText')]"
+                          ".some(e => e.innerText.trim() === 'demo.html')",
+                          "demo.html in the file browser", timeout=60)
+            session = hub.Session(h.url, name, passwords[name])
+            session.start_server()
+            [stamp] = [f["name"] for f in session.server(
+                "GET", "/api/contents/demo/feedback").json()["content"]]
+            page.open(f"{h.url}/user/{name}/files/demo/feedback/{stamp}/demo.html")
+            page.wait_for("document.readyState === 'complete' && !!document.body &&"
                           " document.body.innerText.includes('demo')", "the feedback page")
             text = page.evaluate("document.body.innerText")
             page.screenshot(SHOTS / f"hub-{sid}-feedback.png")
