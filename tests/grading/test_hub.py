@@ -115,9 +115,10 @@ def test_students_fetch_their_feedback_and_see_their_score(loop):
     h = loop["hub"]
     for sid, s in loop["sessions"].items():
         listed = loop["feedback_listed"][sid]["value"]
-        demo = next(a for a in listed if a["assignment_id"] == "demo"
-                    and a["status"] == "submitted")
-        assert demo["has_local_feedback"], demo
+        [demo] = [a for a in listed if a["assignment_id"] == "demo"
+                  and a["status"] == "submitted"]
+        [submission] = demo["submissions"]
+        assert submission["has_local_feedback"] and not submission["feedback_updated"], demo
         folder = s.server("GET", "/api/contents/demo/feedback").json()["content"]
         [stamp] = [f["name"] for f in folder]
         page = s.server("GET", f"/api/contents/demo/feedback/{stamp}/demo.html").json()
@@ -169,17 +170,21 @@ def test_only_the_instructor_reaches_the_formgrader(loop):
     passwords = h.passwords()
     teacher = hub.Session(h.url, h.instructor, passwords[h.instructor])
     teacher.start_server()
-    url = f"{h.url}/services/{COURSE_ID}/formgrader/"
+    api = f"{h.url}/services/{COURSE_ID}/formgrader/api/assignments"
 
     def get(token: str) -> requests.Response:
-        return requests.get(url, headers={"Authorization": f"token {token}"}, timeout=60,
+        return requests.get(api, headers={"Authorization": f"token {token}"}, timeout=60,
                             allow_redirects=False)
 
-    assert get(teacher.token).status_code == 200
+    mine = get(teacher.token)
+    assert mine.status_code == 200, (mine.status_code, mine.headers.get("Location"))
+    assert "demo" in [a["name"] for a in mine.json()]
     for s in loop["sessions"].values():
-        assert get(s.token).status_code in (403, 404)
+        theirs = get(s.token)
+        assert theirs.status_code in (403, 404), (theirs.status_code, theirs.text[:300])
+        assert "demo" not in theirs.text
         # and their own servers have no formgrader either
-        own = s.server("GET", "/formgrader/", allow_redirects=False)
+        own = s.server("GET", "/formgrader/api/assignments", allow_redirects=False)
         assert own.status_code == 404, own.status_code
 
 
