@@ -278,7 +278,7 @@ def _hub(args: argparse.Namespace) -> int:
     h = hub.Hub(Course(args.course) if args.course else None, args.roster,
                 course_id=args.course_id, prefix=args.prefix, instructor=args.instructor)
     if args.action == "up":
-        h.start()
+        h.up()
         print(f"course hub at {h.url} (log {h.log})")
         print(f"accounts and passwords (hand them out): {h.passwords_file}")
         print(f"nbgrader exchange: {h.exchange}; the instructor's course: {h.course_dir}")

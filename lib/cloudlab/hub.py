@@ -156,9 +156,9 @@ class Hub(Managed):
         self.state_file = self.cfg.state_dir / "hub" / "state.json"
         self.state = State.load(self.state_file) or State()
 
-    def __enter__(self) -> Hub:
-        """Start; on any error undo what this start made. A hub already set up (by
-        ``cloudlab hub up``) is used and left as it is."""
+    def up(self) -> Hub:
+        """Start; on any error (Ctrl-C too) undo what this start made. A hub already set
+        up (by ``cloudlab hub up``) is used and left as it is."""
         was_set_up = bool(State.load(self.state_file))
         try:
             self.start()
@@ -168,6 +168,9 @@ class Hub(Managed):
             raise
         self._owned = not was_set_up
         return self
+
+    def __enter__(self) -> Hub:
+        return self.up()
 
     def __exit__(self, *exc: object) -> None:
         if getattr(self, "_owned", False):
