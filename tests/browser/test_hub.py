@@ -123,7 +123,8 @@ def test_two_students_fetch_submit_and_read_feedback_in_the_browser(course):
         with Chromium(course["top"] / f"chromium-{sid}-feedback") as page:
             _login(page, h, name, passwords[name])
             _assignment_list(page)
-            page.wait_for(_button("submitted", "Fetch Feedback"), "the Fetch Feedback button",
+            page.wait_for(f"!!({_button('submitted', 'Fetch Feedback')})",
+                          "the Fetch Feedback button",
                           timeout=120)
             page.click(_button("submitted", "Fetch Feedback"))
             link = ("[...document.querySelectorAll('#submitted_assignments_list a')]"
