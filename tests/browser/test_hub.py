@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloudlab import hub
+from cloudlab import hub, hubaccess
 from cloudlab.proc import wait_for
 from tests.browser.chromium import BINARY, Chromium
 from tests.browser.lab import SHOTS
@@ -53,7 +53,7 @@ def course(grading_image, tmp_path_factory) -> Iterator[dict]:
     """The hub with the demo assignment released; a browser per student."""
     top = tmp_path_factory.mktemp("hub-browser")
     with hubkit.course_hub(top, list(STUDENTS)) as h:
-        hub.as_user(h, h.instructor, ["nbgrader", "release_assignment", "demo"],
+        hubaccess.as_user(h, h.instructor, ["nbgrader", "release_assignment", "demo"],
                     cwd=h.course_dir)
         yield {"hub": h, "top": top}
 
@@ -103,7 +103,7 @@ def test_two_students_fetch_submit_and_read_feedback_in_the_browser(course):
             page.click(_button("released", "Fetch"))
             page.wait_for(f"{_list('fetched')}.includes('demo')", "demo among the downloaded")
             # the answers, written as the student (their files, their server's API)
-            session = hub.Session(h.url, name, passwords[name])
+            session = hubaccess.Session(h.url, name, passwords[name])
             session.start_server()
             nb = session.server("GET", "/api/contents/demo/demo.ipynb").json()["content"]
             saved = session.server("PUT", "/api/contents/demo/demo.ipynb", json={
@@ -134,7 +134,7 @@ def test_two_students_fetch_submit_and_read_feedback_in_the_browser(course):
             page.wait_for("[...document.querySelectorAll('.jp-DirListing-itemText')]"
                           ".some(e => e.innerText.trim() === 'demo.html')",
                           "demo.html in the file browser", timeout=60)
-            session = hub.Session(h.url, name, passwords[name])
+            session = hubaccess.Session(h.url, name, passwords[name])
             session.start_server()
             [stamp] = [f["name"] for f in session.server(
                 "GET", "/api/contents/demo/feedback").json()["content"]]

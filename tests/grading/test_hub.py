@@ -24,7 +24,7 @@ import pytest
 import requests
 from gradingkit import make_course
 
-from cloudlab import cli, config, hub
+from cloudlab import cli, config, hub, hubaccess
 from cloudlab.grading import Course
 from cloudlab.grading.results import Result
 from cloudlab.hubexchange import readers
@@ -45,14 +45,14 @@ def loop(course_hub: hub.Hub, grading_image, tmp_path_factory) -> dict:
     """The whole course loop once; what each step returned, for the tests below."""
     h = course_hub
     out: dict = {"hub": h}
-    released = hub.as_user(h, h.instructor, ["nbgrader", "release_assignment", "demo"],
+    released = hubaccess.as_user(h, h.instructor, ["nbgrader", "release_assignment", "demo"],
                            cwd=h.course_dir)
     out["released"] = released.stderr
     passwords = h.passwords()
     sessions = {}
     for sid, kind in ANSWERS.items():
         name = h.prefix + sid
-        s = hub.Session(h.url, name, passwords[name])
+        s = hubaccess.Session(h.url, name, passwords[name])
         s.start_server()
         sessions[sid] = s
         listed = s.server("GET", "/assignments", params={"course_id": COURSE_ID}).json()
@@ -132,7 +132,7 @@ def test_students_fetch_their_feedback_and_see_their_score(loop):
 def test_a_student_reads_nothing_of_another_or_of_the_course(loop):
     h = loop["hub"]
     course = h.course
-    breaches = hub.isolation(h, [course.state / "registry" / "credentials.json",
+    breaches = hubaccess.isolation(h, [course.state / "registry" / "credentials.json",
                                  course.source / "demo" / "grader.py", course.gradebook])
     assert breaches == []
     # the check sees real files: each student reads their own submission and feedback
@@ -142,9 +142,9 @@ def test_a_student_reads_nothing_of_another_or_of_the_course(loop):
     for sid in ANSWERS:
         name = h.prefix + sid
         own = [p for p in inbound.rglob("*.ipynb") if p.stat().st_uid == h.state.users[name]]
-        assert own and hub.readable_by(name, own) == [str(own[0])]
+        assert own and hubaccess.readable_by(name, own) == [str(own[0])]
         mine = [p for p in feedback if h.state.users[name] in readers(p)]
-        assert len(mine) == 1 and hub.readable_by(name, mine) == [str(mine[0])]
+        assert len(mine) == 1 and hubaccess.readable_by(name, mine) == [str(mine[0])]
 
 
 def test_loosening_one_permission_breaks_isolation(loop):
@@ -156,19 +156,19 @@ def test_loosening_one_permission_breaks_isolation(loop):
     try:
         for p in saved:
             p.chmod(p.stat().st_mode | (0o005 if p.is_dir() else 0o004))  # chmod -R o+rX
-        breaches = hub.isolation(h)
+        breaches = hubaccess.isolation(h)
         assert breaches and all(b.startswith(f"{h.prefix}bob can read {submission}")
                                 for b in breaches), breaches
     finally:
         for p, mode in saved.items():
             p.chmod(mode)
-    assert hub.isolation(h) == []
+    assert hubaccess.isolation(h) == []
 
 
 def test_only_the_instructor_reaches_the_formgrader(loop):
     h = loop["hub"]
     passwords = h.passwords()
-    teacher = hub.Session(h.url, h.instructor, passwords[h.instructor])
+    teacher = hubaccess.Session(h.url, h.instructor, passwords[h.instructor])
     teacher.start_server()
     api = f"{h.url}/services/{COURSE_ID}/formgrader/api/assignments"
 
@@ -191,7 +191,7 @@ def test_only_the_instructor_reaches_the_formgrader(loop):
 
 def test_a_wrong_password_does_not_log_in(course_hub):
     with pytest.raises(hub.HubError, match="could not log in"):
-        hub.Session(course_hub.url, course_hub.prefix + "ada", "not-the-password")
+        hubaccess.Session(course_hub.url, course_hub.prefix + "ada", "not-the-password")
 
 
 # ------------------------------------------------------------- hostile roster ids
