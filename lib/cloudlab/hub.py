@@ -58,6 +58,7 @@ COURSE_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
 PROXY = Path.home() / ".cache" / "cloudlab" / "hub" / "node_modules" / ".bin" / \
     "configurable-http-proxy"
 STOP_SECONDS = 30
+NO_KERNEL = "sandbox-only-use-cloudlab-grade-autograde"
 
 
 class HubError(CloudlabError):
@@ -381,7 +382,11 @@ class Hub(Managed):
             "c.CourseDirectory.db_url = 'sqlite:///course/gradebook.db?timeout=30'\n"
             "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', "
             "'feedback', '.git', 'grader.py']\n"
-            "c.HTMLExporter.sanitize_html = True\n")
+            "c.HTMLExporter.sanitize_html = True\n"
+            "# student code runs only in the grading sandbox (`cloudlab grade autograde`, as\n"
+            "# root): nbgrader's own autograde (the formgrader's button, the CLI) would run it\n"
+            "# here, unconfined, as the instructor; a kernel that does not exist stops it\n"
+            f"c.Execute.kernel_name = {NO_KERNEL!r}\n")
         self.give_back(dest)
         self.state.course = str(dest)
         self._record()

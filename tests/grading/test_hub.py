@@ -189,6 +189,18 @@ def test_only_the_instructor_reaches_the_formgrader(loop):
         assert own.status_code == 404, own.status_code
 
 
+def test_nbgrader_autograde_as_the_instructor_runs_no_student_code(loop):
+    """The formgrader's Autograde button (nbgrader's own autograde) would run student code
+    unconfined as the instructor: in the hub's course it refuses to start a kernel."""
+    h = loop["hub"]
+    student = h.prefix + "ada"
+    done = hubaccess.as_user(h, h.instructor, ["nbgrader", "autograde", "demo", "--force",
+                                               "--student", student],
+                             cwd=h.course_dir, check=False)
+    assert hub.NO_KERNEL in done.stdout + done.stderr, done.stderr[-2000:]
+    assert "Kernel started" not in done.stdout + done.stderr
+
+
 def test_a_wrong_password_does_not_log_in(course_hub):
     with pytest.raises(hub.HubError, match="could not log in"):
         hubaccess.Session(course_hub.url, course_hub.prefix + "ada", "not-the-password")
