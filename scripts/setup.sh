@@ -29,6 +29,7 @@ fi
 # JupyterLab's defaults for this workbook (as on Binder): no news question at first start.
 mkdir -p "$VENV/share/jupyter/lab/settings"
 cp binder/overrides.json "$VENV/share/jupyter/lab/settings/overrides.json"
+bash scripts/setup_hub.sh  # the course hub's proxy (npm), cached: `cloudlab hub up`
 [ "${1:-}" = "--python-only" ] && exit 0
 
 # 2. System parts: only as root on Debian; elsewhere `cloudlab doctor` says what is missing.

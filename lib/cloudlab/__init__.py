@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("aws", "busybox", "ec2", "efs", "multicloud", "nfsops", "pricing", "vm",
                "cleanup", "cli", "config", "doctor", "engine", "errors", "images", "lifecycle",
                "ports", "proc", "runner", "services", "docker", "lint", "registry", "project",
-               "checks", "grading",
+               "checks", "grading", "hub", "hubaccess", "hubexchange", "userenv",
                # the chapter's second half: one subject each
                "k8s", "hpa", "manifests", "prometheus", "loadtest", "predict", "swarm",
                "autoscale", "alerting", "dr")

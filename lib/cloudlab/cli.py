@@ -1,5 +1,5 @@
 """The ``cloudlab`` command: doctor, services, images, engine, run, grade, k8s, manifests,
-cleanup.
+hub, cleanup.
 
 >>> main(["services", "status"])             # doctest: +SKIP
 0
@@ -279,6 +279,32 @@ def _manifests(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _hub(args: argparse.Namespace) -> int:
+    from . import hub
+    from .grading import Course
+
+    h = hub.Hub(Course(args.course) if args.course else None, args.roster,
+                course_id=args.course_id, prefix=args.prefix, instructor=args.instructor)
+    if args.action == "up":
+        h.up()
+        print(f"course hub at {h.url} (log {h.log})")
+        print(f"accounts and passwords (hand them out): {h.passwords_file}")
+        print(f"nbgrader exchange: {h.exchange}; the instructor's course: {h.course_dir}")
+        return 0
+    if args.action == "down":
+        h.stop()
+        print("course hub stopped; its accounts, group and folders removed")
+        return 0
+    st = h.status()
+    if not st["state"] or not st["course"]:
+        print("no course hub here (cloudlab hub up --roster FILE)")
+        return 1
+    print(f"{'running' if st['running'] else 'not running'} {st['url']} (pid {st['pid']})")
+    for name, role in sorted(st["accounts"].items()):
+        print(f"  {role:<10} {name}")
+    return 0 if st["running"] else 1
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     from . import cleanup
 
@@ -338,6 +364,17 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("--from-source", action="store_true",
                    help="install: skip the official downloads, build with Go")
     k.set_defaults(func=_k8s)
+
+    h = sub.add_parser("hub", help="the course hub: JupyterHub with nbgrader's exchange "
+                                   "(root, Linux)")
+    h.add_argument("action", choices=["up", "down", "status"])
+    h.add_argument("--roster", help="up: student ids, one a line (or CSV: id[,dockerhub])")
+    h.add_argument("--course", help="the nbgrader course (default: this checkout)")
+    h.add_argument("--course-id", default="cloudlab", help="nbgrader's course id")
+    h.add_argument("--prefix", default="cl-", help="put before every account name "
+                                                  "(default cl-)")
+    h.add_argument("--instructor", default="instructor", help="the instructor's id")
+    h.set_defaults(func=_hub)
 
     c = sub.add_parser("cleanup", help="remove everything the workbook created")
     c.add_argument("--run-id", help="only this run's resources")

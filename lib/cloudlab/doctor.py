@@ -180,7 +180,17 @@ def _tools() -> list[Row]:
              "itself runs in a container)", "apt-get install haproxy", False),
         tool("iptables", "fences graded builds off the host (grading only)",
              "apt-get install iptables; grade as root", False),
+        _hub_proxy(),
     ]
+
+
+def _hub_proxy() -> Row:
+    from .hub import PROXY
+
+    found = PROXY.exists()
+    return Row("configurable-http-proxy", found, str(PROXY) if found else
+               "not found (the course hub's proxy: cloudlab hub up)",
+               "bash scripts/setup_hub.sh (needs Node.js and npm)", False)
 
 
 def _aws(cfg: Settings) -> list[Row]:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from cloudlab import runner
-from cloudlab.proc import run
+from cloudlab import runner, userenv
+from cloudlab.errors import UnavailableError
 from tests.conftest import ROOT, free_port
 
 CHAPTERS = runner.notebooks()
@@ -52,82 +52,19 @@ COPY_IGNORE = shutil.ignore_patterns(".venv", ".git", ".cloudlab", "runs", "cour
 
 def _as_user() -> list[str]:
     """The prefix that drops root to ``nobody`` (nothing when already unprivileged)."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root needs setpriv (util-linux) to drop to an unprivileged user")
-    nobody = pwd.getpwnam("nobody")
-    return [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
-            "--inh-caps=-all"]
-
-
-def _world_runnable(path: Path) -> bool:
-    """Whether any user may run ``path`` (every folder above it is world-searchable)."""
-    path = path.resolve()
-    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
-
-
-def _readable_copy(site: Path, dest: Path) -> Path:
-    """``site`` as a tree any user may read, at ``dest``: hard links where one file system
-    allows (seconds, no space), copies otherwise.
-
-    A link shares the file, not the folders above it: so a venv inside a private folder
-    (a checkout under ``/root``, or in ``mktemp -d``'s 0700 folder) is still readable to
-    the unprivileged user through the copy, while nothing of the original is re-owned.
-    """
-
-    def link_or_copy(src: str, dst: str) -> str:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-        return dst
-
-    shutil.copytree(site, dest, symlinks=True, copy_function=link_or_copy,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for folder in (dest, *(p for p in dest.rglob("*") if p.is_dir() and not p.is_symlink())):
-        folder.chmod(0o755)
-    return dest
+    try:
+        return userenv.as_user("nobody")
+    except UnavailableError as exc:
+        pytest.skip(f"running as root needs setpriv (util-linux) to drop to an unprivileged "
+                    f"user: {exc}")
 
 
 def _student_venv(top: Path, site: Path | None = None) -> Path:
-    """A venv an unprivileged user can run, with this venv's packages; its python.
-
-    Built from an interpreter every user may run (this one, or the system's python of the
-    same version when this one lives in a private folder such as root's pyenv). This venv's
-    ``site`` packages are made readable under ``top`` (:func:`_readable_copy`) and added
-    by a ``.pth`` file; its scripts are re-pointed at the new python.
-    """
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    base = Path(getattr(sys, "_base_executable", sys.executable))
-    if not _world_runnable(base):
-        base = Path(shutil.which(version, path="/usr/local/bin:/usr/bin") or base)
-    if not _world_runnable(base):
-        pytest.skip(f"no {version} that an unprivileged user may run: install Debian's "
-                    f"{version} (apt-get install {version})")
-    venv = top / "venv"
-    run([str(base), "-m", "venv", "--without-pip", str(venv)], timeout=120)
-    here = Path(sys.executable).parent
-    site = site or next(Path(p) for p in sys.path if p.endswith("site-packages")
-                        and Path(p).is_relative_to(here.parent))
-    packages = _readable_copy(site, top / "packages")
-    (venv / "lib" / version / "site-packages" / "workbook.pth").write_text(f"{packages}\n")
-    for exe in here.iterdir():
-        target = venv / "bin" / exe.name
-        if target.exists() or exe.name.startswith(("python", "activate", "Activate")):
-            continue
-        head = exe.read_bytes()[:2] if exe.is_file() else b""
-        if head == b"#!":
-            lines = exe.read_text().splitlines(keepends=True)
-            target.write_text(f"#!{venv / 'bin' / 'python'}\n" + "".join(lines[1:]))
-            target.chmod(0o755)
-        elif exe.is_file():  # a program (kubectl, hadolint): the user may not reach ours
-            try:
-                os.link(exe, target)
-            except OSError:
-                shutil.copy2(exe, target)
-    return venv / "bin" / "python"
+    """A venv ``nobody`` can run, with this venv's packages (:func:`userenv.student_venv`)."""
+    try:
+        return userenv.student_venv(top, site)
+    except UnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 def _binder_path(bin_dir: Path, python: Path) -> str:

@@ -54,3 +54,22 @@ def test_the_page_carries_no_script_even_from_an_unsanitized_notebook(tmp_path):
     low = page.lower()
     for active in ("<script", "onerror", "javascript:", "<iframe"):
         assert active not in low, active
+
+
+def test_feedback_keeps_what_release_feedback_names_the_files_by(tmp_path):
+    """nbgrader's release_feedback names a released file by the submission's secret and
+    reads its timestamp: both are copied beside the page (never through a link)."""
+    submitted = tmp_path / "submitted"
+    submitted.mkdir()
+    (submitted / "timestamp.txt").write_text("2026-01-15 10:00:00.000000 UTC")
+    (submitted / "submission_secret.txt").write_text("s3cr3t")
+    out = tmp_path / "feedback"
+    out.mkdir()
+    feedback._exchange_keys(submitted, out)
+    assert (out / "submission_secret.txt").read_text() == "s3cr3t"
+    assert (out / "timestamp.txt").read_text().startswith("2026-01-15")
+    (out / "submission_secret.txt").unlink()
+    (submitted / "submission_secret.txt").unlink()
+    (submitted / "submission_secret.txt").symlink_to("/etc/hostname")
+    feedback._exchange_keys(submitted, out)
+    assert not (out / "submission_secret.txt").exists()

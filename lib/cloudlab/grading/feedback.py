@@ -209,4 +209,14 @@ def feedback(course: Course, assignment: str | None = None,
                 target = folder / f"{nb or 'feedback'}.html"
                 target.write_text(render(course, result, nb, secrets))
                 written.append(target)
+            _exchange_keys(course.submission(result.student, name), folder)
     return written
+
+
+def _exchange_keys(submitted: Path, folder: Path) -> None:
+    """What ``nbgrader release_feedback`` names the released files by: the submission's
+    ``timestamp.txt`` and ``submission_secret.txt`` (nbgrader's collect writes both; a
+    submission collected from a folder has no secret and is released by hand)."""
+    for name in ("timestamp.txt", "submission_secret.txt"):
+        if (submitted / name).is_file() and not (submitted / name).is_symlink():
+            (folder / name).write_text((submitted / name).read_text())
