@@ -53,6 +53,15 @@ def test_library_is_ruff_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_test_files_have_unique_names():
+    # the test folders are not packages: pytest imports each file by its base name, and a
+    # second file of the same name stops the whole run at collection ("import file mismatch")
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {n: ps for n, ps in names.items() if len(ps) > 1}
+
+
 def test_binder_config_is_complete_and_mirrors_pyproject():
     binder = ROOT / "binder"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
