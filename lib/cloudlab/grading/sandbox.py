@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -116,10 +115,7 @@ def _short_dir() -> Path:
     whether it is. Released by :func:`release_dir`; :func:`sweep` unmounts those of dead
     graders.
     """
-    base = Path(tempfile.gettempdir())
-    if len(str(base)) > 40:
-        base = Path("/tmp")
-    path = base / f"clg-{uuid.uuid4().hex[:10]}"
+    path = _socket_base() / f"clg-{uuid.uuid4().hex[:10]}"
     path.mkdir(mode=0o700)
     if os.geteuid() == 0:
         with contextlib.suppress(Exception):
@@ -127,6 +123,23 @@ def _short_dir() -> Path:
                  "noexec", "tmpfs", str(path)], timeout=20)
             _stamp(path)
     return path
+
+
+def _socket_base() -> Path:
+    """Where socket folders go: the machine's temporary folder (``$TMPDIR``, else /tmp;
+    /tmp when that path is too long for sockets), never a grading run's scratch folder.
+
+    The folder is bind-mounted into the kernel container at the same path: inside a run's
+    scratch (``clg-run-*``, which autograde's workers use as their temporary folder) it
+    would leave a folder in the container's /tmp that the probe stage cannot wipe.
+
+    >>> import tempfile; tempfile.tempdir = "/tmp/clg-run-1-x"
+    >>> str(_socket_base()).startswith("/tmp/clg-run")
+    False
+    >>> tempfile.tempdir = None
+    """
+    base = os.environ.get("TMPDIR") or "/tmp"
+    return Path(base) if len(base) <= 40 else Path("/tmp")
 
 
 OWNER_FILE = ".grader"  # "<hostname>:<pid>" of the grader, as older graders read it
@@ -153,8 +166,7 @@ def release_dir(path: Path) -> None:
 def _sweep_socket_dirs() -> int:
     """Socket tmpfs mounts left by graders that were killed."""
     removed = 0
-    base = Path(tempfile.gettempdir()) if len(tempfile.gettempdir()) <= 40 else Path("/tmp")
-    for path in base.glob("clg-*"):
+    for path in _socket_base().glob("clg-*"):
         who = ident = ""
         with contextlib.suppress(OSError):
             who = (path / OWNER_FILE).read_text().strip()
