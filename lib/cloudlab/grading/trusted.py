@@ -224,7 +224,7 @@ def load(source: Path, assignment: str) -> dict[str, Grader]:
     path = grader_path(source, assignment)
     if not path.is_file():
         raise CloudlabError(f"{assignment} has no trusted grader: write {path} "
-                            "(see CONTRIBUTING.md, 'Add a graded exercise')")
+                            "(see the docstring of cloudlab.grading: adding a graded exercise)")
     name = f"cloudlab_grader_{assignment.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
