@@ -1,13 +1,13 @@
 """A container project from zero: the hello-world click CLI, its tooling, and its Dockerfile
 improved one step at a time.
 
-:func:`create` writes the project (``app.py`` with a test, ``requirements.txt``, a
-``Makefile`` with install/lint/test/build/run/push, a ``Dockerfile``, ``.dockerignore``
-and a GitHub Actions workflow). :data:`STEPS` is the Dockerfile's story: from the naive
-version (big base, shell-form CMD, root, unpinned, pip cache, code copied before the
-dependencies) to a small multi-stage image. :func:`apply` switches a project to a step and
-:func:`measure` builds it, changes one line of code and rebuilds, to see what each step
-buys in image size and rebuild time.
+:func:`create` writes the project (``app.py`` with a test and its ``pytest.ini``,
+``requirements.txt``, a ``Makefile`` with install/lint/test/build/run/push, a
+``Dockerfile``, ``.dockerignore`` and a GitHub Actions workflow). :data:`STEPS` is the
+Dockerfile's story: from the naive version (big base, shell-form CMD, root, unpinned, pip
+cache, code copied before the dependencies) to a small multi-stage image. :func:`apply`
+switches a project to a step and :func:`measure` builds it, changes one line of code and
+rebuilds, to see what each step buys in image size and rebuild time.
 
 >>> folder = create(tempfile.mkdtemp())                          # doctest: +SKIP
 >>> sorted(p.name for p in folder.iterdir())                     # doctest: +SKIP
@@ -67,6 +67,13 @@ def test_hello_prints_hello_world():
     assert result.output == "Hello World!\\n"
 '''
 
+PYTEST_INI = '''\
+# pytest's settings for this project. A settings file here also stops pytest from
+# looking further up the folder tree and picking up an enclosing project's settings.
+[pytest]
+addopts = -ra
+'''
+
 MAKEFILE = '''\
 # The project's commands: `make all` installs, lints and tests.
 IMAGE    ?= hello
@@ -107,6 +114,7 @@ venv
 __pycache__
 *.pyc
 .pytest_cache
+pytest.ini
 test_*.py
 Makefile
 '''
@@ -267,6 +275,7 @@ def create(folder: str | Path, step: int | str = 0, cfg: Settings | None = None,
     files = {
         "app.py": APP,
         "test_app.py": TEST_APP,
+        "pytest.ini": PYTEST_INI,
         "Makefile": MAKEFILE,
         ".dockerignore": DOCKERIGNORE,
         ".github/workflows/ci.yml": WORKFLOW,

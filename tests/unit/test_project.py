@@ -12,7 +12,7 @@ from cloudlab import lint, project
 def test_the_project_has_every_file_of_the_seed_plus_ci(tmp_path, cfg):
     folder = project.create(tmp_path / "hello", cfg=cfg)
     names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    assert names == {"app.py", "test_app.py", "Makefile", "requirements.txt",
+    assert names == {"app.py", "test_app.py", "pytest.ini", "Makefile", "requirements.txt",
                      "requirements-dev.txt", "Dockerfile", ".dockerignore",
                      ".github/workflows/ci.yml"}
     make = (folder / "Makefile").read_text()
@@ -31,6 +31,19 @@ def test_the_app_and_its_test_work(tmp_path, cfg):
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            "test_app.py"], cwd=folder, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+
+def test_the_projects_tests_ignore_an_enclosing_projects_pytest_settings(tmp_path, cfg):
+    # The notebook puts the project inside the workbook, whose pyproject.toml has pytest
+    # settings of its own; an enclosing project's option must not reach the project's run.
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
+    folder = project.create(tmp_path / "projects" / "hello", cfg=cfg)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "test_app.py"], cwd=folder, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pytest.ini" in (folder / ".dockerignore").read_text().split()
 
 
 def test_each_step_fixes_what_it_says():
