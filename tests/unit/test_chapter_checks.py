@@ -96,3 +96,12 @@ def test_a_wrong_answer_is_not_told_the_right_one(capsys):
         chapter.your_turn(question, CASES[question][1])
         expected = [ln for ln in capsys.readouterr().out.splitlines() if "expected:" in ln]
         assert expected and secret not in expected[0], (question, expected)
+
+
+def test_12_wants_the_largest_interval_not_any_that_meets_the_target(capsys):
+    """The question asks how far apart backups may be *at most*: 10 minutes meets a 15-minute
+    RPO but is not the answer, and the check says which of the two it is."""
+    assert chapter.your_turn("12", {"backup_every_min": 10}) is False
+    out = capsys.readouterr().out
+    assert "meets the target, but the question asks for the largest" in out and "hint:" in out
+    assert chapter.your_turn("12", {"backup_every_min": 15.0}) is True

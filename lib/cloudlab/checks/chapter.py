@@ -279,6 +279,10 @@ def backup_interval(ns: dict) -> None:
            "(minutes between backups)?", expected="an interval that meets the target",
            found=interval,
            hint="the worst case loses everything since the last backup: one whole interval")
+    expect(interval == 15, "that interval meets the target, but the question asks for the "
+           "largest one that does", expected="the longest interval within the target",
+           found=interval, hint="the worst case loses one whole interval: it may be as long "
+                                "as the target, and no longer")
 
 
 def registered_questions() -> list[str]:

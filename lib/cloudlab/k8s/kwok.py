@@ -48,10 +48,10 @@ ROLES = {
     "kube-controller-manager": "the control loops: Deployment -> ReplicaSet -> Pods, "
                                "EndpointSlices, the HorizontalPodAutoscaler...",
     "kube-scheduler": "picks a node for every pod that has none",
-    "kwok-controller": "plays the kubelets (simulated): keeps the fake nodes Ready, marks pods "
-                       "Running, emulates their CPU/memory; runs no container",
-    "metrics-server": "scrapes CPU/memory per pod (from kwok here) and serves the "
-                      "metrics.k8s.io API that the HPA reads",
+    "kwok-controller": "plays the kubelet of kwok's simulated nodes (if any): keeps them Ready, "
+                       "marks their pods Running, emulates their CPU/memory; runs no container",
+    "metrics-server": "scrapes CPU/memory per pod from every node's kubelet (kwok's emulation, "
+                      "or a real node's cgroups) and serves the metrics.k8s.io API the HPA reads",
 }
 
 
