@@ -80,12 +80,12 @@ def test_the_submission_identity_cannot_reach_outside_its_namespace(cluster):
                                       "kind": "ClusterRole", "name": "admin"},
                           "subjects": [{"kind": "User", "name": "me",
                                         "apiGroup": "rbac.authorization.k8s.io"}]}, None),
-                        (kx._mf().load(ex.SOLUTION["deployment.yaml"])[0], "default"),
+                        (kx.cluster._mf().load(ex.SOLUTION["deployment.yaml"])[0], "default"),
                         (secret, ns)):
                     with pytest.raises(ApiError) as info:
                         student.create(obj, namespace=where)
                     assert info.value.status == 403 and "forbidden" in str(info.value), obj
-                assert student.apply(kx._mf().load(ex.SOLUTION["service.yaml"])[0],
+                assert student.apply(kx.cluster._mf().load(ex.SOLUTION["service.yaml"])[0],
                                      namespace=ns)["metadata"]["namespace"] == ns
         finally:
             grader.delete("Namespace", ns)
