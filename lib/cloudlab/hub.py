@@ -132,6 +132,36 @@ def _group_exists(name: str) -> bool:
     return True
 
 
+
+FORMGRADER = "nbgrader.server_extensions.formgrader"
+
+
+def _drop_formgrader(etc: Path) -> list[Path]:
+    """Remove every mention of formgrader from the server config files under ``etc`` (what
+    ``jupyter server extension enable --sys-prefix`` leaves in the venv the users' venv was
+    copied from); the files changed.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp()) / "jupyter_server_config.d"
+    >>> d.mkdir(); _ = (d / "on.json").write_text(
+    ...     '{"ServerApp": {"jpserver_extensions": {"%s": true, "x": true}}}' % FORMGRADER)
+    >>> [p.name for p in _drop_formgrader(d.parent)], (d / "on.json").read_text()
+    (['on.json'], '{"ServerApp": {"jpserver_extensions": {"x": true}}}')
+    """
+    changed = []
+    for path in [*(etc / "jupyter_server_config.d").glob("*.json"),
+                 etc / "jupyter_server_config.json"]:
+        try:
+            config = json.loads(path.read_text())
+            extensions = config["ServerApp"]["jpserver_extensions"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(extensions, dict) and extensions.pop(FORMGRADER, None) is not None:
+            path.unlink()  # never write through a link to the file it was copied from
+            path.write_text(json.dumps(config))
+            changed.append(path)
+    return changed
+
+
 class Hub(Managed):
     """A JupyterHub for one course; ``start``/``stop`` or a ``with`` block.
 
@@ -340,6 +370,7 @@ class Hub(Managed):
                       for name in ("formgrader", "assignment_list", "course_list",
                                    "validate_assignment")}
         (etc / "jupyter_server_config.d").mkdir(parents=True, exist_ok=True)
+        _drop_formgrader(etc)  # a copied file that turns it on would win over ours
         (etc / "jupyter_server_config.d" / "nbgrader.json").write_text(json.dumps(
             {"ServerApp": {"jpserver_extensions": extensions}}, indent=1))
         (etc / "labconfig").mkdir(exist_ok=True)

@@ -45,9 +45,13 @@ def world_runnable(path: Path) -> bool:
     return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
 
 
-def readable_copy(site: Path, dest: Path, *, caches: bool = False) -> Path:
+def readable_copy(site: Path, dest: Path, *, caches: bool = False, links: bool = True
+                  ) -> Path:
     """``site`` as a tree any user may read, at ``dest``: hard links where one file system
-    allows (seconds, no space), copies otherwise.
+    allows (seconds, no space), copies otherwise, or always (``links=False``).
+
+    A hard link is the same file: whatever writes into the copy writes into the original
+    too. Link only what nobody edits (packages); copy what gets configured (``etc``).
 
     A link shares the file, not the folders above it: so a venv inside a private folder
     (a checkout under ``/root``, or in ``mktemp -d``'s 0700 folder) is still readable to
@@ -59,6 +63,8 @@ def readable_copy(site: Path, dest: Path, *, caches: bool = False) -> Path:
 
     def link_or_copy(src: str, dst: str) -> str:
         try:
+            if not links:
+                raise OSError("copy asked for")
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
@@ -122,5 +128,7 @@ def student_venv(top: Path, site: Path | None = None, *, data: bool = False,
         for part in ("share/jupyter", "etc/jupyter"):
             if (here.parent / part).is_dir():
                 (venv / part).parent.mkdir(parents=True, exist_ok=True)
-                readable_copy(here.parent / part, venv / part)
+                # etc is configured afterwards (the hub turns formgrader off there):
+                # a linked copy would turn it off in this venv too
+                readable_copy(here.parent / part, venv / part, links=part != "etc/jupyter")
     return venv / "bin" / "python"

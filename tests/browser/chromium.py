@@ -25,6 +25,7 @@ from typing import Any
 import requests
 import websocket
 
+from cloudlab.errors import ServiceError
 from cloudlab.lifecycle import Managed
 from cloudlab.proc import wait_for
 
@@ -126,9 +127,19 @@ class Chromium(Managed):
                       button="left", clickCount=1)
 
     def wait_for(self, expression: str, what: str, timeout: float = 60) -> Any:
-        """Poll a JavaScript expression until it is truthy; its value."""
-        return wait_for(lambda: self.evaluate(expression), timeout=timeout, interval=0.5,
-                        what=what)
+        """Poll a JavaScript expression until it is truthy; its value. On a timeout the
+        error shows where the page is and the start of its text (a page's "log")."""
+        try:
+            return wait_for(lambda: self.evaluate(expression), timeout=timeout, interval=0.5,
+                            what=what)
+        except ServiceError as exc:
+            try:
+                seen = self.evaluate("location.href + ' | ' + document.title + '\\n'"
+                                     " + (document.body ? document.body.innerText : '')"
+                                     ".slice(0, 800)")
+            except Exception as why:  # the page itself is gone
+                seen = f"(the page did not answer: {why})"
+            raise ServiceError(f"{exc}\n--- the page ---\n{seen}") from None
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
