@@ -18,12 +18,15 @@ acts on it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,6 +229,25 @@ def processes(cfg: Settings, name: str) -> list[Process]:
     return sorted(out, key=lambda p: order.index(p.name) if p.name in order else 99)
 
 
+
+CREATE_LOCK = Path(tempfile.gettempdir()) / "cloudlab-kwokctl-create.lock"
+
+
+@contextlib.contextmanager
+def _one_create_at_a_time() -> Iterator[None]:
+    """Hold the machine's kwokctl-create lock. kwokctl chooses each component's port by
+    probing downwards from 32767 for one nobody listens on; two creates at the same moment
+    choose the same ports, and each cluster's components then bind (or talk to) the other's
+    (seen: "x509: certificate signed by unknown authority" from the other cluster's API
+    server). One create at a time, until its components listen, chooses apart."""
+    with open(CREATE_LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120,
            extra_args: tuple[str, ...] = (), patches: list[dict] | None = None) -> None:
     """``kwokctl create cluster`` with the cached binaries; raises with kwokctl's output.
@@ -252,8 +274,9 @@ def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120,
            "--kwok-controller-binary", str(bins["kwok"]),
            "--etcd-binary", str(bins["etcd"]),
            "--metrics-server-binary", str(bins["metrics-server"])]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env(cfg), timeout=timeout + 30,
-                          stdin=subprocess.DEVNULL)
+    with _one_create_at_a_time():
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env(cfg),
+                              timeout=timeout + 30, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         raise CloudlabError(f"kwokctl could not create cluster {name!r} (exit "
                             f"{done.returncode}):\n{(done.stdout + done.stderr).strip()[-3000:]}"
