@@ -2,10 +2,10 @@
 # pytest from the project venv; a tier that selects no test (exit 5) is not a failure.
 #   scripts/pytest.sh ARGS...          one pytest
 #   scripts/pytest.sh --lanes ARGS...  pytest processes side by side (make test): the
-#       notebooks lane (unit + notebooks) and $CLOUDLAB_TEST_LANES (default 2) service
+#       notebooks lane (unit + notebooks) and $CLOUDLAB_TEST_LANES (default 3) service
 #       lanes (integration, grading, browser), whole files each, balanced on the seconds
 #       each file took last time (tests/lanes.py). The tests wait on real control loops
-#       more than they compute, so three lanes beat two on two cores; what is global to
+#       more than they compute, so four lanes beat fewer on two cores (bench/test_times.py reports what this machine took); what is global to
 #       the machine (the engine's Swarm, the real node) is held by one test at a time
 #       through tests/conftest.py's machine_lock.
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ while read -r files; do
   i=$((i + 1)); names+=("services$i")
   # shellcheck disable=SC2086  # a lane's files, one word each
   lane "services$i" "integration or grading or browser" "$@" $files &
-done < <("${PYTEST[0]}" -m tests.lanes "${CLOUDLAB_TEST_LANES:-2}")
+done < <("${PYTEST[0]}" -m tests.lanes "${CLOUDLAB_TEST_LANES:-3}")
 wait
 rc=0
 for name in "${names[@]}"; do

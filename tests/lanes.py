@@ -54,7 +54,7 @@ def recorded(path: Path = RECORD) -> dict[str, float]:
 
 
 def record(seconds: Mapping[str, float], path: Path = RECORD) -> None:
-    """Merge this run's seconds per file into the record (two lanes write it at once,
+    """Merge this run's seconds per file into the record (the lanes write it at once,
     hence the lock); a file's newest figure replaces its older one."""
     if not seconds:
         return
