@@ -5,9 +5,10 @@
 #       notebooks lane (unit + notebooks) and $CLOUDLAB_TEST_LANES (default 3) service
 #       lanes (integration, grading, browser), whole files each, balanced on the seconds
 #       each file took last time (tests/lanes.py). The tests wait on real control loops
-#       more than they compute, so four lanes beat fewer on two cores (bench/test_times.py reports what this machine took); what is global to
-#       the machine (the engine's Swarm, the real node) is held by one test at a time
-#       through tests/conftest.py's machine_lock.
+#       more than they compute, so four lanes beat fewer on two cores
+#       (bench/test_times.py reports what this machine took); what is global to the
+#       machine (the engine's Swarm, the real node, the hub) is held by one test at a
+#       time through tests/conftest.py's machine_lock.
 cd "$(dirname "$0")/.."
 PYTEST=(.venv/bin/python -m pytest)
 
