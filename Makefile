@@ -36,6 +36,8 @@ bench: setup ## every bench/*.py, then one report: bench/REPORT.md + plots (targ
 	@rm -rf bench/results bench/plots; rc=0; $(CL) services up >/dev/null || rc=1; \
 	 for b in $(filter-out bench/report.py,$(wildcard bench/[a-z]*.py)); do \
 	   echo "== $$b"; $(PY) $$b || rc=1; done; \
+	 echo "== bench/kubernetes_grading.py --real-node"; \
+	 $(PY) bench/kubernetes_grading.py --real-node || rc=1; \
 	 $(PY) bench/report.py || rc=1; exit $$rc
 
 lint: ## ruff on the library, tests and scripts
