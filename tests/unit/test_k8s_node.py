@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -249,3 +250,46 @@ def test_cli_and_doctor_know_the_real_node():
     rows = {r.component: r for r in doctor._kubernetes()}
     row = rows["kubernetes: real node"]
     assert row.ok == bool(node.availability()) and row.detail == node.availability().reason
+
+
+def test_remove_cgroups_empties_every_hierarchy_deepest_first_despite_a_folder_gone(
+        tmp_path, monkeypatch):
+    for hierarchy in ("cpu", "blkio"):
+        (tmp_path / hierarchy / "kubepods" / "burstable" / "pod1" / "ctr").mkdir(parents=True)
+    monkeypatch.setattr(host, "CGROUP_ROOT", tmp_path)
+    scandir = os.scandir
+
+    def racing_scandir(path):  # the kubelet removes a container's folder as we list its pod
+        entries = list(scandir(path))
+        gone = Path(path) / "ctr"
+        if Path(path).name == "pod1" and gone.exists():
+            gone.rmdir()
+        return _Listing(entries)
+
+    monkeypatch.setattr(os, "scandir", racing_scandir)
+    assert host.cgroup_pids() == set()
+    host.remove_cgroups()
+    assert not (tmp_path / "cpu" / "kubepods").exists()
+    assert not (tmp_path / "blkio" / "kubepods").exists()
+
+
+class _Listing:
+    """What os.scandir returns, enough for os.walk and pathlib: an iterator, a with block."""
+
+    def __init__(self, entries: list) -> None:
+        self._it = iter(entries)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def close(self):
+        pass

@@ -214,9 +214,10 @@ def cgroup_pids() -> set[int]:
     """Every process inside the ``kubepods`` trees (the pods' processes)."""
     pids: set[int] = set()
     for top in cgroup_dirs():
-        for procs in top.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                pids |= {int(p) for p in procs.read_text().split()}
+        for root, _, files in os.walk(top):  # a folder removed meanwhile is skipped
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError, ValueError):
+                    pids |= {int(p) for p in (Path(root) / "cgroup.procs").read_text().split()}
     return pids
 
 
@@ -228,7 +229,10 @@ def remove_cgroups() -> int:
     count = 0
     deadline = time.monotonic() + 10
     for top in cgroup_dirs():
-        dirs = sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts))
+        # os.walk, not rglob: the kubelet may still be removing folders as we walk
+        # (rglob raises on one that went away), and bottom-up is deepest first anyway
+        dirs = [Path(root) / name for root, names, _ in os.walk(top, topdown=False)
+                for name in names]
         for d in [*dirs, top]:
             while True:
                 try:
