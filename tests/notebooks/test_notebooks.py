@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pytest_notebook.nb_regression import NBRegressionFixture
 
-from cloudlab import CloudlabError, doctor, engine, runner
-from tests.conftest import STRICT, machine_lock
+from cloudlab import CloudlabError, config, doctor, engine, runner, services
+from tests.conftest import STRICT, free_port, machine_lock
 from tests.notebooks.claims import verify as verify_claims
 
 HERE = Path(__file__).parent
@@ -53,6 +54,25 @@ MENTIONS = {
 # (BuildKit is not among them: setup builds the buildx plugin, scripts/setup_buildkit.sh)
 OUTSIDE = {"GPU runtime", "kubernetes: kind", "kubernetes: kubeconfig", "Docker Hub reachable"}
 ALWAYS_OUTSIDE = re.compile(r"Docker Hub|real AWS|real ECR|ECR needs real AWS", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def course_services(tmp_path_factory) -> Iterator[config.Settings]:
+    """The course services the notebooks start (moto, the registry, Prometheus,
+    Alertmanager) on free ports with a state folder of this run, stopped at the end: the
+    tier never meets, nor leaves behind, the services of a checkout that is in use (a
+    `make run` elsewhere holds 5000 and 5050, and a kernel inherits these variables)."""
+    private = {"CLOUDLAB_STATE_DIR": str(tmp_path_factory.mktemp("course-state")),
+               **{f"CLOUDLAB_{name.upper()}_PORT": str(free_port())
+                  for name in ("moto", "registry", "prometheus", "alertmanager")}}
+    with pytest.MonkeyPatch.context() as env:
+        for var, value in private.items():
+            env.setenv(var, value)
+        cfg = config.load()
+        try:
+            yield cfg
+        finally:
+            services.down(cfg=cfg)
 
 
 @pytest.fixture(scope="session")
