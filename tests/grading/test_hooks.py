@@ -13,6 +13,7 @@ import shutil
 import pytest
 from gradingkit import make_course
 
+from cloudlab.config import LABEL, settings
 from cloudlab.grading import autograde, hooks
 from cloudlab.grading.release import ensure_in_gradebook
 
@@ -59,6 +60,7 @@ def submit(root, student: str, dockerfile: str | None, *, fake_results: bool = F
 
 @pytest.fixture(scope="module")
 def graded(grading_image, docker_engine, tmp_path_factory):
+    settings()  # this process's run id, which the forked graders label everything with
     root = tmp_path_factory.mktemp("docker-course")
     course = make_course(root)
     ensure_in_gradebook(course, "dockerdemo")
@@ -100,9 +102,12 @@ def test_artefact_images_and_containers_are_removed(graded, docker_engine):
     _, r = graded
     ours = {f"{student}/dockerdemo" for student in r}
     label = "org.cloudlab.grader.submission"
-    assert not [i.tags for i in docker_engine.images.list(filters={"label": label})
+    # this run's only: another lane may be grading students of the same names right now
+    run = {"label": [label, f"{LABEL}={settings().run_id}"]}
+    assert not [i.tags for i in docker_engine.images.list(filters=run)
                 if (i.labels or {}).get(label) in ours]
-    assert not [c.name for c in docker_engine.containers.list(all=True, filters={"label": label})
+    assert not [c.name for c in docker_engine.containers.list(all=True, filters=run,
+                                                               ignore_removed=True)
                 if c.labels.get(label) in ours]
 
 

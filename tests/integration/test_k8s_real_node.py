@@ -182,10 +182,12 @@ def test_a_failing_readiness_probe_keeps_a_pod_out_of_the_service(kube, image):
 
 
 def test_metrics_server_scrapes_the_real_kubelet(kube, app):
-    wait_for(lambda: kube.top_pods(namespace=app, selector=APP), timeout=120,
-             what="metrics for the web pods")
-    usage = kube.top_pods(namespace=app, selector=APP)
-    assert set(usage) == {p["name"] for p in kube.pods(namespace=app, selector=APP)}
+    pods = {p["name"] for p in kube.pods(namespace=app, selector=APP)}
+    # metrics-server reports a pod once it has two of its samples: one pod may come first
+    usage = wait_for(lambda: (u := kube.top_pods(namespace=app, selector=APP))
+                     and set(u) == pods and u, timeout=120,
+                     what=f"metrics for every web pod ({', '.join(sorted(pods))})")
+    assert set(usage) == pods
     assert all(v >= 0 for v in usage.values())
 
 

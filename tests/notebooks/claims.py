@@ -44,15 +44,24 @@ def _one(pattern: str, output: str, what: str) -> re.Match:
 
 
 def detector_scores_differ_across_k(nb: nbformat.NotebookNode) -> None:
-    """11: the detector runs at the 1 s interval the text states, and its scores differ
-    across k (with overlap-free scoring a lagging page no longer credits every k alike)."""
+    """11: the detector runs at the 1 s interval the text states; its scores differ across
+    k (with overlap-free scoring a lagging page no longer credits every k alike), or, as
+    the text allows for a short run, no noise crossed even 1 sigma and every incident was
+    caught; the false alarms a day, which the text leans on, fall with k."""
     out = text(nb)
     _one(r"scrape every 1(\.0)? s", out, "Prometheus scrapes every 1 s")
     rows = re.findall(r"k = (\d): (\d+) pages, (\d+) of them false; caught (\d+) of (\d+)", out)
     assert len(rows) == 3, f"expected one score line per k = 1, 2, 3, found {rows}"
     scores = {k: rest for k, *rest in rows}
-    assert len(set(map(tuple, scores.values()))) > 1, \
-        f"the detector scores the same for every k: {scores}"
+    per_day = ast.literal_eval(_one(r"false alarms a day from noise alone.*?: (\{.*\})", out,
+                                    "the false alarms a day per k")[1])
+    assert per_day[1] > per_day[2] > per_day[3], f"false alarms a day do not fall with k: {per_day}"
+    if len(set(map(tuple, scores.values()))) == 1:
+        # the text allows this only as "a short run has few chances for noise to cross the
+        # line": no false page at any k, every incident caught; the day's count differs
+        _, false, caught, incidents = scores["1"]
+        assert false == "0" and caught == incidents, \
+            f"the detector scores the same for every k, with misses or false pages: {scores}"
 
 
 def promql_condition_is_one_sided_and_fires(nb: nbformat.NotebookNode) -> None:
