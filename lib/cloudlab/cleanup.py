@@ -53,8 +53,11 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
                 continue
             counts["containers"] += 1
         for n in api.networks.list(filters=flt):
+            # a stack's network keeps the endpoints of its removed tasks a moment longer
+            # ("has active endpoints"): try again until it goes or 30 s have passed
             with contextlib.suppress(Exception):
-                n.remove()
+                wait_for(lambda n=n: _removed(n), timeout=30, interval=0.5,
+                         what=f"network {n.name} to be removable")
                 counts["networks"] += 1
         for v in api.volumes.list(filters=flt):
             with contextlib.suppress(Exception):
@@ -75,3 +78,16 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None,
         services.down(cfg=cfg)
         dr.Downstream(cfg, port=0).stop()  # the reliability notebook's local downstream
     return counts
+
+
+def _removed(network) -> bool:
+    """Remove a Docker network; True once it is gone (a refusal now may pass later)."""
+    from docker import errors as docker_errors
+
+    try:
+        network.remove()
+    except docker_errors.NotFound:
+        return True
+    except docker_errors.APIError:
+        return False
+    return True

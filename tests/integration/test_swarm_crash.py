@@ -8,12 +8,14 @@ from __future__ import annotations
 import pytest
 
 from cloudlab import cleanup, swarm
+from tests.conftest import machine_lock
 from tests.integration.test_swarm import leftovers, swarm_networks
 
 
 @pytest.fixture(scope="module")
 def before(docker_engine):
-    return swarm.state(), swarm_networks()
+    with machine_lock(["swarm"]):  # the engine's one Swarm: this test leaves and joins it
+        yield swarm.state(), swarm_networks()
 
 
 def test_cleanup_after_a_crash_leaves_nothing(mcfg, before):
