@@ -9,7 +9,6 @@ there, so a broken setup cannot give a green run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ import pytest
 
 import cloudlab as cl
 from cloudlab import config, engine, ports
+from cloudlab.proc import file_lock
 from tests import lanes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,9 +93,8 @@ def machine_lock(names: Iterable[str]) -> Iterator[None]:
     Names are taken in sorted order, so two holders never wait on each other."""
     with contextlib.ExitStack() as stack:
         for name in sorted(set(names)):
-            f = stack.enter_context(open(Path(tempfile.gettempdir()) /
-                                         f"cloudlab-tests-{name}.lock", "w"))
-            fcntl.flock(f, fcntl.LOCK_EX)
+            stack.enter_context(file_lock(Path(tempfile.gettempdir()) /
+                                          f"cloudlab-tests-{name}.lock"))
         yield
 
 

@@ -9,13 +9,14 @@ True
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -151,6 +152,29 @@ def end(pid: int, timeout: float = 5) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
         wait_for(lambda: not alive(pid), timeout=5, interval=0.05, what=f"pid {pid} to die")
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (made if missing) until the block ends: what
+    other processes of this machine share (a port range, the one real node, a build).
+
+    The kernel drops the lock when its holder exits, however it exits, so a crashed
+    holder never leaves it taken.
+
+    >>> import tempfile
+    >>> with file_lock(Path(tempfile.mkdtemp()) / "demo.lock"):
+    ...     "held"
+    'held'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class GiveUp(Exception):

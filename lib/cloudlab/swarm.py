@@ -62,6 +62,13 @@ def state() -> str:
     return engine.client(timeout=10).info().get("Swarm", {}).get("LocalNodeState", "inactive")
 
 
+def cluster_id() -> str:
+    """The ID of the swarm this engine is in ("" when in none). A swarm left and made
+    again by someone else has another ID: leaving is only for the swarm one made."""
+    return (engine.client(timeout=10).info().get("Swarm", {}).get("Cluster") or {}).get(
+        "ID", "")
+
+
 def _network_exists(name: str) -> bool:
     import docker.errors
 
@@ -84,6 +91,7 @@ class Swarm(Managed):
         self.cfg = cfg or settings()
         self.advertise_addr = advertise_addr
         self.joined = False
+        self.cluster = ""  # the ID of the swarm this object made
         self._had_gwbridge = True
 
     def start(self) -> Swarm:
@@ -98,9 +106,10 @@ class Swarm(Managed):
         run(["docker", "swarm", "init", "--advertise-addr", self.advertise_addr],
             timeout=60, hint="a single-node swarm on this engine")
         self.joined = True
+        self.cluster = cluster_id()
         # remembered on disk, so `cloudlab cleanup --run-id` can leave after a crash
         self.marker.parent.mkdir(parents=True, exist_ok=True)
-        self.marker.write_text(json.dumps({"run_id": self.cfg.run_id,
+        self.marker.write_text(json.dumps({"run_id": self.cfg.run_id, "cluster": self.cluster,
                                            "had_gwbridge": self._had_gwbridge}))
         return self
 
@@ -109,11 +118,15 @@ class Swarm(Managed):
         return self.cfg.state_dir / "swarm" / "joined.json"
 
     def stop(self) -> None:
-        """Leave the swarm if this object joined it, and remove the networks that made."""
+        """Leave the swarm if this object made it and it is still the engine's, and remove
+        the networks that made. (One a sweep already left, and someone else made anew
+        since, is not this object's to leave: a crashed run's stack stopped late, at its
+        process's exit, once left another test's swarm that way.)"""
         if not self.joined:
             return
         self.joined = False
-        _leave(self._had_gwbridge)
+        if cluster_id() == self.cluster:
+            _leave(self._had_gwbridge)
         self.marker.unlink(missing_ok=True)
 
 
@@ -136,12 +149,13 @@ def sweep(run_id: str | None = None, cfg: Settings | None = None) -> int:
         return 0
     if run_id and joined.get("run_id") != run_id:
         return 0
-    if state() == "active" and engine.client(timeout=30).services.list():
+    ours = state() == "active" and cluster_id() == joined.get("cluster")
+    if ours and engine.client(timeout=30).services.list():
         return 0  # someone else's services still run in it: keep the swarm
-    if state() == "active":
+    if ours:
         _leave(bool(joined.get("had_gwbridge", True)))
     marker.unlink(missing_ok=True)
-    return 1
+    return int(ours)
 
 
 def _remove_network(name: str) -> bool:

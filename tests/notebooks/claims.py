@@ -85,6 +85,9 @@ def throughput_flattens_at_saturation(nb: nbformat.NotebookNode) -> None:
     flat = _one(r"throughput from (\d+) to (\d+) users: ([\d.]+) -> ([\d.]+) requests/s "
                 r"\(x([\d.]+) for x(\d+) the users\)", out, "throughput at the last two steps")
     growth, last = float(flat[5]), float(flat[4])
+    assert int(flat[1]) >= int(users), \
+        f"the last two steps ({flat[1]} and {flat[2]} users) are not both past saturation " \
+        f"({users} users): the profile cannot show throughput flattening"
     assert growth < 1.3, f"throughput still grows x{growth} for x{flat[6]} the users"
     assert last <= 1.3 * capacity, \
         f"{last} requests/s measured, above the capacity {capacity} it should flatten at"

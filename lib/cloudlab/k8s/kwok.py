@@ -18,7 +18,6 @@ acts on it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import shutil
@@ -34,7 +33,7 @@ import yaml
 
 from ..config import Settings
 from ..errors import CloudlabError
-from ..proc import alive, which
+from ..proc import alive, file_lock, which
 from . import install
 
 log = logging.getLogger("cloudlab.k8s")
@@ -240,12 +239,8 @@ def _one_create_at_a_time() -> Iterator[None]:
     choose the same ports, and each cluster's components then bind (or talk to) the other's
     (seen: "x509: certificate signed by unknown authority" from the other cluster's API
     server). One create at a time, until its components listen, chooses apart."""
-    with open(CREATE_LOCK, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(CREATE_LOCK):
+        yield
 
 
 def create(cfg: Settings, name: str, kubeconfig: Path, timeout: float = 120,

@@ -32,7 +32,6 @@ with the name of the running one. Everything the node touches is listed in
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -53,7 +52,7 @@ from ..config import Settings
 from ..errors import CloudlabError, UnavailableError
 from ..lifecycle import Managed
 from ..ports import free_port
-from ..proc import GiveUp, alive, run, wait_for, which
+from ..proc import GiveUp, alive, file_lock, run, wait_for, which
 from . import host, install
 
 RUN_ROOT = Path("/run/cloudlab-k8s")       # sockets and the machine-wide owner record
@@ -123,13 +122,8 @@ def running_owner() -> dict:
 
 @contextlib.contextmanager
 def _machine_lock() -> Iterator[None]:
-    RUN_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(RUN_ROOT / "node.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(RUN_ROOT / "node.lock"):
+        yield
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,13 @@ build is made once per distinct input and shared by the run (:func:`build_key`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ...grading.hooks import HookContext, Results, after_grading, pre_grade
+from ...proc import file_lock
 from .cluster import (
     Grading,
     cluster_check,
@@ -157,16 +156,6 @@ def _cache(target: tuple[str, str | None]) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def node_image(ctx: HookContext, target: tuple[str, str | None]) -> tuple[str | None, str]:
     """The submission's image in the real node's containerd: ``(name, "")``, or ``(None,
     why)`` (no Dockerfile, refused by the build policy, a failed build, ...). Built once per
@@ -181,7 +170,7 @@ def node_image(ctx: HookContext, target: tuple[str, str | None]) -> tuple[str | 
     key = build_key(ctx.files)
     name = f"{IMAGE_PREFIX}{key[:20]}:1.1"
     cache = _cache(target)
-    with _locked(cache / f"{key[:20]}.lock"):
+    with file_lock(cache / f"{key[:20]}.lock"):
         if (cache / f"{key[:20]}.json").is_file() and node.has_image(name):
             return name, ""
         built = hooks.build_image(ctx, DOCKERFILE, network="proxy",
