@@ -14,7 +14,7 @@ import functools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +66,68 @@ def ipc_kernel_manager() -> type:
         def __init__(self, **kwargs: Any) -> None:
             kwargs.setdefault("transport", "ipc")
             kwargs.setdefault("ip", f"{_socket_dir()}/k{next(counter)}")
+            kwargs.setdefault("client_factory", sliced_client())
             super().__init__(**kwargs)
 
     return IpcKernelManager
+
+
+POLL_SLICE = 1.0  # seconds: the longest one wait on a kernel socket lasts before a new one
+
+
+async def poll_in_slices(get: Callable[[float], Awaitable[Any]], timeout: float | None,
+                         step: float = POLL_SLICE) -> Any:
+    """``get(t)`` (wait at most ``t`` s for a message, raise ``queue.Empty`` if none came),
+    asked again every ``step`` s until ``timeout`` (None: for ever) has passed.
+
+    Why: a wait on a kernel's ZeroMQ socket can miss the message that arrives during it
+    and sleep through to its timeout, though the message is there (jupyter/nbclient#312:
+    a cell that shows widgets "sometimes blocks"). nbclient waits for a cell's reply for
+    the whole cell timeout in one call, so a missed message cost 15 minutes and a failed
+    notebook (seen in notebooks 01 and 11). A new wait sees the message at once.
+
+    >>> import asyncio, queue
+    >>> async def get(t):
+    ...     raise queue.Empty
+    >>> asyncio.run(poll_in_slices(get, timeout=0.05, step=0.01))
+    Traceback (most recent call last):
+    ...
+    _queue.Empty
+    """
+    from queue import Empty
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
+        try:
+            return await get(left)
+        except Empty:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+
+
+@functools.cache
+def sliced_client() -> type:
+    """An async kernel client whose shell and IOPub waits go through
+    :func:`poll_in_slices` (what :func:`ipc_kernel_manager` hands papermill).
+
+    >>> sliced_client().shell_channel_class.klass.__name__
+    'SlicedChannel'
+    """
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type
+
+    class SlicedChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+            get = super().get_msg
+            return await poll_in_slices(lambda t: get(timeout=t), timeout)
+
+    class SlicedClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedChannel)
+        iopub_channel_class = Type(SlicedChannel)
+
+    return SlicedClient
 
 
 def output_dir() -> Path:

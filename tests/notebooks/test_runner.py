@@ -88,3 +88,61 @@ def test_every_notebook_that_starts_a_real_node_says_it_shares_it():
     for nb in runner.notebooks():
         if "real_nodes=" in nb.read_text():
             assert "real-node" in runner.shares(nb), f"{nb.name}: metadata cloudlab.shares"
+
+
+def test_a_message_a_wait_missed_is_found_by_the_next_slice():
+    """jupyter/nbclient#312: one long wait on a kernel socket can sleep through the reply
+    that came during it. Waits come in slices, so the next one sees it at once."""
+    import asyncio
+    import queue
+    import time
+
+    calls = []
+
+    async def get(t):
+        calls.append(t)
+        if len(calls) == 1:  # the reply arrives, but this wait misses it
+            await asyncio.sleep(t)
+            raise queue.Empty
+        return {"msg_type": "execute_reply"}
+
+    started = time.monotonic()
+    msg = asyncio.run(runner.poll_in_slices(get, timeout=900, step=0.05))
+    assert msg == {"msg_type": "execute_reply"}
+    assert time.monotonic() - started < 5 and len(calls) == 2 and calls[0] == 0.05
+
+
+def test_a_wait_in_slices_still_ends_at_its_timeout():
+    import asyncio
+    import queue
+    import time
+
+    import pytest
+
+    async def nothing(t):
+        await asyncio.sleep(t)
+        raise queue.Empty
+
+    started = time.monotonic()
+    with pytest.raises(queue.Empty):
+        asyncio.run(runner.poll_in_slices(nothing, timeout=0.3, step=0.05))
+    assert 0.25 < time.monotonic() - started < 3
+
+
+def test_papermill_runs_a_widget_cell_with_the_sliced_client(tmp_path):
+    """The runner's kernel manager hands out the sliced client, and a cell that shows
+    ipywidgets (the kind that hung) runs through it."""
+    km = runner.ipc_kernel_manager()(kernel_name="python3")
+    assert km.client_factory is runner.sliced_client()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import ipywidgets as w\n"
+        "box = w.interactive(lambda k: print('k =', k), k=w.IntSlider(value=3, max=5))\n"
+        "display(box)")] * 3
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = tmp_path / "widgets.ipynb"
+    nbformat.write(nb, path)
+    result = runner.execute(path, out_dir=tmp_path / "out", progress=False, timeout=120)
+    assert result.status == "passed", result.error
+    assert "k = 3" in result.output.read_text()
