@@ -148,7 +148,7 @@ def main() -> list[Figure]:
                 f"without them: {len(results) / max(seconds - built, 1e-9):.2f} "
                 "submissions/s")] if args.real_node else []),
         holds("every submission scored as its variant should", not wrong,
-              ", ".join(wrong[:5])),
+              "; ".join(lost(r, kinds) for r in results if r.student in wrong[:3])),
         info("machine CPU per submission", busy / max(len(results), 1), "CPU-s",
              f"busy time of all {os.cpu_count()} cores over the batch (anything else running "
              f"counts too: the 1-minute load average was {load:.1f} when it started)"),
@@ -158,6 +158,14 @@ def main() -> list[Figure]:
         holds("every submission graded", not bad,
               ", ".join(f"{r.student} ({r.reason})" for r in bad)),
     ]
+
+def lost(result, kinds: list[str]) -> str:
+    """What a wrongly scored submission lost, and the grader's words for it."""
+    kind = kinds[int(result.student[7:]) % len(kinds)]
+    tests = ", ".join(f"{t.name} ({t.message.strip()[:300]})" for t in result.tests
+                      if not t.passed)
+    return f"{result.student} ({kind}) lost {tests or 'nothing'}"
+
 
 @contextlib.contextmanager
 def held(real: bool) -> Iterator[None]:

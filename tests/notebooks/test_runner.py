@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from cloudlab import runner
 
@@ -30,6 +31,26 @@ def _notebook(folder: Path, name: str, shares: list[str], fail: bool = False) ->
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_record(tmp_path, monkeypatch):
+    """Notebook times go to this test's folder, never the checkout's record."""
+    monkeypatch.setattr(runner, "_seconds_file", lambda: tmp_path / "seconds.json")
+
+
+def test_the_longest_notebook_last_time_starts_first_and_times_are_kept(tmp_path):
+    log = tmp_path / "log.jsonl"
+    books = [_notebook(tmp_path, n, []) for n in ("a-free", "b-free", "c-long")]
+    (tmp_path / "seconds.json").write_text(json.dumps({"c-long.ipynb": 250.0}))
+    results = runner.run_all(books, {"log": str(log)}, progress=False, jobs=2,
+                             out_dir=tmp_path / "runs")
+    assert [r.notebook for r in results] == [b.name for b in books]  # order given, still
+    starts = {json.loads(line)[0]: json.loads(line)[1] for line in log.read_text().splitlines()}
+    assert starts["c-long"] < starts["b-free"], f"the long one waited: {starts}"
+    kept = runner.last_seconds()
+    assert set(kept) == {"a-free.ipynb", "b-free.ipynb", "c-long.ipynb"}
+    assert 1.5 < kept["c-long.ipynb"] < 120  # this run's time replaced the old one
 
 
 def test_jobs_never_overlap_what_they_share_and_keep_the_order(tmp_path):
@@ -116,8 +137,6 @@ def test_a_wait_in_slices_still_ends_at_its_timeout():
     import asyncio
     import queue
     import time
-
-    import pytest
 
     async def nothing(t):
         await asyncio.sleep(t)
