@@ -1,0 +1,82 @@
+"""The real-node greeting check: an app that is slow to listen is waited for; an app that
+answers something else is judged at once (``checks.kubernetes.cluster.greets``)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from cloudlab.checks.kubernetes import cluster
+from tests.conftest import free_port
+
+
+class _Api:
+    """The grader's API client, as far as ``greets`` uses it: the stored Service."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def get(self, kind, name, namespace=None):
+        return {"spec": {"clusterIP": "127.0.0.1", "ports": [{"port": self.port}]}}
+
+
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"}}
+
+
+def _serve(port: int, body: str, after: float = 0.0) -> http.server.HTTPServer:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    holder = {}
+
+    def start():
+        time.sleep(after)  # the app's start: nothing listens meanwhile
+        holder["server"] = server = http.server.HTTPServer(("127.0.0.1", port), Handler)
+        server.serve_forever(poll_interval=0.1)
+
+    threading.Thread(target=start, daemon=True).start()
+    return holder
+
+
+@pytest.fixture
+def port():
+    return free_port()
+
+
+def test_an_app_that_listens_late_is_waited_for(port):
+    """No readiness probe: the pod is Ready before its app listens (the rule on probes
+    grades that; the greeting must not cost the points a second time)."""
+    holder = _serve(port, "Hello World!\n", after=18)
+    try:
+        verdict = cluster.greets(_Api(port), "ns", SERVICE, "lo")
+    finally:
+        holder["server"].shutdown()
+    assert verdict["passed"], verdict
+
+
+def test_an_app_with_another_greeting_is_judged_without_waiting(port):
+    holder = _serve(port, "Hallo Welt\n")
+    time.sleep(0.3)
+    started = time.monotonic()
+    try:
+        verdict = cluster.greets(_Api(port), "ns", SERVICE, "lo")
+    finally:
+        holder["server"].shutdown()
+    assert not verdict["passed"]
+    assert "Hallo Welt" in verdict["message"] and "Hello World!" in verdict["message"]
+    assert time.monotonic() - started < 10, "a wrong greeting was waited on to the timeout"
+
+
+def test_nothing_listening_fails_at_the_timeout_saying_so(port):
+    verdict = cluster.greets(_Api(port), "ns", SERVICE, "lo", timeout=2)
+    assert not verdict["passed"]
+    assert "ConnectionRefusedError" in verdict["message"] or "refused" in verdict["message"]
