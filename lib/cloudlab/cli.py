@@ -480,8 +480,24 @@ def _grade_parser(sub) -> None:
     m.set_defaults(func=_manifests)
 
 
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, where cluster names may also follow an option.
+
+    >>> parse(["k8s", "up", "--grading", "course-a"]).names
+    ['course-a']
+    """
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is _k8s and not any(
+            e.startswith("-") for e in extra):
+        args.names = [*args.names, *extra]  # argparse ends `names` at the first option
+    elif extra:
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse(argv)
     try:
         return args.func(args)
     except CloudlabError as exc:
