@@ -1,5 +1,6 @@
-"""The real-node greeting check: an app that is slow to listen is waited for; an app that
-answers something else is judged at once (``checks.kubernetes.cluster.greets``)."""
+"""The real-node checks of the running app: an app that is slow to listen is waited for;
+an app that answers something else is judged at once (``checks.kubernetes.cluster.greets``
+and ``probes_answer``)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,25 @@ from tests.conftest import free_port
 
 
 class _Api:
-    """The grader's API client, as far as ``greets`` uses it: the stored Service."""
+    """The grader's API client, as far as the checks use it: the stored Service, and one
+    Ready pod at 127.0.0.1."""
 
     def __init__(self, port: int) -> None:
         self.port = port
 
     def get(self, kind, name, namespace=None):
         return {"spec": {"clusterIP": "127.0.0.1", "ports": [{"port": self.port}]}}
+
+    def list(self, kind, namespace=None):
+        return [{"metadata": {"name": "hello-1"}, "status": {
+            "podIP": "127.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]}}]
+
+
+def _deployment(port: int, path: str = "/healthz", readiness: bool = False) -> dict:
+    probe = {"httpGet": {"path": path, "port": "http"}}
+    app = {"name": "hello", "ports": [{"name": "http", "containerPort": port}],
+           "livenessProbe": probe, **({"readinessProbe": probe} if readiness else {})}
+    return {"spec": {"template": {"spec": {"containers": [app]}}}}
 
 
 SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"}}
@@ -29,7 +42,7 @@ SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hello"}}
 def _serve(port: int, body: str, after: float = 0.0) -> http.server.HTTPServer:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200)
+            self.send_response(200 if self.path in ("/", "/healthz") else 404)
             self.end_headers()
             self.wfile.write(body.encode())
 
@@ -80,3 +93,28 @@ def test_nothing_listening_fails_at_the_timeout_saying_so(port):
     verdict = cluster.greets(_Api(port), "ns", SERVICE, "lo", timeout=2)
     assert not verdict["passed"]
     assert "ConnectionRefusedError" in verdict["message"] or "refused" in verdict["message"]
+
+
+def test_a_liveness_probe_of_an_app_that_listens_late_is_waited_for(port):
+    """No readiness probe (rule_probes grades that alone): the pod is Ready at once, its
+    app listens seconds later, and the kubelet would not have restarted it meanwhile."""
+    holder = _serve(port, "ok\n", after=6)
+    try:
+        verdict = cluster.probes_answer(_Api(port), "ns", _deployment(port), "lo")
+    finally:
+        holder["server"].shutdown()
+    assert verdict["passed"], verdict
+
+
+def test_a_probe_on_a_path_the_app_does_not_serve_fails_at_once(port):
+    holder = _serve(port, "ok\n")
+    time.sleep(0.3)
+    started = time.monotonic()
+    try:
+        verdict = cluster.probes_answer(_Api(port), "ns", _deployment(port, "/health", True),
+                                        "lo")
+    finally:
+        holder["server"].shutdown()
+    assert not verdict["passed"] and "GET /health " in verdict["message"] \
+        and "answers 404" in verdict["message"], verdict
+    assert time.monotonic() - started < 10

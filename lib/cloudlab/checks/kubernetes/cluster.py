@@ -132,8 +132,9 @@ def on_node(dep: Mapping[str, Any], image: str, node: str) -> dict[str, Any]:
 
 GREETING = "Hello World!"
 # Nothing answering yet is waited for this long: without a readiness probe a pod is Ready
-# as soon as its process starts, before the app listens (a busy grader once failed an
-# honest probe-less answer's greeting after 15 s; its probes are graded by their own rule)
+# as soon as its process starts, before the app listens (an honest probe-less answer lost
+# rule_cluster that way: its liveness probe was asked once, at once; the missing readiness
+# probe is graded by rule_probes alone)
 GREET_TIMEOUT = 45.0
 SAID_ENOUGH = 3  # answers in a row without the greeting: the app serves, and says otherwise
 
@@ -235,12 +236,33 @@ def _port_number(container: Mapping[str, Any], port: Any) -> int | None:
     return None
 
 
-def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str) -> dict[str, Any]:
+def _first_answer(opener: Any, url: str, wait: float) -> int | str:
+    """The HTTP status ``url`` answers, asked again while nothing answers, for up to
+    ``wait`` s: a pod without a readiness probe is Ready before its app listens, and the
+    kubelet too gives a liveness probe time (its delay, then several failures) before it
+    restarts anything. ``"no answer (...)"`` when nothing did."""
+    import urllib.error
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with opener.open(url, timeout=3) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except OSError as exc:
+            if time.monotonic() >= deadline:
+                return f"no answer ({type(exc).__name__})"
+            time.sleep(0.5)
+
+
+def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str,
+                  wait: float = GREET_TIMEOUT) -> dict[str, Any]:
     """Every HTTP probe of the app's container (readiness, liveness, startup), asked of
     every Ready pod as the kubelet asks it (its path and port on the pod's address, checked
     to be on the node's bridge): each must answer 200-399 (the kubelet's success), or the
-    kubelet would mark the pod unready or restart it."""
-    import urllib.error
+    kubelet would mark the pod unready or restart it. An app not listening yet is waited
+    for, up to ``wait`` s (:func:`_first_answer`)."""
     import urllib.request
 
     from ...k8s import host
@@ -262,13 +284,7 @@ def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str) -> dic
             continue  # the kubelet itself fails such a probe: the watch saw it
         for pod in pods[:2]:
             ip = host.check_local(pod["status"]["podIP"], bridge)
-            try:
-                with direct.open(f"http://{ip}:{port}{path}", timeout=3) as resp:
-                    code = resp.status
-            except urllib.error.HTTPError as exc:
-                code = exc.code
-            except OSError as exc:
-                code = f"no answer ({type(exc).__name__})"
+            code = _first_answer(direct, f"http://{ip}:{port}{path}", wait)
             if not (isinstance(code, int) and 200 <= code < 400):
                 wrong.append(f"your {kind} GET {path} on port {get.get('port')} answers "
                              f"{code}" + (": the kubelet would restart the pod"
