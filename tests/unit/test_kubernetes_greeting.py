@@ -76,17 +76,23 @@ def test_an_app_that_listens_late_is_waited_for(port):
     assert verdict["passed"], verdict
 
 
-def test_an_app_with_another_greeting_is_judged_without_waiting(port):
-    holder = _serve(port, "Hallo Welt\n")
+def _judged(port: int, body: str, check) -> tuple[dict, float]:
+    """``check()``'s verdict on an app that answers ``body`` at once, and its seconds."""
+    holder = _serve(port, body)
     time.sleep(0.3)
     started = time.monotonic()
     try:
-        verdict = cluster.greets(_Api(port), "ns", SERVICE, "lo")
+        return check(), time.monotonic() - started
     finally:
         holder["server"].shutdown()
+
+
+def test_an_app_with_another_greeting_is_judged_without_waiting(port):
+    verdict, seconds = _judged(port, "Hallo Welt\n",
+                               lambda: cluster.greets(_Api(port), "ns", SERVICE, "lo"))
     assert not verdict["passed"]
     assert "Hallo Welt" in verdict["message"] and "Hello World!" in verdict["message"]
-    assert time.monotonic() - started < 10, "a wrong greeting was waited on to the timeout"
+    assert seconds < 10, "a wrong greeting was waited on to the timeout"
 
 
 def test_nothing_listening_fails_at_the_timeout_saying_so(port):
@@ -107,14 +113,17 @@ def test_a_liveness_probe_of_an_app_that_listens_late_is_waited_for(port):
 
 
 def test_a_probe_on_a_path_the_app_does_not_serve_fails_at_once(port):
-    holder = _serve(port, "ok\n")
-    time.sleep(0.3)
-    started = time.monotonic()
-    try:
-        verdict = cluster.probes_answer(_Api(port), "ns", _deployment(port, "/health", True),
-                                        "lo")
-    finally:
-        holder["server"].shutdown()
+    verdict, seconds = _judged(port, "ok\n", lambda: cluster.probes_answer(
+        _Api(port), "ns", _deployment(port, "/health", True), "lo"))
     assert not verdict["passed"] and "GET /health " in verdict["message"] \
         and "answers 404" in verdict["message"], verdict
-    assert time.monotonic() - started < 10
+    assert seconds < 10
+
+
+def test_an_app_that_never_listens_costs_one_wait_for_all_its_probes(port):
+    """Readiness and liveness on a port nothing serves: one wait in all, not one each."""
+    started = time.monotonic()
+    verdict = cluster.probes_answer(_Api(port), "ns", _deployment(port, readiness=True),
+                                    "lo", wait=2)
+    assert not verdict["passed"] and "no answer" in verdict["message"], verdict
+    assert time.monotonic() - started < 3.9, "each probe waited out the whole wait"

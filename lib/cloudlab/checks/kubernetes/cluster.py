@@ -236,14 +236,13 @@ def _port_number(container: Mapping[str, Any], port: Any) -> int | None:
     return None
 
 
-def _first_answer(opener: Any, url: str, wait: float) -> int | str:
-    """The HTTP status ``url`` answers, asked again while nothing answers, for up to
-    ``wait`` s: a pod without a readiness probe is Ready before its app listens, and the
-    kubelet too gives a liveness probe time (its delay, then several failures) before it
-    restarts anything. ``"no answer (...)"`` when nothing did."""
+def _first_answer(opener: Any, url: str, deadline: float) -> int | str:
+    """The HTTP status ``url`` answers, asked again while nothing answers, until the
+    ``time.monotonic()`` ``deadline``: a pod without a readiness probe is Ready before its
+    app listens, and the kubelet too gives a liveness probe time (its delay, then several
+    failures) before it restarts anything. ``"no answer (...)"`` when nothing did."""
     import urllib.error
 
-    deadline = time.monotonic() + wait
     while True:
         try:
             with opener.open(url, timeout=3) as resp:
@@ -262,7 +261,8 @@ def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str,
     every Ready pod as the kubelet asks it (its path and port on the pod's address, checked
     to be on the node's bridge): each must answer 200-399 (the kubelet's success), or the
     kubelet would mark the pod unready or restart it. An app not listening yet is waited
-    for, up to ``wait`` s (:func:`_first_answer`)."""
+    for, up to ``wait`` s for all the probes together (:func:`_first_answer`): an app
+    that never listens costs one wait, not one per probe."""
     import urllib.request
 
     from ...k8s import host
@@ -275,6 +275,7 @@ def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str,
             and any(c.get("type") == "Ready" and c.get("status") == "True"
                     for c in (p.get("status") or {}).get("conditions") or [])]
     wrong = []
+    deadline = time.monotonic() + wait
     for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
         get = (app.get(kind) or {}).get("httpGet") if isinstance(app.get(kind), dict) else None
         if not isinstance(get, dict):
@@ -284,7 +285,7 @@ def probes_answer(api: Any, ns: str, dep: Mapping[str, Any], bridge: str,
             continue  # the kubelet itself fails such a probe: the watch saw it
         for pod in pods[:2]:
             ip = host.check_local(pod["status"]["podIP"], bridge)
-            code = _first_answer(direct, f"http://{ip}:{port}{path}", wait)
+            code = _first_answer(direct, f"http://{ip}:{port}{path}", deadline)
             if not (isinstance(code, int) and 200 <= code < 400):
                 wrong.append(f"your {kind} GET {path} on port {get.get('port')} answers "
                              f"{code}" + (": the kubelet would restart the pod"
