@@ -6,7 +6,8 @@ process, following a user profile: a list of :class:`Stage` (until ``t`` seconds
 ``users`` users), played by Locust's ``LoadTestShape``. The run is bounded in time (it
 is killed if it overruns), aims only at 127.0.0.1, refuses a target that does not accept
 connections, and shows a progress bar with users, requests/s and p95. Its CSV output
-comes back as pandas DataFrames.
+comes back as pandas DataFrames. ``counters`` are sampled every second while it runs (a
+server's CPU seconds, say), and :meth:`Result.steps` turns each into a rate per step.
 
 >>> result = run("http://127.0.0.1:8080", ramp(users=20, seconds=30))      # doctest: +SKIP
 >>> result.history[["t", "users", "rps", "p95_ms"]].tail(1)                 # doctest: +SKIP
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -44,10 +45,13 @@ import os
 import random
 import time
 
+import gevent
 from locust import HttpUser, LoadTestShape, between, events, task
 
 SETUP = json.loads(os.environ["CLOUDLAB_LOCUST"])
 ROWS = SETUP["rows"]
+HISTORY = ("Timestamp,User Count,Requests/s,Failures/s,50%,95%,99%,Total Request Count,"
+           "Total Failure Count,Total Average Response Time")
 
 
 @events.test_start.add_listener
@@ -55,6 +59,26 @@ def started(environment, **kwargs):
     """Note when the profile's clock starts (the stages count from here)."""
     with open("started", "w") as f:
         f.write(repr(time.time()))
+    gevent.spawn(history, environment)
+
+
+def history(environment):
+    """A row a second, stamped to the millisecond: Locust's own history stamps whole
+    seconds, up to 1 s off, which is 1/8 of an 8-second step's throughput."""
+    with open("locust_history.csv", "w") as f:
+        f.write(HISTORY + "\\n")
+        while True:
+            total = environment.stats.total
+            ready = total.num_requests and total.use_response_times_cache
+            cuts = [total.get_current_response_time_percentile(p) if ready else None
+                    for p in (0.5, 0.95, 0.99)]
+            f.write(",".join(str(v) for v in (
+                round(time.time(), 3), environment.runner.user_count,
+                round(total.current_rps, 2), round(total.current_fail_per_sec, 2),
+                *("" if c is None else c for c in cuts), total.num_requests,
+                total.num_failures, round(total.avg_response_time, 2))) + "\\n")
+            f.flush()
+            gevent.sleep(1)
 
 
 class Predictor(HttpUser):
@@ -142,6 +166,7 @@ class Result:
     started: float  # wall clock (time.time()) when Locust started
     seconds: float
     duration: float = 0.0  # the profile's length: later rows are Locust shutting down
+    counters: object = None  # DataFrame: t, then one column per sampled counter
 
     def by_users(self):
         """Requests/s and latency percentiles against the number of users.
@@ -162,7 +187,9 @@ class Result:
         reached are used (the ramp and Locust's own smoothing are left out). Throughput
         is the growth of the cumulative request counter over that span, and the mean
         response time is that of the requests completed in it (from Locust's running
-        mean). These are the two numbers Little's law relates.
+        mean). These are the two numbers Little's law relates. Each sampled counter
+        becomes a column too: its growth per second over the same span (CPU seconds a
+        second are the cores the server used), read between the samples around it.
         """
         import pandas as pd
 
@@ -184,9 +211,27 @@ class Result:
                          "throughput_rps": round(done / span, 2) if span else float("nan"),
                          "mean_ms": round(spent / done, 1) if done else float("nan"),
                          "p50_ms": part["p50_ms"].mean().round(1),
-                         "p95_ms": part["p95_ms"].mean().round(1)})
+                         "p95_ms": part["p95_ms"].mean().round(1),
+                         **self._rates(float(first["t"]), float(last["t"]))})
         return pd.DataFrame(rows).set_index("users") if rows else pd.DataFrame(
             columns=["seconds", "completed", "throughput_rps", "mean_ms", "p50_ms", "p95_ms"])
+
+    def _rates(self, start: float, end: float) -> dict[str, float]:
+        """Each counter's growth per second from ``start`` to ``end`` (NaN when the
+        samples do not cover the span)."""
+        import numpy as np
+
+        frame = self.counters
+        if frame is None or not len(frame) or end <= start:
+            return {}
+        rates = {}
+        for name in frame.columns.drop("t"):
+            known = frame[["t", name]].dropna()
+            covered = len(known) and known["t"].min() <= start and known["t"].max() >= end
+            value = np.interp([start, end], known["t"], known[name]) if covered else None
+            rates[name] = round((value[1] - value[0]) / (end - start), 3) if covered \
+                else float("nan")
+        return rates
 
     @property
     def total(self) -> dict[str, float]:
@@ -207,7 +252,8 @@ class LoadTest(Managed):
 
     def __init__(self, url: str, stages: Sequence[Stage], *, wait: tuple[float, float] = (0.5,
                  1.5), rows: int = 200, folder: str | Path | None = None,
-                 cfg: Settings | None = None) -> None:
+                 cfg: Settings | None = None,
+                 counters: Mapping[str, Callable[[], float]] | None = None) -> None:
         if not stages:
             raise ValueError("a load test needs at least one Stage")
         times = [s.t for s in stages]
@@ -222,6 +268,8 @@ class LoadTest(Managed):
         self._tmp: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
         self.started = 0.0
+        self.counters = dict(counters or {})
+        self._samples: list[dict[str, float]] = []
 
     @property
     def duration(self) -> float:
@@ -264,7 +312,19 @@ class LoadTest(Managed):
                                           stdin=subprocess.DEVNULL, cwd=self.workdir, env=env,
                                           start_new_session=True)
         self.started = time.time()
+        self.sample()
         return self
+
+    def sample(self) -> None:
+        """Read every counter once, stamped with the wall clock halfway through the read.
+
+        A counter that cannot be read this time (a busy server's timeout) leaves a gap.
+        """
+        for name, read in self.counters.items():
+            began = time.time()
+            with contextlib.suppress(OSError, ValueError, StopIteration, CloudlabError):
+                value = float(read())
+                self._samples.append({"time": (began + time.time()) / 2, name: value})
 
     def stop(self) -> None:
         """End Locust now (SIGTERM, then SIGKILL); idempotent."""
@@ -274,6 +334,13 @@ class LoadTest(Managed):
         if proc.poll() is None:
             end(proc.pid)
         proc.wait(timeout=5)
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop Locust, and remove its temporary folder (a ``folder`` given is kept)."""
+        self.stop()
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.cleanup()
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None and alive(self._proc.pid)
@@ -288,6 +355,7 @@ class LoadTest(Managed):
         try:
             while proc.poll() is None and time.time() < deadline:
                 time.sleep(1)
+                self.sample()
                 if bar is not None:
                     bar.n = round(min(self.duration, time.time() - self.started))
                     now = self.latest()
@@ -306,14 +374,11 @@ class LoadTest(Managed):
 
     def latest(self) -> dict[str, float]:
         """The last history row Locust wrote: users, requests/s, p95 (ms)."""
-        path = Path(f"{self.prefix}_stats_history.csv")
-        if not path.exists():
+        path = Path(f"{self.prefix}_history.csv")
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) < 2:
             return {}
-        lines = [ln for ln in path.read_text().splitlines() if ",Aggregated," in ln]
-        if not lines:
-            return {}
-        head = path.read_text().splitlines()[0].split(",")
-        row = dict(zip(head, lines[-1].split(","), strict=False))
+        row = dict(zip(lines[0].split(","), lines[-1].split(","), strict=False))
         with contextlib.suppress(ValueError, KeyError):
             return {"users": int(row["User Count"]), "rps": round(float(row["Requests/s"]), 1),
                     "p95_ms": row["95%"]}
@@ -323,7 +388,7 @@ class LoadTest(Managed):
         """Read Locust's CSV files into a :class:`Result`; raise when every request failed."""
         import pandas as pd
 
-        history_csv = Path(f"{self.prefix}_stats_history.csv")
+        history_csv = Path(f"{self.prefix}_history.csv")
         stats_csv = Path(f"{self.prefix}_stats.csv")
         if not stats_csv.exists():
             raise ServiceError(f"Locust wrote no statistics{_tail(self.log)}")
@@ -333,18 +398,17 @@ class LoadTest(Managed):
         failures = _read(Path(f"{self.prefix}_failures.csv"),
                          ["Method", "Name", "Error", "Occurrences"])
         history = _history(history_csv, self.started)
+        counters = pd.DataFrame(self._samples, columns=["time", *self.counters])
+        counters = counters.assign(t=(counters.pop("time") - self.started).round(2))
         result = Result(history, stats, failures, self.started,
-                        round(time.time() - self.started, 1), self.duration)
+                        round(time.time() - self.started, 1), self.duration,
+                        counters[["t", *self.counters]])
         total = result.total
         if total["requests"] and total["failures"] == total["requests"]:
             reason = failures["Error"].iloc[0] if len(failures) else "unknown"
             raise ServiceError(f"every one of {total['requests']} requests to {self.url} "
                                f"failed; the first error: {reason}")
         return result
-        if self._tmp is not None:
-            with contextlib.suppress(OSError):
-                self._tmp.cleanup()
-            self._tmp = None
 
 
 def run(url: str, stages: Sequence[Stage], *, progress: bool = True, **options) -> Result:
@@ -361,10 +425,9 @@ def _history(path: Path, started: float):
     if not path.exists():
         return pd.DataFrame(columns=columns)
     raw = pd.read_csv(path)
-    raw = raw[raw["Name"] == "Aggregated"]
     frame = pd.DataFrame({
         "time": pd.to_datetime(raw["Timestamp"], unit="s"),
-        "t": (raw["Timestamp"] - started).round(1),
+        "t": (raw["Timestamp"] - started).round(2),
         "users": raw["User Count"],
         "rps": raw["Requests/s"].astype(float),
         "fail_rps": raw["Failures/s"].astype(float),

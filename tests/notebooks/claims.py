@@ -76,20 +76,39 @@ def promql_condition_is_one_sided_and_fires(nb: nbformat.NotebookNode) -> None:
 
 
 def throughput_flattens_at_saturation(nb: nbformat.NotebookNode) -> None:
-    """09: the run reaches saturation, and once there more users bring (almost) no more
-    throughput, which stays near the capacity measured before the test."""
+    """09: the server never uses more CPU than its limit; where it used all of its cores at
+    every step past saturation, four times the users or more bring (almost) no more
+    throughput (it may fall: contention), which stays near the capacity measured before the
+    test. Where the host left it less, the notebook says so, and its CPU figures agree.
+
+    Two steps of a few seconds each are too noisy on a busy host to compare (each one's CPU
+    per request varied by up to half in this machine's runs): the claim spans x4 users."""
     out = text(nb)
     capacity = float(_one(r"capacity CPUS / C = ([\d.]+) requests/s", out, "the capacity")[1])
+    cores = ast.literal_eval(_one(r"server CPU per step, in cores: (\{.*?\});", out,
+                                  "the server's CPU per step")[1])
+    limit = float(_one(r"of its ([\d.]+) cores", out, "the CPU limit")[1])
+    assert len(cores) >= 3 and max(cores.values()) <= 1.1 * limit, \
+        f"the server's CPU per step is not held under its limit of {limit} cores: {cores}"
     users = _one(r"demand exceeds it from (\S+) users on", out, "where saturation begins")[1]
     assert users != "no", "the profile never asks for more than the capacity: no saturation"
     flat = _one(r"throughput from (\d+) to (\d+) users: ([\d.]+) -> ([\d.]+) requests/s "
-                r"\(x([\d.]+) for x(\d+) the users\)", out, "throughput at the last two steps")
-    growth, last = float(flat[5]), float(flat[4])
-    assert int(flat[1]) >= int(users), \
-        f"the last two steps ({flat[1]} and {flat[2]} users) are not both past saturation " \
-        f"({users} users): the profile cannot show throughput flattening"
-    assert growth < 1.3, f"throughput still grows x{growth} for x{flat[6]} the users"
-    assert last <= 1.3 * capacity, \
+                r"\(x([\d.]+) for x(\d+) the users\)", out, "throughput past saturation")
+    first, growth, last = int(flat[1]), float(flat[5]), float(flat[4])
+    assert first >= int(users) and int(flat[6]) >= 4, \
+        f"the profile goes from {flat[1]} to {flat[2]} users past saturation ({users} users " \
+        f"on): too short a span (x{flat[6]}, under x4) to show throughput flattening"
+    past = [n for n in cores if n >= first]
+    if "used all of its" not in out:  # a busy host: the claim is the notebook's account of it
+        short = float(_one(r"the server got as little as ([\d.]+) of its", out,
+                           "why the server never reached its limit")[1])
+        assert short == min(cores[n] for n in past) < 0.9 * limit, (short, cores)
+        return
+    assert all(cores[n] >= 0.9 * limit for n in past), \
+        f"said to be at its limit from {first} users on, but used {cores}"
+    assert growth < 2, f"throughput still grows x{growth} for x{flat[6]} the users " \
+        f"while the server uses all of its cores ({cores})"
+    assert last <= 1.5 * capacity, \
         f"{last} requests/s measured, above the capacity {capacity} it should flatten at"
 
 

@@ -42,19 +42,43 @@ def test_detector_scores_must_differ_across_k_unless_the_short_run_was_quiet():
 
 
 SATURATION = ("capacity CPUS / C = 5.0 requests/s; demand exceeds it from {from_} users on\n"
-              "throughput from 8 to 16 users: 4.8 -> {last} requests/s (x{growth} for x2 "
-              "the users); mean response time 600 -> 2200 ms\n")
+              "throughput from 4 to 16 users: 4.8 -> {last} requests/s (x{growth} for x4 "
+              "the users); mean response time 600 -> 2200 ms\n"
+              "server CPU per step, in cores: {{2: 0.3, 4: {c4}, 8: 0.5, 16: 0.49}}; CPU per "
+              "request U / X, in ms (C alone: 100): {{2: 100.0, 4: 104.0}}\n")
+FULL = "the server used all of its 0.5 cores at every step from 4 users on: ...\n"
+SHORT = "from 4 users on, the server got as little as {short} of its 0.5 cores: ...\n"
+
+
+def saturation(from_=4, last=5.0, growth=1.04, c4=0.48, verdict=FULL):
+    return executed(SATURATION.format(from_=from_, last=last, growth=growth, c4=c4) + verdict)
 
 
 def test_throughput_must_flatten_at_saturation():
-    claims.throughput_flattens_at_saturation(
-        executed(SATURATION.format(from_=8, last=5.0, growth=1.04)))
+    claims.throughput_flattens_at_saturation(saturation())
     with pytest.raises(AssertionError, match="still grows"):
-        claims.throughput_flattens_at_saturation(
-            executed(SATURATION.format(from_=8, last=9.6, growth=2.0)))
+        claims.throughput_flattens_at_saturation(saturation(last=9.6, growth=2.0))
     with pytest.raises(AssertionError, match="no saturation"):
+        claims.throughput_flattens_at_saturation(saturation(from_="no"))
+    with pytest.raises(AssertionError, match="above the capacity"):
+        claims.throughput_flattens_at_saturation(saturation(last=9.0, growth=1.9))
+    with pytest.raises(AssertionError, match="too short a span"):  # saturation from 8 on
+        claims.throughput_flattens_at_saturation(saturation(from_=8))
+
+
+def test_saturation_is_judged_on_the_cpu_the_server_really_got():
+    # said to be at the limit while one step past saturation had 0.3 of its 0.5 cores
+    with pytest.raises(AssertionError, match="said to be at its limit"):
+        claims.throughput_flattens_at_saturation(saturation(c4=0.3, growth=1.9, last=9.1))
+    # a busy host: no flattening claimed, but the account must match the figures
+    claims.throughput_flattens_at_saturation(
+        saturation(c4=0.3, growth=2.5, last=12.0, verdict=SHORT.format(short=0.3)))
+    with pytest.raises(AssertionError):
         claims.throughput_flattens_at_saturation(
-            executed(SATURATION.format(from_="no", last=5.0, growth=1.04)))
+            saturation(c4=0.3, verdict=SHORT.format(short=0.49)))
+    # more CPU than the limit means the figures are wrong, whatever else they say
+    with pytest.raises(AssertionError, match="not held under its limit"):
+        claims.throughput_flattens_at_saturation(saturation(c4=0.8))
 
 
 RPO = ("8 batches written, 2 backups taken, {spacing} s apart on average\n",

@@ -129,3 +129,23 @@ def test_haproxy_accepts_the_generated_config(tmp_path):
     path = tmp_path / "haproxy.cfg"
     path.write_text(swarm.haproxy_config())
     assert "valid" in run(["haproxy", "-c", "-f", str(path)]).stdout
+
+
+def test_steps_turn_a_sampled_counter_into_its_rate_over_each_steady_span():
+    import pandas as pd
+
+    # requests as before; a CPU counter sampled every 1.5 s grows 0.2 s/s while 2 users
+    # run (t < 6) and 0.5 s/s after: the rates per step are read between the samples
+    rows = [{"t": float(t), "users": 2 if t < 6 else 4, "requests": 10 * t, "avg_ms": 100.0,
+             "p50_ms": 100.0, "p95_ms": 100.0} for t in range(12)]
+    times = [i * 1.5 for i in range(9)]
+    cpu = [0.2 * min(t, 6) + 0.5 * max(t - 6, 0) for t in times]
+    counters = pd.DataFrame({"t": times, "cpu_cores": cpu})
+    result = loadtest.Result(pd.DataFrame(rows), None, None, 0.0, 12.0, 12.0, counters)
+    table = result.steps(settle=2)
+    assert table.loc[2, "cpu_cores"] == pytest.approx(0.2)
+    assert table.loc[4, "cpu_cores"] == pytest.approx(0.5)
+    # samples that stop before a step ends say nothing about it: NaN, not a made-up rate
+    early = loadtest.Result(pd.DataFrame(rows), None, None, 0.0, 12.0, 12.0,
+                            counters[counters["t"] < 7])
+    assert early.steps(settle=2)["cpu_cores"].isna().tolist() == [False, True]

@@ -57,11 +57,12 @@ NODE_BINARIES = (*NODE_KUBE_COMMANDS, "coredns", "pause")
 PAUSE_VERSION = "3.10.2"  # build/pause/Makefile's TAG in Kubernetes 1.36
 COREDNS_PLUGINS = ("bind", "ready", "health", "errors", "log", "cache", "kubernetes")
 RECORD = "install.json"
-# What the cold source build took on 2 cores, used for the first estimate (seconds per step);
-# a finished build replaces them with its own times in install.json.
-ESTIMATE = {"kube wrapper": 120, "kube-apiserver": 900, "kube-controller-manager": 600,
-            "kube-scheduler": 240, "kwok": 240, "etcd": 150, "metrics-server": 150,
-            "kubelet": 240, "kube-proxy": 90, "coredns": 300, "pause": 5}
+# What a cold source build took on this machine's 2 cores (seconds per step, setup's order:
+# the node's programs after the control plane's, which warm Go's build cache for them), for
+# the first estimate; a finished build's own times in install.json replace them.
+ESTIMATE = {"kube wrapper": 10, "kube-apiserver": 225, "kube-controller-manager": 75,
+            "kube-scheduler": 10, "kwok": 110, "etcd": 50, "metrics-server": 150,
+            "kubelet": 25, "kube-proxy": 10, "coredns": 70, "pause": 5}
 
 
 class InstallError(CloudlabError):
@@ -197,7 +198,8 @@ def install_node(cache: Path | None = None, *, progress: Progress = print,
     if todo:
         bin_dir(cache).mkdir(parents=True, exist_ok=True)
         build = SourceBuild(build_dir(cache), bin_dir(cache), progress=progress, env=env,
-                            estimates=record(cache).get("step_seconds") or ESTIMATE)
+                            estimates={**ESTIMATE, **record(cache).get("node", {}).get(
+                                "step_seconds", {})})
         build.run(todo)
         steps = build.step_seconds
     else:
@@ -239,7 +241,7 @@ def _install_control_plane(cache: Path | None, *, official: bool, progress: Prog
         todo = [n for n in todo if n not in got]
     if todo:
         build = SourceBuild(build_dir(cache), target, progress=progress, env=env,
-                            estimates=record(cache).get("step_seconds") or ESTIMATE)
+                            estimates={**ESTIMATE, **record(cache).get("step_seconds", {})})
         build.run(todo)
         sources.update(dict.fromkeys(todo, "built from source"))
         step_seconds = build.step_seconds
