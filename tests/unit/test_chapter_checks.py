@@ -40,8 +40,8 @@ CASES = {
                                       "static_configs": [{"targets": ["localhost:9090"]}]}},
                    {"my_scrape_job": {"job_name": "prometheus",
                                       "static_configs": [{"targets": ["10.96.0.12:9090"]}]}}),
-    "09": ({"capacity": 5.0, "THINK": (0.5, 1.5), "response_at_30": 5.0},
-           {"capacity": 5.0, "THINK": (0.5, 1.5), "response_at_30": 30 / 5.0}),
+    "09": ({"plateau": 5.0, "THINK": (0.5, 1.5), "response_at_30": 5.0},
+           {"plateau": 5.0, "THINK": (0.5, 1.5), "response_at_30": 30 / 5.0}),
     "10": ({"desired": 6}, {"desired": 5}),
     "11": ({"false_per_day": cl.alerting.false_alarms_per_day(2, 5760) / 2},
            {"false_per_day": cl.alerting.false_alarms_per_day(2, 5760)}),
@@ -86,7 +86,7 @@ def test_a_missing_backend_is_a_skip_with_its_reason(capsys):
 
 def test_a_variable_the_check_needs_is_named_when_missing(capsys):
     assert chapter.your_turn("09", {"response_at_30": 5.0}) is False
-    assert "could not run: KeyError: 'capacity'" in capsys.readouterr().out
+    assert "could not run: KeyError: 'plateau'" in capsys.readouterr().out
 
 
 def test_a_wrong_answer_is_not_told_the_right_one(capsys):

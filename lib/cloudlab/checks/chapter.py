@@ -245,11 +245,11 @@ def promql_rate(ns: dict) -> None:
 
 @register(ASSIGNMENT, "09")
 def littles_law(ns: dict) -> None:
-    capacity, think = ns["capacity"], sum(ns["THINK"]) / 2
-    wanted = 30 / capacity - think
+    plateau, think = ns["plateau"], sum(ns["THINK"]) / 2
+    wanted = 30 / plateau - think
     _close(_number(ns, "response_at_30"), wanted,
            "the mean response time (s) of 30 users once the service is saturated",
-           "saturated, throughput X = capacity; Little: N = X (R + Z), so R = N / X - Z")
+           "saturated, throughput X = plateau; Little: N = X (R + Z), so R = N / X - Z")
 
 
 @register(ASSIGNMENT, "10")
