@@ -192,6 +192,7 @@ class Node(Managed):
         self._procs: dict[str, subprocess.Popen] = {}
         self.started_at = 0.0
         self.ready_seconds: float | None = None  # start() to Ready (set by the Cluster)
+        self.base_seconds: float | None = None  # taking the base image in (a grading node)
 
     @staticmethod
     def network_name(cluster: str) -> str:
