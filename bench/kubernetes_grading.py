@@ -15,6 +15,8 @@ node (goal: >= 0.5 submission/s on 2 cores): each submission's Dockerfile is bui
 confined (once per distinct build input: the batch's submissions share one, so one build
 is in the timing), its image runs in place of ``hello-cli:1.1``, the pods must become
 Ready through the submission's own probes and ``GET /`` through the Service must greet.
+The grading node took the course's base image in when it started, as every grading node
+does (its layers are unpacked once per cluster, not with the batch's first image).
 Recorded in ``bench/results/kubernetes_grading_real.json``; the machine holds the
 ``real-node`` lock of the tests meanwhile.
 
