@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import csv
 import json
 import re
 from pathlib import Path
@@ -250,6 +251,10 @@ def prometheus_config(service: str = "predict", port: int = predict.PORT,
     }
     return yaml.safe_dump(config, sort_keys=False)
 
+
+# Asked inside the balancer's container (its stats port is not published): the CSV table
+STATS_CSV = ("import urllib.request; print(urllib.request.urlopen("
+             f"'http://127.0.0.1:{LB_STATS_PORT}/stats;csv', timeout=5).read().decode())")
 
 LB_DOCKERFILE = """\
 FROM {base}
@@ -582,7 +587,26 @@ class Stack(Managed):
         if wait:
             wait_for(lambda: self.running(service) == replicas, timeout=timeout, interval=0.5,
                      what=f"{self.service_name(service)} to run {replicas} replicas")
+            if self.lb is not None and service == "predict":  # the one the balancer serves
+                try:
+                    wait_for(lambda: self.balanced() == replicas, timeout=timeout,
+                             interval=0.5, what=f"the balancer to send to {replicas} replicas")
+                except ServiceError as exc:
+                    raise SwarmError(f"{exc}\n{self.diagnose()}") from None
         return replicas
+
+    def balanced(self, service: str = "predict") -> int:
+        """How many replicas the balancer sends requests to: its servers that are UP (it
+        finds a new replica at its next DNS answer, then at its first passed health check,
+        a few seconds after the replica runs)."""
+        if self.lb is None:
+            raise SwarmError("the stack is not running")
+        code, out = self.lb.exec(["python3", "-c", STATS_CSV])
+        if code != 0:
+            return 0
+        rows = csv.DictReader(out.lstrip("# ").splitlines())
+        return sum(1 for row in rows if row.get("pxname") == service
+                   and row.get("svname", "").startswith("app") and row.get("status") == "UP")
 
     def update(self, *, version: str | None = None, env: dict[str, str] | None = None,
                wait: bool = True, timeout: float = 180) -> str:

@@ -55,8 +55,8 @@ def test_the_balancer_finds_replicas_through_dns_and_scales(stack):
     assert stack.url.startswith("http://127.0.0.1:")
     assert len(stack.resolve("tasks.predict")) == 1
     assert requests.get(stack.url + "/healthz", timeout=5).json()["status"] == "ok"
-    stack.scale(2)
-    assert stack.desired() == 2 and stack.running() == 2
+    stack.scale(2)  # returns once the balancer sends to both (it re-resolves every 2 s)
+    assert stack.desired() == 2 and stack.running() == 2 and stack.balanced() == 2
     assert len(stack.resolve("tasks.predict")) == 2
     replicas = {requests.get(stack.url + "/predict", timeout=10).json()["replica"]
                 for _ in range(12)}
