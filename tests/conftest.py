@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -73,11 +74,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _SECONDS: dict[str, float] = {}  # this run's seconds per test file, for tests/lanes.py
+_WAITED = [0.0]  # seconds spent waiting for a machine lock since the last report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # a file's own work, not the time it queued behind another lane's hold of the machine
     name = report.nodeid.split("::", 1)[0]
-    _SECONDS[name] = _SECONDS.get(name, 0.0) + report.duration
+    own = max(0.0, report.duration - _WAITED[0])
+    _WAITED[0] = 0.0
+    _SECONDS[name] = _SECONDS.get(name, 0.0) + own
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -90,11 +95,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def machine_lock(names: Iterable[str]) -> Iterator[None]:
     """Hold what is global to the machine (``swarm``: the engine's one Swarm) while a test
     uses it: ``make test``'s two lanes are separate processes, so this is a file lock.
-    Names are taken in sorted order, so two holders never wait on each other."""
+    Names are taken in sorted order, so two holders never wait on each other. The wait
+    is left out of the file's recorded time (the lane plan balances work, not queueing)."""
     with contextlib.ExitStack() as stack:
+        began = time.monotonic()
         for name in sorted(set(names)):
             stack.enter_context(file_lock(Path(tempfile.gettempdir()) /
                                           f"cloudlab-tests-{name}.lock"))
+        _WAITED[0] += time.monotonic() - began
         yield
 
 

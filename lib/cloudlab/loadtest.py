@@ -305,7 +305,7 @@ class LoadTest(Managed):
         locust = Path(sys.executable).with_name("locust")
         cmd = [str(locust) if locust.exists() else "locust", "-f",
                str(self.workdir / "locustfile.py"), "--headless", "--host", self.url,
-               "--csv", str(self.prefix), "--csv-full-history", "--only-summary",
+               "--csv", str(self.prefix), "--only-summary",
                "--loglevel", "WARNING", "--stop-timeout", "1", "--exit-code-on-error", "0"]
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,

@@ -252,10 +252,6 @@ def prometheus_config(service: str = "predict", port: int = predict.PORT,
     return yaml.safe_dump(config, sort_keys=False)
 
 
-# Asked inside the balancer's container (its stats port is not published): the CSV table
-STATS_CSV = ("import urllib.request; print(urllib.request.urlopen("
-             f"'http://127.0.0.1:{LB_STATS_PORT}/stats;csv', timeout=5).read().decode())")
-
 LB_DOCKERFILE = """\
 FROM {base}
 RUN apt-get update \\
@@ -363,6 +359,7 @@ class Stack(Managed):
         self.cpu_reservation = cpu_reservation
         self.lb_port = lb_port
         self.prometheus_port = prometheus_port
+        self.stats_port: int | None = None  # the balancer's stats page, on 127.0.0.1
         self.with_prometheus = prometheus
         self.swarm = Swarm(self.cfg)
         self.folder = self.cfg.state_dir / "swarm" / self.name
@@ -385,6 +382,11 @@ class Stack(Managed):
         return f"http://{self.cfg.host}:{self.lb_port}"
 
     @property
+    def stats_url(self) -> str:
+        """The balancer's own page: each replica's state, sessions and health checks."""
+        return f"http://{self.cfg.host}:{self.stats_port}/stats"
+
+    @property
     def prometheus_url(self) -> str:
         return f"http://{self.cfg.host}:{self.prometheus_port}"
 
@@ -401,6 +403,7 @@ class Stack(Managed):
             elif port_in_use(self.cfg.host, getattr(self, attr)):
                 raise SwarmError(f"{attr}={getattr(self, attr)} is already in use on "
                                  f"{self.cfg.host}; choose another port")
+        self.stats_port = self.stats_port or free_port(self.cfg.host)
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "haproxy.cfg").write_text(haproxy_config())
         (self.folder / "prometheus.yml").write_text(prometheus_config(lb=f"{self.name}_lb"))
@@ -436,7 +439,8 @@ class Stack(Managed):
         from . import docker
 
         self.lb = docker.Container(
-            lb, name=f"{self.name}_lb", network=self.network, ports={LB_PORT: self.lb_port},
+            lb, name=f"{self.name}_lb", network=self.network,
+            ports={LB_PORT: self.lb_port, LB_STATS_PORT: self.stats_port},
             volumes={str(self.folder / "haproxy.cfg"): "/usr/local/etc/haproxy/haproxy.cfg:ro"},
             cpus=0.5, memory="128m", init=True, cfg=self.cfg).start()
         if self.with_prometheus:
@@ -601,9 +605,10 @@ class Stack(Managed):
         a few seconds after the replica runs)."""
         if self.lb is None:
             raise SwarmError("the stack is not running")
-        code, out = self.lb.exec(["python3", "-c", STATS_CSV])
-        if code != 0:
-            return 0
+        try:
+            out = requests.get(self.stats_url + ";csv", timeout=5).text
+        except requests.RequestException:
+            return 0  # the balancer is still starting
         rows = csv.DictReader(out.lstrip("# ").splitlines())
         return sum(1 for row in rows if row.get("pxname") == service
                    and row.get("svname", "").startswith("app") and row.get("status") == "UP")

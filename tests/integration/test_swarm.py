@@ -53,6 +53,10 @@ def stack(mcfg, before):
 
 def test_the_balancer_finds_replicas_through_dns_and_scales(stack):
     assert stack.url.startswith("http://127.0.0.1:")
+    assert stack.stats_url.startswith("http://127.0.0.1:")  # published on loopback only
+    stack.lb.raw.reload()
+    bound = stack.lb.raw.attrs["HostConfig"]["PortBindings"]
+    assert len(bound) == 2 and all(b["HostIp"] == "127.0.0.1" for bs in bound.values() for b in bs)
     assert len(stack.resolve("tasks.predict")) == 1
     assert requests.get(stack.url + "/healthz", timeout=5).json()["status"] == "ok"
     stack.scale(2)  # returns once the balancer sends to both (it re-resolves every 2 s)
