@@ -74,15 +74,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _SECONDS: dict[str, float] = {}  # this run's seconds per test file, for tests/lanes.py
-_WAITED = [0.0]  # seconds spent waiting for a machine lock since the last report
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # a file's own work, not the time it queued behind another lane's hold of the machine
     name = report.nodeid.split("::", 1)[0]
-    own = max(0.0, report.duration - _WAITED[0])
-    _WAITED[0] = 0.0
-    _SECONDS[name] = _SECONDS.get(name, 0.0) + own
+    _SECONDS[name] = _SECONDS.get(name, 0.0) + lanes.work(report.duration)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -102,7 +99,7 @@ def machine_lock(names: Iterable[str]) -> Iterator[None]:
         for name in sorted(set(names)):
             stack.enter_context(file_lock(Path(tempfile.gettempdir()) /
                                           f"cloudlab-tests-{name}.lock"))
-        _WAITED[0] += time.monotonic() - began
+        lanes.waited(time.monotonic() - began)
         yield
 
 

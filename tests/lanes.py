@@ -32,6 +32,26 @@ RECORD = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cloud
     "test-durations.json"
 
 
+_WAITED = [0.0]  # seconds this process waited for machine locks, not yet left out
+
+
+def waited(seconds: float) -> None:
+    """Note a wait for a machine lock (``tests.conftest.machine_lock``). It is kept here
+    because pytest loads tests/conftest.py twice, as ``conftest`` for its hooks and as
+    ``tests.conftest`` for the test files that import it: this module is loaded once."""
+    _WAITED[0] += seconds
+
+
+def work(duration: float) -> float:
+    """``duration`` less the lock waits noted since the last call: a file's own work.
+
+    >>> waited(2.0); work(5.0), work(5.0)
+    (3.0, 5.0)
+    """
+    own, _WAITED[0] = max(0.0, duration - _WAITED[0]), 0.0
+    return own
+
+
 def plan(seconds: Mapping[str, float], lanes: int) -> list[list[str]]:
     """Split files over ``lanes`` lanes so that the longest lane is short (greedy: longest
     file first, into the lane with the least work so far); each lane's files sorted."""

@@ -34,26 +34,31 @@ def test_record_merges_newest_figures(tmp_path):
     assert lanes.recorded(path) == {}
 
 
-def test_a_wait_for_a_machine_lock_is_not_recorded_as_work(tmp_path, monkeypatch):
-    """A file that queued behind another lane's real node is not planned as a long file."""
+
+def test_a_wait_for_a_machine_lock_is_not_recorded_as_work(tmp_path, monkeypatch, request):
+    """A file that queued behind another lane's real node is not planned as a long file.
+    Wired as in a run: the lock as the test files import it, the hook as pytest loaded it
+    (pytest loads tests/conftest.py a second time, under another name, for its hooks)."""
     import fcntl
     import tempfile
     import threading
     import time
     from types import SimpleNamespace
 
-    from tests import conftest
+    from tests.conftest import machine_lock
 
+    hooks = next(p for p in request.config.pluginmanager.get_plugins()
+                 if getattr(p, "__file__", "") == str(lanes.ROOT / "tests" / "conftest.py"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(conftest, "_SECONDS", {})
-    monkeypatch.setattr(conftest, "_WAITED", [0.0])
+    monkeypatch.setattr(hooks, "_SECONDS", {})
+    lanes.work(0.0)  # nothing noted before this test
     held = open(tmp_path / "cloudlab-tests-demo.lock", "a")  # noqa: SIM115
     fcntl.flock(held, fcntl.LOCK_EX)  # another holder (flock locks are per open file)
     threading.Timer(0.5, lambda: (fcntl.flock(held, fcntl.LOCK_UN), held.close())).start()
     began = time.monotonic()
-    with conftest.machine_lock(["demo"]):
+    with machine_lock(["demo"]):
         time.sleep(0.2)  # the test's own work
     took = time.monotonic() - began
     assert took >= 0.7
-    conftest.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/x.py::t", duration=took))
-    assert 0.15 <= conftest._SECONDS["tests/x.py"] < 0.45, conftest._SECONDS
+    hooks.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/x.py::t", duration=took))
+    assert 0.15 <= hooks._SECONDS["tests/x.py"] < 0.45, hooks._SECONDS
