@@ -245,23 +245,21 @@ def longest_first(paths: Iterable[Path]) -> list[Path]:
     >>> [p.name for p in longest_first([Path("a.ipynb"), Path("07-kubernetes.ipynb")])]
     ['07-kubernetes.ipynb', 'a.ipynb']
     """
-    import json
-
-    try:
-        known = {k: float(v) for k, v in json.loads(MEASURED.read_text()).items()}
-    except (OSError, ValueError):
-        known = {}
-    known |= last_seconds()
+    known = _read_seconds(MEASURED) | last_seconds()
     return sorted(paths, key=lambda nb: -known.get(Path(nb).name, 0.0))
 
 
 def last_seconds() -> dict[str, float]:
     """Each notebook's time in its last passing run with ``jobs > 1`` here ({} before the
     first): :func:`run_all` starts the longest first."""
+    return _read_seconds(_seconds_file())
+
+
+def _read_seconds(path: Path) -> dict[str, float]:
     import json
 
     try:
-        return {k: float(v) for k, v in json.loads(_seconds_file().read_text()).items()}
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
     except (OSError, ValueError, AttributeError):
         return {}
 
